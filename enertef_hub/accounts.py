@@ -1,0 +1,109 @@
+"""The hub's account registry: which incarnation of a username is live, and its credential generation.
+
+Kept in the MLflow database (schema ``PostgresProvisioner.registry_schema``, closed to
+users) so every hub process and the CLI agree. Each function runs on the caller's
+connection and transaction; :func:`lock_username` serialises everything done to one
+username across processes until that transaction ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+
+@dataclass(frozen=True)
+class Account:
+    """One incarnation of one username, as the registry knows it."""
+
+    username: str
+    incarnation: int
+    state: str  #: 'active', 'deleted' or 'purged'
+    generation: int  #: bumped by credential rotation and by deletion
+    ready_generation: int | None  #: generation whose resources were all made; None if unfinished
+
+
+class AccountRegistry:
+    """SQL for the registry tables, in one schema."""
+
+    def __init__(self, schema: str):
+        self.table = sql.Identifier(schema, "accounts")
+        self.members_table = sql.Identifier(schema, "team_members")
+
+    async def lock_username(self, conn: psycopg.AsyncConnection, username: str):
+        """Take the per-username lock until the current transaction ends."""
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"enertef:user:{username}",)
+        )
+
+    async def active(self, conn: psycopg.AsyncConnection, username: str) -> Account | None:
+        """The live incarnation of ``username``, if any."""
+        cur = await conn.execute(
+            sql.SQL(
+                "SELECT username, incarnation, state, generation, ready_generation FROM {}"
+                " WHERE username = %s AND state = 'active'"
+            ).format(self.table),
+            (username,),
+        )
+        row = await cur.fetchone()
+        return Account(*row) if row else None
+
+    async def all(self, conn: psycopg.AsyncConnection, username: str) -> list[Account]:
+        """Every incarnation of ``username``, oldest first."""
+        cur = await conn.execute(
+            sql.SQL(
+                "SELECT username, incarnation, state, generation, ready_generation FROM {}"
+                " WHERE username = %s ORDER BY incarnation"
+            ).format(self.table),
+            (username,),
+        )
+        return [Account(*row) for row in await cur.fetchall()]
+
+    async def ensure_active(self, conn: psycopg.AsyncConnection, username: str) -> Account:
+        """The live incarnation, created (as the next number) if there is none."""
+        account = await self.active(conn, username)
+        if account is not None:
+            return account
+        cur = await conn.execute(
+            sql.SQL(
+                "INSERT INTO {table} (username, incarnation, state)"
+                " SELECT %(u)s, coalesce(max(incarnation), 0) + 1, 'active' FROM {table} WHERE username = %(u)s"
+                " RETURNING username, incarnation, state, generation, ready_generation"
+            ).format(table=self.table),
+            {"u": username},
+        )
+        return Account(*await cur.fetchone())
+
+    async def set_state(self, conn: psycopg.AsyncConnection, account: Account, state: str, *, bump: bool = False):
+        """Move an incarnation to ``state``; ``bump`` invalidates its current secrets."""
+        await conn.execute(
+            sql.SQL(
+                "UPDATE {} SET state = %s, updated_at = now(),"
+                " deleted_at = CASE WHEN %s = 'active' THEN NULL ELSE coalesce(deleted_at, now()) END,"
+                " generation = generation + %s, ready_generation = NULL"
+                " WHERE username = %s AND incarnation = %s"
+            ).format(self.table),
+            (state, state, 1 if bump else 0, account.username, account.incarnation),
+        )
+
+    async def mark_ready(self, conn: psycopg.AsyncConnection, account: Account):
+        """Record that every resource of this generation exists."""
+        await conn.execute(
+            sql.SQL(
+                "UPDATE {} SET ready_generation = generation, updated_at = now()"
+                " WHERE username = %s AND incarnation = %s"
+            ).format(self.table),
+            (account.username, account.incarnation),
+        )
+
+    async def rotate(self, conn: psycopg.AsyncConnection, account: Account):
+        """New secrets on the next provisioning of this incarnation."""
+        await conn.execute(
+            sql.SQL(
+                "UPDATE {} SET generation = generation + 1, updated_at = now()"
+                " WHERE username = %s AND incarnation = %s"
+            ).format(self.table),
+            (account.username, account.incarnation),
+        )

@@ -1,0 +1,330 @@
+"""MinIO: one user, one policy and one bucket per user; one group per team.
+
+A user's MinIO credentials reach only the user's own bucket (and, with teams, the
+team buckets through MinIO groups). MinIO has no transactions, so
+:meth:`MinioProvisioner.ensure_user` returns what it created and
+:meth:`MinioProvisioner.undo` removes exactly that when a later step fails.
+
+minio-py is synchronous; the async methods run it in a worker thread so the hub's
+event loop never waits on HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from urllib.parse import urlsplit
+
+import urllib3
+from minio import Minio, MinioAdmin
+from minio.credentials import StaticProvider
+from minio.deleteobjects import DeleteObject
+from minio.error import MinioAdminException, S3Error
+from traitlets import Float, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from ..errors import ConfigurationError, ProvisioningError, ServiceUnavailableError
+from ..naming import TeamResources, UserResources
+
+
+def make_bucket_policy(buckets: list[str]) -> dict:
+    """IAM policy allowing everything on ``buckets`` and their objects, nothing else (pure)."""
+    resources = []
+    for bucket in buckets:
+        resources += [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": resources}],
+    }
+
+
+class MinioProvisioner(LoggingConfigurable):
+    """Creates, repairs, revokes and purges users' and teams' MinIO access."""
+
+    endpoint = Unicode(
+        config=True,
+        help="""URL of the MinIO S3 API the hub administers, e.g. ``http://minio:9000``.
+        Defaults to the ``ENERTEF_MINIO_ENDPOINT`` environment variable.""",
+    )
+
+    @default("endpoint")
+    def _endpoint_default(self):
+        return os.environ.get("ENERTEF_MINIO_ENDPOINT", "")
+
+    user_endpoint = Unicode(
+        config=True,
+        help="""URL of the MinIO S3 API as users' servers reach it (``AWS_ENDPOINT_URL``
+        and ``MLFLOW_S3_ENDPOINT_URL``). Empty: the same as ``endpoint``.""",
+    )
+
+    access_key = Unicode(
+        config=True,
+        help="""Access key of a MinIO admin (root user or a user with admin policy).
+        Defaults to ``ENERTEF_MINIO_ACCESS_KEY``. Never passed to users' servers.""",
+    )
+
+    @default("access_key")
+    def _access_key_default(self):
+        return os.environ.get("ENERTEF_MINIO_ACCESS_KEY", "")
+
+    secret_key = Unicode(
+        config=True,
+        help="""Secret key of the MinIO admin. Defaults to ``ENERTEF_MINIO_SECRET_KEY``.
+        Never logged, never passed to users' servers.""",
+    )
+
+    @default("secret_key")
+    def _secret_key_default(self):
+        return os.environ.get("ENERTEF_MINIO_SECRET_KEY", "")
+
+    region = Unicode(
+        "us-east-1",
+        config=True,
+        help="""S3 region name given to users' servers (``AWS_DEFAULT_REGION``); MinIO's
+        default is ``us-east-1``.""",
+    )
+
+    timeout = Float(
+        5.0,
+        config=True,
+        help="""Seconds to wait for MinIO before telling the user it is unreachable.""",
+    )
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._clients: tuple[Minio, MinioAdmin] | None = None
+
+    # -- clients -----------------------------------------------------------------
+
+    @property
+    def public_endpoint(self) -> str:
+        """The S3 URL users' servers use."""
+        return self.user_endpoint or self.endpoint
+
+    def _get_clients(self) -> tuple[Minio, MinioAdmin]:
+        if self._clients is None:
+            if not (self.endpoint and self.access_key and self.secret_key):
+                raise ConfigurationError(
+                    "MinIO is not configured: set MinioProvisioner.endpoint, access_key and"
+                    " secret_key (or ENERTEF_MINIO_ENDPOINT, ENERTEF_MINIO_ACCESS_KEY,"
+                    " ENERTEF_MINIO_SECRET_KEY)."
+                )
+            parts = urlsplit(self.endpoint)
+            secure = parts.scheme == "https"
+            # Fail fast when MinIO is down: one retry, short timeouts (minio-py's
+            # default retries for minutes, which would hang a spawn).
+            http = urllib3.PoolManager(
+                timeout=urllib3.Timeout(connect=self.timeout, read=max(self.timeout, 30)),
+                maxsize=32,
+                retries=urllib3.Retry(total=1, backoff_factor=0.1, status_forcelist=[502, 503, 504]),
+            )
+            s3 = Minio(
+                parts.netloc, access_key=self.access_key, secret_key=self.secret_key,
+                secure=secure, region=self.region, http_client=http,
+            )
+            admin = MinioAdmin(
+                endpoint=parts.netloc, credentials=StaticProvider(self.access_key, self.secret_key),
+                secure=secure, http_client=http,
+            )
+            self._clients = (s3, admin)
+        return self._clients
+
+    async def _run(self, func, *args):
+        try:
+            return await asyncio.to_thread(func, *args)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ServiceUnavailableError(
+                f"The object storage (MinIO at {self.endpoint}) is unreachable"
+                f" ({type(exc).__name__}). Nothing was changed. Ask an admin to check that"
+                " MinIO is running, then start your server again."
+            ) from None
+        except (S3Error, MinioAdminException) as exc:
+            raise ProvisioningError(
+                f"The object storage (MinIO at {self.endpoint}) refused a request:"
+                f" {_describe(exc)}. Ask an admin to run `enertef-hub check`."
+            ) from None
+
+    # -- users ---------------------------------------------------------------------
+
+    async def user_is_ready(self, resources: UserResources) -> bool:
+        """True if alice's MinIO user is enabled with her policy and her bucket exists."""
+        return await self._run(self._user_is_ready, resources)
+
+    def _user_is_ready(self, resources: UserResources) -> bool:
+        s3, admin = self._get_clients()
+        info = self._user_info(admin, resources.minio_user)
+        if not info or info.get("status") != "enabled" or resources.policy not in _policies(info):
+            return False
+        return s3.bucket_exists(resources.bucket)
+
+    async def ensure_user(self, resources: UserResources, secret: str) -> list[tuple[str, str]]:
+        """Create or repair alice's bucket, policy and user; return what was created."""
+        return await self._run(self._ensure_user, resources, secret)
+
+    def _ensure_user(self, resources: UserResources, secret: str) -> list[tuple[str, str]]:
+        s3, admin = self._get_clients()
+        created: list[tuple[str, str]] = []
+        try:
+            if not s3.bucket_exists(resources.bucket):
+                s3.make_bucket(resources.bucket)
+                created.append(("bucket", resources.bucket))
+            if not self._policy_exists(admin, resources.policy):
+                created.append(("policy", resources.policy))
+            admin.policy_add(resources.policy, policy=make_bucket_policy([resources.bucket]))
+            if not self._user_info(admin, resources.minio_user):
+                created.append(("user", resources.minio_user))
+            # Creates the user, or sets the (derived) secret and re-enables it.
+            admin.user_add(resources.minio_user, secret)
+            admin.policy_set(resources.policy, user=resources.minio_user)
+        except BaseException:
+            self._undo(created)
+            raise
+        return created
+
+    async def undo(self, created: list[tuple[str, str]]):
+        """Remove what :meth:`ensure_user` created (a later step of the provisioning failed)."""
+        await self._run(self._undo, created)
+
+    def _undo(self, created: list[tuple[str, str]]):
+        s3, admin = self._get_clients()
+        for kind, name in reversed(created):
+            try:
+                if kind == "user":
+                    admin.user_remove(name)
+                elif kind == "policy":
+                    admin.policy_remove(name)
+                elif kind == "bucket":
+                    s3.remove_bucket(name)  # only ever empty: we just made it
+            except Exception as exc:  # undo is best effort; the next spawn repairs
+                self.log.warning("Could not undo MinIO %s %s: %s", kind, name, _describe(exc))
+
+    async def revoke_user(self, resources: UserResources):
+        """Remove alice's MinIO user (her keys stop working at once); keep her bucket."""
+        await self._run(self._revoke_user, resources)
+
+    def _revoke_user(self, resources: UserResources):
+        _, admin = self._get_clients()
+        if self._user_info(admin, resources.minio_user):
+            admin.user_remove(resources.minio_user)
+        if self._policy_exists(admin, resources.policy):
+            admin.policy_remove(resources.policy)
+
+    async def purge_user(self, resources: UserResources):
+        """Revoke alice and delete her bucket with every object in it."""
+        await self.revoke_user(resources)
+        await self._run(self._delete_bucket, resources.bucket)
+
+    def _delete_bucket(self, bucket: str):
+        s3, _ = self._get_clients()
+        if not s3.bucket_exists(bucket):
+            return
+        objects = (DeleteObject(o.object_name, o.version_id)
+                   for o in s3.list_objects(bucket, recursive=True, include_version=True))
+        for error in s3.remove_objects(bucket, objects):
+            raise ProvisioningError(f"Could not delete {error.name} from bucket {bucket}: {error.message}")
+        s3.remove_bucket(bucket)
+
+    async def user_state(self, resources: UserResources) -> dict:
+        """What exists of alice's MinIO access (for ``status``)."""
+        return await self._run(self._user_state, resources)
+
+    def _user_state(self, resources: UserResources) -> dict:
+        s3, admin = self._get_clients()
+        info = self._user_info(admin, resources.minio_user)
+        bucket_exists = s3.bucket_exists(resources.bucket)
+        objects = sum(1 for _ in s3.list_objects(resources.bucket, recursive=True)) if bucket_exists else 0
+        return {
+            "minio_user": resources.minio_user,
+            "minio_user_status": (info or {}).get("status", "absent"),
+            "policies": _policies(info or {}),
+            "bucket": resources.bucket,
+            "bucket_exists": bucket_exists,
+            "objects": objects,
+        }
+
+    # -- teams ------------------------------------------------------------------------
+
+    async def ensure_team(self, team: TeamResources, members: list[str]):
+        """Create or repair a team's bucket, policy and group; set the group's members exactly."""
+        await self._run(self._ensure_team, team, members)
+
+    def _ensure_team(self, team: TeamResources, members: list[str]):
+        s3, admin = self._get_clients()
+        if not s3.bucket_exists(team.bucket):
+            s3.make_bucket(team.bucket)
+        admin.policy_add(team.policy, policy=make_bucket_policy([team.bucket]))
+        current = set(self._group_info(admin, team.group).get("members") or [])
+        wanted = set(members)
+        if wanted - current or not current:
+            # group_add creates the group if needed; an empty group cannot be created.
+            if wanted:
+                admin.group_add(team.group, sorted(wanted))
+        if current - wanted:
+            admin.group_remove(team.group, sorted(current - wanted))
+        if wanted:
+            admin.policy_set(team.policy, group=team.group)
+
+    async def check(self) -> str:
+        """Round trip to the admin API; returns the server's version (for ``check``)."""
+        return await self._run(self._check)
+
+    def _check(self) -> str:
+        _, admin = self._get_clients()
+        info = json.loads(admin.info())
+        servers = info.get("servers") or [{}]
+        return servers[0].get("version", "unknown")
+
+    # -- helpers ----------------------------------------------------------------------
+
+    @staticmethod
+    def _user_info(admin: MinioAdmin, access_key: str) -> dict | None:
+        try:
+            return json.loads(admin.user_info(access_key))
+        except MinioAdminException as exc:
+            if _admin_code(exc) == "XMinioAdminNoSuchUser":
+                return None
+            raise
+
+    @staticmethod
+    def _policy_exists(admin: MinioAdmin, name: str) -> bool:
+        try:
+            admin.policy_info(name)
+            return True
+        except MinioAdminException as exc:
+            if _admin_code(exc) == "XMinioAdminNoSuchPolicy":
+                return False
+            raise
+
+    @staticmethod
+    def _group_info(admin: MinioAdmin, group: str) -> dict:
+        try:
+            return json.loads(admin.group_info(group))
+        except MinioAdminException as exc:
+            if _admin_code(exc) == "XMinioAdminNoSuchGroup":
+                return {}
+            raise
+
+
+def _policies(info: dict) -> list[str]:
+    names = info.get("policyName") or ""
+    return [p for p in names.split(",") if p]
+
+
+def _admin_code(exc: MinioAdminException) -> str:
+    try:
+        return json.loads(exc._body).get("Code", "")
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, S3Error):
+        return f"{exc.code}: {exc.message}"
+    if isinstance(exc, MinioAdminException):
+        try:
+            body = json.loads(exc._body)
+            return f"{body.get('Code')}: {body.get('Message')}"
+        except ValueError:
+            return f"HTTP {exc._code}"
+    return type(exc).__name__

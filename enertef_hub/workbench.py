@@ -1,0 +1,335 @@
+"""The provisioning core shared by both spawners, the authenticator and the CLI.
+
+:class:`Workbench` turns a username into a ready MLflow store and MinIO access and
+back. It holds no state of its own beyond connection pools: the account registry
+in PostgreSQL says which incarnation of a name is live and which credential
+generation is applied, so any hub process (or the CLI) can repair what another
+left unfinished.
+
+Provisioning of one user runs in one PostgreSQL transaction holding that user's
+advisory lock: concurrent spawns of the same user queue instead of racing, and a
+failure anywhere (database, MinIO) rolls the database back and undoes what MinIO
+created in this attempt, so nothing half-made remains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from traitlets import Bool, Instance, Integer, Unicode, default
+from traitlets.config import SingletonConfigurable
+
+from . import events
+from .accounts import Account, AccountRegistry
+from .credentials import derive_secret
+from .environment import make_user_environment
+from .errors import ConfigurationError, ProvisioningError
+from .naming import UserResources, make_team_resources, make_user_resources, normalize_username
+from .provisioners.minio import MinioProvisioner
+from .provisioners.postgres import PostgresProvisioner
+
+
+@dataclass
+class ProvisionResult:
+    """What one provisioning produced: the names, and the environment of the user's server."""
+
+    resources: UserResources
+    environment: dict[str, str] = field(repr=False)
+    created: bool  #: False when everything already existed (the fast path)
+    seconds: float
+
+
+class Workbench(SingletonConfigurable):
+    """Provisions, revokes and purges each user's MLflow store and object storage."""
+
+    secret_key = Unicode(
+        config=True,
+        help="""Key from which every user's database password and MinIO secret key are
+        derived (HMAC), so nothing secret is stored and credentials stay stable across
+        spawns. At least 32 random characters; changing it changes every user's
+        credentials at their next spawn. Defaults to ``ENERTEF_SECRET_KEY``.""",
+    )
+
+    @default("secret_key")
+    def _secret_key_default(self):
+        return os.environ.get("ENERTEF_SECRET_KEY", "")
+
+    purge_on_delete = Bool(
+        False,
+        config=True,
+        help="""What deleting a user in the Hub admin panel does to the user's data.
+        False (default): access is revoked at once, the schema and bucket are kept (an
+        admin can restore them with ``enertef-hub restore``). True: they are deleted.""",
+    )
+
+    prepare_mlflow_tables = Bool(
+        True,
+        config=True,
+        help="""Create the MLflow tables in a new user's schema while the server starts,
+        so the user's first MLflow call does not wait for MLflow's migrations (~1.5 s).""",
+    )
+
+    mlflow_python = Unicode(
+        config=True,
+        help="""Python interpreter, with MLflow installed, that prepares users' MLflow
+        tables (``python -m enertef_hub.mlflow_tables``). Default: the hub's own.""",
+    )
+
+    @default("mlflow_python")
+    def _mlflow_python_default(self):
+        return sys.executable
+
+    mlflow_tables_timeout = Integer(
+        180,
+        config=True,
+        help="""Seconds to wait for the MLflow tables of a new store to be created.""",
+    )
+
+    postgres = Instance(PostgresProvisioner)
+    minio = Instance(MinioProvisioner)
+
+    @default("postgres")
+    def _postgres_default(self):
+        return PostgresProvisioner(parent=self, log=self.log)
+
+    @default("minio")
+    def _minio_default(self):
+        return MinioProvisioner(parent=self, log=self.log)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._registry = AccountRegistry(self.postgres.registry_schema)
+
+    # -- provisioning -----------------------------------------------------------
+
+    async def provision(self, username: str, teams=(), actor: str | None = None) -> ProvisionResult:
+        """Make sure ``username`` has a store, a bucket and credentials; return the server environment.
+
+        Idempotent and safe to call concurrently for the same user. Raises
+        ProvisioningError (a plain-words message) and leaves nothing half-made.
+        """
+        started = time.perf_counter()
+        name = normalize_username(username)
+        self._check_secret_key()
+        async with self.postgres.connection() as conn:
+            account = await self._registry.active(conn, name)
+            if account is not None and account.ready_generation == account.generation:
+                resources = make_user_resources(name, account.incarnation)
+                state = await self.postgres.store_state(conn, resources)
+                if state["can_login"] and state["schema_exists"] and await self.minio.user_is_ready(resources):
+                    return self._result(resources, account, teams, created=False, started=started)
+            async with conn.transaction():
+                await self._registry.lock_username(conn, name)
+                account = await self._registry.ensure_active(conn, name)
+                resources = make_user_resources(name, account.incarnation)
+                await self.postgres.ensure_user_store(conn, resources, self._db_password(resources, account))
+                created = await self.minio.ensure_user(resources, self._minio_secret(resources, account))
+                try:
+                    await self._registry.mark_ready(conn, account)
+                except BaseException:
+                    await self.minio.undo(created)
+                    raise
+        result = self._result(resources, account, teams, created=True, started=started)
+        events.log_event(
+            self.log, "provisioned", name, actor, incarnation=account.incarnation,
+            generation=account.generation, role=resources.role, bucket=resources.bucket,
+            seconds=round(result.seconds, 4),
+        )
+        return result
+
+    def _result(self, resources, account: Account, teams, *, created: bool, started: float) -> ProvisionResult:
+        env = make_user_environment(
+            tracking_uri=self.postgres.user_uri(resources, self._db_password(resources, account)),
+            bucket=resources.bucket,
+            access_key=resources.minio_user,
+            secret_key=self._minio_secret(resources, account),
+            s3_endpoint=self.minio.public_endpoint,
+            region=self.minio.region,
+            teams=[make_team_resources(t).team for t in teams],
+        )
+        return ProvisionResult(resources, env, created, time.perf_counter() - started)
+
+    def _check_secret_key(self):
+        if len(self.secret_key) < 16:
+            raise ConfigurationError(
+                "Workbench.secret_key is missing or shorter than 16 characters: set"
+                " ENERTEF_SECRET_KEY to a long random string (e.g. `openssl rand -hex 32`)."
+            )
+
+    def _db_password(self, resources: UserResources, account: Account) -> str:
+        return derive_secret(self.secret_key, "postgres", resources, account.generation)
+
+    def _minio_secret(self, resources: UserResources, account: Account) -> str:
+        return derive_secret(self.secret_key, "minio", resources, account.generation)
+
+    async def ensure_mlflow_tables(self, result: ProvisionResult):
+        """Create MLflow's tables in the user's schema unless they exist (as the user's role).
+
+        Runs MLflow in a subprocess so the hub never imports it; the secrets go
+        through the subprocess's environment, never its command line.
+        """
+        if not self.prepare_mlflow_tables:
+            return
+        async with self.postgres.connection() as conn:
+            state = await self.postgres.store_state(conn, result.resources)
+        if state["mlflow_tables"]:
+            return
+        env = dict(os.environ)
+        for key in list(env):
+            if key.startswith("ENERTEF_") or key.startswith("AWS_") or key.startswith("MLFLOW_"):
+                del env[key]
+        env.update(result.environment)
+        proc = await asyncio.create_subprocess_exec(
+            self.mlflow_python, "-m", "enertef_hub.mlflow_tables",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            output, _ = await asyncio.wait_for(proc.communicate(), self.mlflow_tables_timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            raise ProvisioningError(
+                "Preparing your MLflow store took too long. Your server can still be used;"
+                " ask an admin to check the database load."
+            ) from None
+        if proc.returncode != 0:
+            self.log.error("Preparing MLflow tables of %s failed:\n%s", result.resources.username,
+                           output.decode(errors="replace")[-2000:])
+            raise ProvisioningError(
+                "Preparing your MLflow store failed (details in the hub log). Ask an admin to"
+                " run `enertef-hub check`."
+            )
+
+    # -- revocation, purge, restore, rotation --------------------------------------
+
+    async def deprovision(self, username: str, purge: bool | None = None, actor: str | None = None) -> dict:
+        """Revoke ``username``'s access everywhere, at once; keep or purge the data.
+
+        With purge, the data of every kept earlier incarnation is deleted as well.
+        Returns a summary of what was done.
+        """
+        name = normalize_username(username)
+        purge = self.purge_on_delete if purge is None else purge
+        done = {"user": name, "revoked": [], "purged": []}
+        async with self.postgres.connection() as conn:
+            async with conn.transaction():
+                await self._registry.lock_username(conn, name)
+                for account in await self._registry.all(conn, name):
+                    resources = make_user_resources(name, account.incarnation)
+                    if account.state == "active":
+                        await self.postgres.revoke_user(conn, resources)
+                        await self.minio.revoke_user(resources)
+                        await self._registry.set_state(conn, account, "deleted", bump=True)
+                        done["revoked"].append(account.incarnation)
+                        events.log_event(self.log, "deprovisioned", name, actor,
+                                         incarnation=account.incarnation, data="purged" if purge else "kept")
+                    if purge and account.state != "purged":
+                        await self.postgres.purge_user(conn, resources)
+                        await self.minio.purge_user(resources)
+                        await self._registry.set_state(conn, account, "purged")
+                        done["purged"].append(account.incarnation)
+                        events.log_event(self.log, "purged", name, actor, incarnation=account.incarnation)
+        return done
+
+    async def restore(self, username: str, incarnation: int, actor: str | None = None) -> ProvisionResult:
+        """Give ``username`` back the kept data of an earlier, deleted incarnation.
+
+        The current incarnation, if any, is deleted with its data kept (so nothing is
+        lost), then the restored one becomes live with fresh credentials.
+        """
+        name = normalize_username(username)
+        async with self.postgres.connection() as conn:
+            async with conn.transaction():
+                await self._registry.lock_username(conn, name)
+                accounts = {a.incarnation: a for a in await self._registry.all(conn, name)}
+                target = accounts.get(incarnation)
+                if target is None or target.state != "deleted":
+                    kept = [a.incarnation for a in accounts.values() if a.state == "deleted"]
+                    raise ProvisioningError(
+                        f"{name} has no kept data of incarnation {incarnation} to restore"
+                        f" (kept incarnations: {kept or 'none'})."
+                    )
+                for account in accounts.values():
+                    if account.state == "active":
+                        resources = make_user_resources(name, account.incarnation)
+                        await self.postgres.revoke_user(conn, resources)
+                        await self.minio.revoke_user(resources)
+                        await self._registry.set_state(conn, account, "deleted", bump=True)
+                await self._registry.set_state(conn, target, "active")
+        events.log_event(self.log, "restored", name, actor, incarnation=incarnation)
+        return await self.provision(name, actor=actor)
+
+    async def rotate(self, username: str, actor: str | None = None) -> ProvisionResult:
+        """Give ``username`` new credentials now; running servers keep the old ones until restarted."""
+        name = normalize_username(username)
+        async with self.postgres.connection() as conn:
+            async with conn.transaction():
+                await self._registry.lock_username(conn, name)
+                account = await self._registry.active(conn, name)
+                if account is None:
+                    raise ProvisioningError(f"{name} has no active account to rotate; provision it first.")
+                await self._registry.rotate(conn, account)
+        events.log_event(self.log, "rotated", name, actor)
+        return await self.provision(name, actor=actor)
+
+    # -- inspection -------------------------------------------------------------------
+
+    async def status(self, username: str) -> dict:
+        """Lifecycle state and resources of every incarnation of ``username``."""
+        name = normalize_username(username)
+        async with self.postgres.connection() as conn:
+            accounts = await self._registry.all(conn, name)
+            incarnations = []
+            for account in accounts:
+                resources = make_user_resources(name, account.incarnation)
+                entry = {
+                    "incarnation": account.incarnation,
+                    "state": account.state,
+                    "generation": account.generation,
+                    "ready": account.ready_generation == account.generation,
+                }
+                entry.update(await self.postgres.store_state(conn, resources))
+                entry.update(await self.minio.user_state(resources))
+                incarnations.append(entry)
+        active = [a for a in accounts if a.state == "active"]
+        return {
+            "user": name,
+            "state": "active" if active else ("deleted" if accounts else "unknown"),
+            "incarnations": incarnations,
+        }
+
+    async def check(self) -> list[tuple[str, bool, str]]:
+        """Connectivity and configuration checks: ``(what, ok, detail)`` rows."""
+        rows = []
+        rows.append(("secret key", len(self.secret_key) >= 16,
+                     "set" if len(self.secret_key) >= 16 else "ENERTEF_SECRET_KEY missing or too short"))
+        try:
+            started = time.perf_counter()
+            async with self.postgres.connection() as conn:
+                cur = await conn.execute("SELECT current_user, version()")
+                user, version = await cur.fetchone()
+            rows.append(("postgresql", True, f"{self.postgres.display_address} as {user}:"
+                         f" {version.split(',')[0]} ({(time.perf_counter() - started) * 1000:.1f} ms)"))
+        except Exception as exc:
+            rows.append(("postgresql", False, str(exc)))
+        try:
+            started = time.perf_counter()
+            version = await self.minio.check()
+            rows.append(("minio", True, f"{self.minio.endpoint}: {version}"
+                         f" ({(time.perf_counter() - started) * 1000:.1f} ms)"))
+        except Exception as exc:
+            rows.append(("minio", False, str(exc)))
+        return rows
+
+    async def close(self):
+        """Release connection pools."""
+        await self.postgres.close()
+
+
+def tracking_uri_with_options(uri: str, options: str) -> str:
+    """Append a libpq ``options`` string (e.g. ``-c role=t_team1``) to a SQLAlchemy URI (pure)."""
+    return f"{uri}{'&' if '?' in uri else '?'}options={quote(options)}"
