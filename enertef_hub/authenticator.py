@@ -1,0 +1,215 @@
+"""EnerTEFAuthenticator: sign-up, admin approval and deletion through the Hub.
+
+Built on NativeAuthenticator (accounts and bcrypt password hashes in the hub's own
+database, a sign-up page, an admin approval page), with three changes:
+
+- usernames follow ``enertef_hub.naming`` (ASCII letters and digits, lower-cased,
+  reserved names refused), and a refused name is explained on the sign-up form;
+- a user may log in only once an admin has approved the sign-up (or is listed in
+  ``Authenticator.admin_users``); JupyterHub >= 5 otherwise refuses everybody
+  unless ``allow_all`` is set, which would let unapproved sign-ups in;
+- deleting a user in the admin panel (or ``DELETE /hub/api/users/NAME``) first
+  revokes the user's database login and MinIO keys through the Workbench, so
+  access ends at once; data is kept or purged by ``Workbench.purge_on_delete``.
+
+Lifecycle events (sign-up, approval, deletion) are logged as one structured line
+each (``enertef_hub.events``).
+"""
+
+from __future__ import annotations
+
+from nativeauthenticator import NativeAuthenticator
+from tornado import web
+from traitlets import Bool, Integer, Unicode, default
+
+from . import naming
+from .errors import EnerTEFError
+from .events import log_event
+from .handlers import (
+    BCRYPT_MAX_PASSWORD_BYTES,
+    DiscardHandler,
+    LoginHandler,
+    SignUpHandler,
+    ToggleAuthorizationHandler,
+)
+
+#: NativeAuthenticator routes replaced by ours (see enertef_hub.handlers for why).
+_REPLACED_HANDLERS = {
+    r"/login": LoginHandler,
+    r"/signup": SignUpHandler,
+    r"/authorize/([^/]*)": ToggleAuthorizationHandler,
+    r"/discard/([^/]*)": DiscardHandler,
+}
+
+
+class EnerTEFAuthenticator(NativeAuthenticator):
+    """Native accounts with admin approval, EnerTEF usernames and revocation on delete.
+
+    Configure it as ``c.JupyterHub.authenticator_class = "enertef"``; admins come
+    from ``c.Authenticator.admin_users`` and approve sign-ups at ``/hub/authorize``.
+    Password rules and the failed-login lockout are NativeAuthenticator's options
+    (``minimum_password_length``, ``check_common_password``,
+    ``allowed_failed_logins``, ``seconds_before_next_try``), with safer defaults.
+    """
+
+    waiting_for_approval_message = Unicode(
+        "Your account '{username}' has been created and is waiting for approval by an"
+        " administrator. You can log in as soon as it is approved; until then logging"
+        " in is refused.",
+        config=True,
+        help="""Message shown after a sign-up that needs approval, and when such a
+        user tries to log in before being approved. ``{username}`` is replaced by the
+        (normalised) username. Say here how users reach your admins, e.g.
+        "... write to ml-admins@example.org".""",
+    )
+
+    revoke_on_delete = Bool(
+        True,
+        config=True,
+        help="""Revoke a user's database login and MinIO keys (``Workbench.deprovision``)
+        when an admin deletes the user in the Hub. Data is then kept or purged as
+        ``Workbench.purge_on_delete`` says. Turn off only if you revoke access by other
+        means (e.g. ``enertef-hub deprovision USER``): a deleted user whose access is
+        not revoked can keep using their old credentials from a running process.""",
+    )
+
+    # NativeAuthenticator's defaults accept one-character passwords and never lock
+    # an account; a workbench holding research data wants a little more.
+    @default("minimum_password_length")
+    def _default_minimum_password_length(self):
+        return 8
+
+    @default("check_common_password")
+    def _default_check_common_password(self):
+        return True
+
+    @default("allowed_failed_logins")
+    def _default_allowed_failed_logins(self):
+        return 5
+
+    # Admin approval *is* the allow configuration: silence JupyterHub 5's
+    # "No allow config found, it's possible that nobody can login" warning.
+    @default("any_allow_config")
+    def _default_any_allow_config(self):
+        return True
+
+    # ------------------------------------------------------------------ names
+
+    def username_problem(self, username) -> str | None:
+        """Why ``username`` (as typed) cannot be an account name, or None if it can.
+
+        The message is meant for the person who typed it (sign-up form).
+        """
+        try:
+            naming.normalize_username(username)
+        except naming.InvalidNameError as error:
+            return str(error)
+        return None
+
+    def normalize_username(self, username):
+        """Lower-case a valid name (and apply ``username_map``); leave others as they are.
+
+        Invalid names are not raised on here because JupyterHub calls this from
+        many places (REST API, start-up) and expects a string back; it then asks
+        ``validate_username``, which refuses them, so the API answers 400.
+        """
+        try:
+            name = naming.normalize_username(username)
+        except naming.InvalidNameError:
+            return username
+        return self.username_map.get(name, name)
+
+    def validate_username(self, username):
+        """Accept only names that ``enertef_hub.naming`` accepts and has normalised."""
+        try:
+            valid = naming.normalize_username(username) == username
+        except naming.InvalidNameError:
+            return False
+        return valid and super().validate_username(username)
+
+    # ----------------------------------------------------------------- access
+
+    def check_allowed(self, username, authentication=None):
+        """Allow a user iff an admin approved the sign-up or the user is a configured admin."""
+        if username in self.admin_users:
+            return True
+        info = self.get_user(username)
+        return bool(info is not None and info.is_authorized)
+
+    def password_matches(self, info, password) -> bool:
+        """Compare ``password`` with a user's stored hash; never raises on odd input."""
+        if not isinstance(password, str):
+            return False
+        if len(password.encode("utf-8", "surrogatepass")) > BCRYPT_MAX_PASSWORD_BYTES:
+            # bcrypt >= 5 raises on these; no stored password can be this long.
+            return False
+        try:
+            return info.is_valid_password(password)
+        except ValueError:
+            return False
+
+    async def authenticate(self, handler, data):
+        """Check a login form: valid name, existing approved account, matching password."""
+        username = data.get("username")
+        password = data.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            return None
+        if self.username_problem(username) is not None:
+            return None
+        if len(password.encode("utf-8", "surrogatepass")) > BCRYPT_MAX_PASSWORD_BYTES:
+            name = self.normalize_username(username)
+            if self.get_user(name) is not None:
+                self.add_login_attempt(name)
+            return None
+        return await super().authenticate(handler, {**data, "username": username})
+
+    # -------------------------------------------------------------- lifecycle
+
+    def create_user(self, username, password, **kwargs):
+        """Record a sign-up (NativeAuthenticator) and log it as a lifecycle event."""
+        info = super().create_user(username, password, **kwargs)
+        if info is not None:
+            log_event(
+                self.log,
+                "signup",
+                info.username,
+                actor=info.username,
+                approved=bool(info.is_authorized),
+            )
+        return info
+
+    @property
+    def workbench(self):
+        """The hub's Workbench (imported lazily: its provisioners are heavier than auth)."""
+        from .workbench import Workbench
+
+        return Workbench.instance(config=self.config)
+
+    async def delete_user(self, user, actor=None):
+        """Revoke the user's resources, then forget the account.
+
+        Revocation comes first: if PostgreSQL or MinIO cannot be reached, the
+        deletion fails with a message and the account stays as it was, so the
+        admin can simply retry; a half-deleted user who still holds working
+        credentials would be worse.
+        """
+        name = user.name
+        if self.revoke_on_delete:
+            try:
+                await self.workbench.deprovision(name, actor=actor)
+            except EnerTEFError as error:
+                self.log.error("Deleting user %s failed: access not revoked: %s", name, error)
+                raise web.HTTPError(
+                    503,
+                    f"User {name} was not deleted because their access could not be"
+                    f" revoked: {error}",
+                ) from error
+        super().delete_user(user)
+        log_event(self.log, "user-deleted", name, actor=actor, revoked=self.revoke_on_delete)
+
+    def get_handlers(self, app):
+        """NativeAuthenticator's pages, with the handlers in enertef_hub.handlers swapped in."""
+        return [
+            (route, _REPLACED_HANDLERS.get(route, handler))
+            for route, handler in super().get_handlers(app)
+        ]

@@ -1,0 +1,232 @@
+"""Hub pages of the EnerTEF authenticator: NativeAuthenticator's, made safe.
+
+NativeAuthenticator 1.3.0 provides the sign-up, login and approval pages. Four of
+its handlers are replaced here (see ``EnerTEFAuthenticator.get_handlers``), each
+for a reason that a user or an admin would otherwise hit:
+
+- ``/login``: its ``post()`` uses ``self.statsd``, which JupyterHub 6 removed, and
+  its ``_render()`` does not accept the keywords (``sync=True`` ...) JupyterHub's
+  ``LoginHandler.render_template`` passes when it renders an error as the login
+  form. Both made every POST /hub/login a 500 on JupyterHub 6.1. Ours works on 5.5
+  and 6.x without touching JupyterHub itself.
+- ``/signup``: it checked names only for spaces, commas and slashes, answered every
+  refusal with status 200 and a vague message, and crashed (500) on passwords
+  longer than bcrypt's 72 bytes. Ours checks the name with ``enertef_hub.naming``
+  first and answers 4xx with the reason.
+- ``/authorize/NAME``: it crashed on unknown names and logged nothing. Ours answers
+  404 and logs the approval as a lifecycle event.
+- ``/discard/NAME``: it called ``Authenticator.delete_user`` without awaiting it,
+  which silently does nothing now that ``delete_user`` revokes resources (async).
+
+Templates are NativeAuthenticator's own (``native-login.html``, ``signup.html``):
+only the messages differ, so nothing is copied.
+"""
+
+from __future__ import annotations
+
+from jupyterhub.utils import maybe_future
+from nativeauthenticator.handlers import DiscardHandler as NativeDiscardHandler
+from nativeauthenticator.handlers import LocalBase
+from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
+from nativeauthenticator.handlers import SignUpHandler as NativeSignUpHandler
+from nativeauthenticator.handlers import admin_users_scope
+from nativeauthenticator.orm import UserInfo
+from tornado import web
+from tornado.escape import url_escape
+from tornado.httputil import url_concat
+
+from .events import log_event
+
+#: bcrypt refuses (bcrypt >= 5: raises) passwords longer than this many bytes.
+BCRYPT_MAX_PASSWORD_BYTES = 72
+
+
+def password_problem(authenticator, password: str) -> str | None:
+    """Why ``password`` cannot be used for a new account, or None if it can.
+
+    Uses NativeAuthenticator's own rules (``minimum_password_length``,
+    ``check_common_password``) plus bcrypt's hard upper limit.
+    """
+    if len(password.encode("utf-8", "surrogatepass")) > BCRYPT_MAX_PASSWORD_BYTES:
+        return (
+            f"The password is longer than {BCRYPT_MAX_PASSWORD_BYTES} bytes, which cannot be"
+            " stored safely; please choose a shorter one."
+        )
+    if len(password) < authenticator.minimum_password_length:
+        return (
+            f"The password is too short: use at least {authenticator.minimum_password_length}"
+            " characters."
+        )
+    if authenticator.check_common_password and authenticator.is_password_common(password):
+        return "This password is too common and easy to guess; please choose another."
+    return None
+
+
+class SignUpHandler(NativeSignUpHandler):
+    """``/hub/signup``: refuse bad names and passwords with a 4xx and the reason.
+
+    Valid requests are handed to NativeAuthenticator's handler (with the username
+    replaced by its normalised form), so reCAPTCHA, e-mail and 2FA options keep
+    working as documented there.
+    """
+
+    async def post(self):
+        if not self.authenticator.enable_signup:
+            raise web.HTTPError(404)
+        # Missing fields raise tornado's MissingArgumentError: a 400 page naming the field.
+        raw_name = self.get_body_argument("username", strip=False)
+        password = self.get_body_argument("signup_password", strip=False)
+        confirmation = self.get_body_argument("signup_password_confirmation", strip=False)
+
+        problem = self.authenticator.username_problem(raw_name)
+        status = 400
+        if problem is None:
+            username = self.authenticator.normalize_username(raw_name)
+            if self.authenticator.user_exists(username):
+                problem = f"The username '{username}' is already taken; please choose another."
+                status = 409
+            elif password != confirmation:
+                problem = "The password and its confirmation differ; please type them again."
+            else:
+                problem = password_problem(self.authenticator, password)
+        if problem is not None:
+            self.log.info("Sign-up refused (%s)", problem)
+            await self._refuse(status, problem)
+            return
+
+        # NativeAuthenticator compares the raw field with admin_users: give it the
+        # normalised name so "Boss" signing up is recognised as admin "boss".
+        self.request.body_arguments["username"] = [username.encode()]
+        self.request.arguments["username"] = [username.encode()]
+        await super().post()
+
+    async def _refuse(self, status: int, message: str):
+        self.set_status(status)
+        html = await self.render_template(
+            "signup.html",
+            ask_email=self.authenticator.ask_email_on_signup,
+            result_message=message,
+            alert="alert-danger",
+            two_factor_auth=self.authenticator.allow_2fa,
+            recaptcha_key=self.authenticator.recaptcha_key,
+            tos=self.authenticator.tos,
+        )
+        self.finish(html)
+
+    def get_result_message(self, user, *args, **kwargs):
+        alert, message = super().get_result_message(user, *args, **kwargs)
+        if alert == "alert-danger":
+            # What is left after our own checks: reCAPTCHA, e-mail format, sign-up closed.
+            self.set_status(400)
+        elif alert == "alert-info" and user is not None and not user.is_authorized:
+            message = self.authenticator.waiting_for_approval_message.format(
+                username=user.username
+            )
+        return alert, message
+
+
+class LoginHandler(NativeLoginHandler):
+    """``/hub/login`` with NativeAuthenticator's page, working on JupyterHub 5.5 and 6.x."""
+
+    def _render(self, login_error=None, username=None, **kwargs):
+        # JupyterHub's LoginHandler.render_template turns an error page of a form
+        # POST into this call with the error page's namespace (status_code,
+        # message, sync=True ...). Only `sync` matters here: write_error needs a
+        # string, not an awaitable.
+        return self.render_template(
+            "native-login.html",
+            sync=kwargs.get("sync", False),
+            next=url_escape(self.get_argument("next", default="")),
+            username=username,
+            login_error=login_error,
+            custom_html=self.authenticator.custom_html,
+            login_url=self.settings["login_url"],
+            enable_signup=self.authenticator.enable_signup,
+            two_factor_auth=self.authenticator.allow_2fa,
+            authenticator_login_url=url_concat(
+                self.authenticator.login_url(self.hub.base_url),
+                {"next": self.get_argument("next", "")},
+            ),
+        )
+
+    async def post(self):
+        data = {
+            # strip the username only: passwords may start or end with spaces
+            name: self.get_body_argument(name, strip=name == "username")
+            for name in self.request.body_arguments
+            if name != "_xsrf"
+        }
+        if not data.get("username") or "password" not in data:
+            raise web.HTTPError(400, "Please enter a username and a password.")
+
+        user = await self.login_user(data)
+        if user:
+            # register current user for subsequent requests (e.g. logging the request)
+            self._jupyterhub_user = user
+            self.redirect(self.get_next_url(user))
+            return
+
+        username = data["username"]
+        shown = username if len(username) <= 32 else f"{username[:16]}..."
+        self.set_status(403)
+        html = await self._render(login_error=self._failure_message(data), username=shown)
+        self.finish(html)
+
+    def _failure_message(self, data) -> str:
+        """Say why a login failed, without telling strangers which names exist."""
+        auth = self.authenticator
+        invalid = "Invalid username or password."
+        if auth.username_problem(data["username"]) is not None:
+            return invalid
+        name = auth.normalize_username(data["username"])
+        info = auth.get_user(name)
+        if info is None:
+            return invalid
+        if auth.allowed_failed_logins and auth.is_blocked(name):
+            minutes = max(1, round(auth.seconds_before_next_try / 60))
+            return f"Too many failed logins for this account: wait {minutes} minutes and try again."
+        if auth.password_matches(info, data["password"]) and not auth.check_allowed(name):
+            return auth.waiting_for_approval_message.format(username=name)
+        return invalid
+
+
+class ToggleAuthorizationHandler(LocalBase):
+    """``/hub/authorize/NAME``: an admin approves (or withdraws approval of) a user."""
+
+    @admin_users_scope
+    async def get(self, slug):
+        info = UserInfo.find(self.db, slug)
+        if info is None:
+            raise web.HTTPError(404, f"No sign-up named '{slug}' exists.")
+        info = UserInfo.change_authorization(self.db, slug)
+        log_event(
+            self.log,
+            "approved" if info.is_authorized else "approval-withdrawn",
+            info.username,
+            actor=self.current_user.name,
+        )
+        self.redirect(self.hub.base_url + "authorize#" + url_escape(slug))
+
+
+class DiscardHandler(NativeDiscardHandler):
+    """``/hub/discard/NAME``: an admin discards a sign-up that was never approved."""
+
+    @admin_users_scope
+    async def get(self, user_name):
+        info = self.authenticator.get_user(user_name)
+        if info is not None and not info.is_authorized:
+            hub_user = self.users.get(info.username)
+            if hub_user is not None and hub_user.running:
+                await self.stop_single_user(hub_user)
+            target = hub_user if hub_user is not None else _NamedUser(info.username)
+            await maybe_future(self.authenticator.delete_user(target, actor=self.current_user.name))
+            if hub_user is not None:
+                self.users.delete(info.username)
+        self.redirect(self.hub.base_url + "authorize")
+
+
+class _NamedUser:
+    """Stand-in for a hub user that exists only as a sign-up (no hub account yet)."""
+
+    def __init__(self, name: str):
+        self.name = name
