@@ -61,6 +61,17 @@ class AccountRegistry:
         )
         return [Account(*row) for row in await cur.fetchall()]
 
+    async def list_all(self, conn: psycopg.AsyncConnection) -> list[dict]:
+        """Every row of the registry, for ``enertef-hub status``."""
+        cur = await conn.execute(
+            sql.SQL(
+                "SELECT username, incarnation, state, generation, created_at, deleted_at FROM {}"
+                " ORDER BY username, incarnation"
+            ).format(self.table)
+        )
+        names = [c.name for c in cur.description]
+        return [dict(zip(names, row)) for row in await cur.fetchall()]
+
     async def ensure_active(self, conn: psycopg.AsyncConnection, username: str) -> Account:
         """The live incarnation, created (as the next number) if there is none."""
         account = await self.active(conn, username)

@@ -302,6 +302,11 @@ class Workbench(SingletonConfigurable):
             "incarnations": incarnations,
         }
 
+    async def accounts(self) -> list[dict]:
+        """Every incarnation of every username the registry knows."""
+        async with self.postgres.connection() as conn:
+            return await self._registry.list_all(conn)
+
     async def check(self) -> list[tuple[str, bool, str]]:
         """Connectivity and configuration checks: ``(what, ok, detail)`` rows."""
         rows = []

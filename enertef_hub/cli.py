@@ -1,0 +1,162 @@
+"""``enertef-hub``: the admin command line, reading the hub's own configuration.
+
+    enertef-hub provision USER [--json]      create or repair; print the server environment
+    enertef-hub deprovision USER [--purge]   revoke access everywhere (--purge: delete data)
+    enertef-hub restore USER --incarnation N give USER the kept data of a deleted account
+    enertef-hub rotate USER                  new credentials (running servers need a restart)
+    enertef-hub status [USER] [--json]       lifecycle state and resources
+    enertef-hub check                        connectivity and configuration doctor
+
+Settings come from ``--config FILE`` (a ``jupyterhub_config.py``) and the
+``ENERTEF_*`` environment variables, exactly as in the hub. Exit codes: 0 done,
+1 failed (the message says why), 2 bad usage or invalid name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from traitlets.config import Config, PyFileConfigLoader
+
+from .errors import EnerTEFError
+from .naming import InvalidNameError
+from .workbench import Workbench
+
+SECRET_NAMES = ("AWS_SECRET_ACCESS_KEY",)
+
+
+def mask_environment(env: dict[str, str]) -> dict[str, str]:
+    """The environment with secrets replaced by ``***`` (pure; for human-readable output)."""
+    masked = {}
+    for key, value in env.items():
+        if key in SECRET_NAMES:
+            value = "***"
+        elif "://" in value and "@" in value:
+            scheme, rest = value.split("://", 1)
+            userinfo, host = rest.split("@", 1)
+            value = f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+        masked[key] = value
+    return masked
+
+
+def load_config(path: str | None) -> Config:
+    """The traitlets config of a ``jupyterhub_config.py`` file, or an empty one."""
+    if not path:
+        return Config()
+    import os
+
+    loader = PyFileConfigLoader(os.path.basename(path), path=os.path.dirname(os.path.abspath(path)))
+    return loader.load_config()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="enertef-hub", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="jupyterhub_config.py to read settings from")
+    parser.add_argument("--verbose", action="store_true", help="log what is done")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("provision", help="create or repair USER's store, bucket and credentials")
+    p.add_argument("user")
+    p.add_argument("--json", action="store_true", help="machine-readable output, secrets included")
+    p.add_argument("--no-tables", action="store_true", help="do not wait for MLflow's tables")
+    p = sub.add_parser("deprovision", help="revoke USER's access everywhere")
+    p.add_argument("user")
+    p.add_argument("--purge", action="store_true", help="also delete USER's schemas and buckets")
+    p = sub.add_parser("restore", help="give USER the kept data of a deleted incarnation")
+    p.add_argument("user")
+    p.add_argument("--incarnation", type=int, required=True)
+    p.add_argument("--no-tables", action="store_true", help="do not wait for MLflow's tables")
+    p = sub.add_parser("rotate", help="give USER new credentials")
+    p.add_argument("user")
+    p.add_argument("--no-tables", action="store_true", help="do not wait for MLflow's tables")
+    p = sub.add_parser("status", help="lifecycle state and resources")
+    p.add_argument("user", nargs="?")
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("check", help="check configuration and connectivity")
+    return parser
+
+
+async def run(args, workbench: Workbench) -> int:
+    actor = "cli"
+    if args.command in ("provision", "restore", "rotate"):
+        if args.command == "provision":
+            result = await workbench.provision(args.user, actor=actor)
+        elif args.command == "restore":
+            result = await workbench.restore(args.user, args.incarnation, actor=actor)
+        else:
+            result = await workbench.rotate(args.user, actor=actor)
+            print("Running servers keep the old credentials until they are restarted.", file=sys.stderr)
+        if not getattr(args, "no_tables", False):
+            await workbench.ensure_mlflow_tables(result)
+        if getattr(args, "json", False):
+            print(json.dumps({"user": result.resources.username, "incarnation": result.resources.incarnation,
+                              "environment": result.environment}, indent=2))
+        else:
+            for key, value in sorted(mask_environment(result.environment).items()):
+                print(f"{key}={value}")
+        return 0
+    if args.command == "deprovision":
+        done = await workbench.deprovision(args.user, purge=args.purge, actor=actor)
+        print(f"{done['user']}: access revoked for incarnations {done['revoked'] or 'none'};"
+              f" data {'deleted for ' + str(done['purged']) if done['purged'] else 'kept'}")
+        return 0
+    if args.command == "status":
+        status = await (workbench.status(args.user) if args.user else workbench.accounts())
+        print(json.dumps(status, indent=2, default=str) if args.json or not args.user else _format_status(status))
+        return 0
+    if args.command == "check":
+        rows = await workbench.check()
+        for what, ok, detail in rows:
+            print(f"{'ok ' if ok else 'FAIL'} {what}: {detail}")
+        return 0 if all(ok for _, ok, _ in rows) else 1
+    raise AssertionError(args.command)
+
+
+def _format_status(status: dict) -> str:
+    lines = [f"{status['user']}: {status['state']}"]
+    for inc in status["incarnations"]:
+        lines.append(
+            f"  incarnation {inc['incarnation']}: {inc['state']}, generation {inc['generation']},"
+            f" {'ready' if inc['ready'] else 'not ready'}"
+        )
+        lines.append(
+            f"    postgres: role {inc['role']} {'can log in' if inc['can_login'] else 'cannot log in'},"
+            f" schema {inc['schema']} {'with ' + str(inc['tables']) + ' tables' if inc['schema_exists'] else 'absent'}"
+        )
+        lines.append(
+            f"    minio: user {inc['minio_user']} {inc['minio_user_status']}, bucket {inc['bucket']}"
+            f" {str(inc['objects']) + ' objects' if inc['bucket_exists'] else 'absent'}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        workbench = Workbench(config=load_config(args.config), log=logging.getLogger("enertef-hub"))
+    except Exception as exc:
+        print(f"error: could not read the configuration: {exc}", file=sys.stderr)
+        return 2
+
+    async def _main():
+        try:
+            return await run(args, workbench)
+        finally:
+            await workbench.close()
+
+    try:
+        return asyncio.run(_main())
+    except InvalidNameError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except EnerTEFError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

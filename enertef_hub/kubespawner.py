@@ -1,0 +1,16 @@
+"""EnerTEFKubeSpawner: the workbench on Kubernetes (zero-to-jupyterhub).
+
+The pod itself is KubeSpawner's, shaped by the chart's ``singleuser`` values (image,
+home volume, resources, network policy). This class adds provisioning before the
+pod is created and the user's environment to the pod; the notebook image seeds
+``~/notebook-scripts`` when the container starts, with the same code the local
+spawner runs. ``modify_pod_hook`` and the other hooks stay free for operators.
+"""
+
+from kubespawner import KubeSpawner
+
+from .spawnermixin import EnerTEFSpawnerMixin
+
+
+class EnerTEFKubeSpawner(EnerTEFSpawnerMixin, KubeSpawner):
+    """KubeSpawner that provisions each user's MLflow store and bucket before the pod starts."""

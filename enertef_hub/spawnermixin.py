@@ -1,0 +1,109 @@
+"""What both spawners add to JupyterHub's: provisioning before the server starts.
+
+The mixin overrides ``start``, ``get_env`` and ``progress`` rather than using the
+deployer's hooks (``pre_spawn_hook``, ``modify_pod_hook``...), which stay free for
+operators. A subclass fills in one hook, :meth:`EnerTEFSpawnerMixin.prepare_home`,
+for what differs between Kubernetes and one machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from .environment import without_admin_secrets
+from .errors import EnerTEFError, ProvisioningError
+from .naming import InvalidNameError, normalize_team_name
+from .workbench import ProvisionResult, Workbench
+
+
+class EnerTEFSpawnerMixin:
+    """Provision the user's MLflow store and storage, then start the server with their environment.
+
+    Subclasses may override:
+
+    - :meth:`prepare_home` — runs after provisioning, before the server starts
+      (the local spawner creates the system user and seeds the home there; on
+      Kubernetes the notebook image seeds the home itself).
+    """
+
+    _enertef_env: dict = {}
+
+    @property
+    def workbench(self) -> Workbench:
+        """The hub's provisioning core (one per process, configured from the hub's config)."""
+        return Workbench.instance(config=self.config, log=self.log)
+
+    def _enertef_progress(self, progress: int, message: str):
+        events = self.__dict__.setdefault("_enertef_events", [])
+        events.append({"progress": progress, "message": message})
+        wakeup = self.__dict__.get("_enertef_wakeup")
+        if wakeup is not None:
+            wakeup.set()
+
+    def team_names(self) -> list[str]:
+        """The user's JupyterHub groups that are valid team names (others are logged and ignored)."""
+        teams = []
+        for group in getattr(self.user, "groups", []) or []:
+            try:
+                teams.append(normalize_team_name(group.name))
+            except InvalidNameError as exc:
+                self.log.warning("Group %r is not used as a team: %s", group.name, exc)
+        return sorted(set(teams))
+
+    async def prepare_home(self, result: ProvisionResult):
+        """Hook: make the user's home ready (after provisioning, before the server starts)."""
+
+    async def start(self):
+        self.__dict__["_enertef_events"] = []
+        self.__dict__["_enertef_wakeup"] = asyncio.Event()
+        self.__dict__["_enertef_done"] = False
+        try:
+            self._enertef_progress(10, "Preparing your MLflow store and object storage…")
+            try:
+                result = await self.workbench.provision(self.user.name, teams=self.team_names(), actor="spawner")
+            except EnerTEFError as exc:
+                self._enertef_progress(100, f"Could not prepare your workbench: {exc}")
+                raise
+            except InvalidNameError as exc:
+                raise ProvisioningError(str(exc)) from None
+            self._enertef_env = result.environment
+            self._enertef_progress(30, f"MLflow store {result.resources.schema} and bucket"
+                                       f" {result.resources.bucket} ready")
+            await self.prepare_home(result)
+            # MLflow's first migration takes seconds: run it while the server starts.
+            tables = asyncio.ensure_future(self.workbench.ensure_mlflow_tables(result))
+            self._enertef_progress(40, "Starting your server…")
+        finally:
+            self.__dict__["_enertef_done"] = True
+            self.__dict__["_enertef_wakeup"].set()
+        try:
+            started = await super().start()
+        except BaseException:
+            tables.cancel()
+            raise
+        try:
+            await tables
+        except EnerTEFError as exc:
+            # Not fatal: MLflow creates its tables itself on first use, only slower.
+            self.log.warning("MLflow tables of %s not prepared: %s", self.user.name, exc)
+        return started
+
+    def get_env(self):
+        env = super().get_env()
+        env.update(self._enertef_env)
+        return without_admin_secrets(env)
+
+    async def progress(self):
+        sent = 0
+        while True:
+            events = self.__dict__.get("_enertef_events", [])
+            while sent < len(events):
+                yield events[sent]
+                sent += 1
+            wakeup = self.__dict__.get("_enertef_wakeup")
+            if wakeup is None or self.__dict__.get("_enertef_done"):
+                break
+            await wakeup.wait()
+            wakeup.clear()
+        async for event in super().progress():
+            yield event
