@@ -95,6 +95,7 @@ class PostgresProvisioner(LoggingConfigurable):
         self._pool_loop: asyncio.AbstractEventLoop | None = None
         self._setup_done = False
         self._setup_lock: asyncio.Lock | None = None
+        self._slots: asyncio.Semaphore | None = None
         self._is_superuser = False
 
     # -- connection handling -------------------------------------------------
@@ -140,6 +141,10 @@ class PostgresProvisioner(LoggingConfigurable):
             self._pool_loop = loop
             self._setup_done = False
             self._setup_lock = asyncio.Lock()
+            # Callers queue here, not in the pool: the pool's timeout then measures
+            # only how long PostgreSQL takes to answer, so "unreachable" is reported
+            # quickly while a storm of spawns just waits its turn.
+            self._slots = asyncio.Semaphore(self.pool_max_size)
         return self._pool
 
     @asynccontextmanager
@@ -149,12 +154,13 @@ class PostgresProvisioner(LoggingConfigurable):
         Raises ServiceUnavailableError when PostgreSQL cannot be reached.
         """
         pool = await self._get_pool()
-        try:
-            async with pool.connection() as conn:
-                await self._ensure_setup(conn)
-                yield conn
-        except (PoolTimeout, psycopg.OperationalError) as exc:
-            raise self._unreachable(exc) from None
+        async with self._slots:
+            try:
+                async with pool.connection() as conn:
+                    await self._ensure_setup(conn)
+                    yield conn
+            except (PoolTimeout, psycopg.OperationalError) as exc:
+                raise self._unreachable(exc) from None
 
     async def close(self):
         """Close the connection pool (the CLI and tests call this before exiting)."""
