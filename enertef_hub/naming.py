@@ -89,7 +89,7 @@ def _check_name(name: object, kind: str) -> str:
                 " (no spaces, dots, dashes, underscores or quotes)."
             )
         raise InvalidNameError(f"{kind} {_show(name)} must start with a letter.")
-    if lowered in RESERVED_NAMES or lowered.startswith("pg"):
+    if lowered in RESERVED_NAMES:
         raise InvalidNameError(
             f"{kind} {_show(name)} is reserved for the system (database, storage or hub"
             " internals); please choose another."

@@ -88,7 +88,9 @@ class MinioProvisioner(LoggingConfigurable):
     timeout = Float(
         5.0,
         config=True,
-        help="""Seconds to wait for MinIO before telling the user it is unreachable.""",
+        help="""Seconds to wait for MinIO to connect, and for each answer, before
+        telling the user it is unreachable. Admin requests are small, so a MinIO that
+        takes longer is treated as down.""",
     )
 
     def __init__(self, **kwargs):
@@ -115,9 +117,10 @@ class MinioProvisioner(LoggingConfigurable):
             # Fail fast when MinIO is down: one retry, short timeouts (minio-py's
             # default retries for minutes, which would hang a spawn).
             http = urllib3.PoolManager(
-                timeout=urllib3.Timeout(connect=self.timeout, read=max(self.timeout, 30)),
+                timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
                 maxsize=32,
-                retries=urllib3.Retry(total=1, backoff_factor=0.1, status_forcelist=[502, 503, 504]),
+                # Retry a refused connection once, never a request MinIO may have acted on.
+                retries=urllib3.Retry(total=1, connect=1, read=0, status=0, backoff_factor=0.1),
             )
             s3 = Minio(
                 parts.netloc, access_key=self.access_key, secret_key=self.secret_key,
