@@ -1,0 +1,216 @@
+"""The Helm values under chart-values/: valid for their charts, consistent with each other.
+
+No cluster here: the z2jh values are validated against the chart's own values schema
+(``../shared/z2jh-4.4.0/values.schema.json``), and the promises the values make
+(which Secret feeds the hub, what user pods may reach, how big every volume is) are
+checked against the manifests and scripts that must keep them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import z2jh_emulation  # noqa: E402
+
+REPO = z2jh_emulation.REPO
+VALUES = REPO / "chart-values"
+K8S_VERSION = "1.33.0"  # the k3s image scripts/start.sh pins (rancher/k3s:v1.33.x)
+
+HUB_ENV = ("ENERTEF_POSTGRES_ADMIN_URL", "ENERTEF_MINIO_ENDPOINT", "ENERTEF_MINIO_ACCESS_KEY",
+           "ENERTEF_MINIO_SECRET_KEY", "ENERTEF_SECRET_KEY")
+SECRET_HUB_ENV = tuple(name for name in HUB_ENV if name != "ENERTEF_MINIO_ENDPOINT")
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((VALUES / name).read_text())
+
+
+def manifests(name: str) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all((VALUES / "manifests" / name).read_text()) if doc]
+
+
+@pytest.fixture(scope="module")
+def z2jh_values() -> dict:
+    return load("jupyterhub.yaml")
+
+
+@pytest.fixture(scope="module")
+def start_sh() -> str:
+    return (REPO / "scripts" / "start.sh").read_text()
+
+
+def test_z2jh_values_validate_against_the_chart_schema(z2jh_values):
+    schema_file = z2jh_emulation.Z2JH_DIR / "values.schema.json"
+    assert schema_file.is_file(), f"the z2jh 4.4.0 values schema is expected at {schema_file}"
+    schema = json.loads(schema_file.read_text())
+    # Helm validates the merged values (chart defaults + ours), so do the same, and ours alone
+    # must not use keys the chart does not know either (additionalProperties: false).
+    jsonschema.validate(z2jh_emulation.load_values(), schema)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(z2jh_values), key=str)
+    unknown = [e.message for e in errors if e.validator == "additionalProperties"]
+    assert not unknown, unknown
+
+
+def test_schema_check_can_fail(z2jh_values):
+    """The schema really constrains our values (a typo in a key is caught)."""
+    schema = json.loads((z2jh_emulation.Z2JH_DIR / "values.schema.json").read_text())
+    broken = z2jh_emulation.deep_merge(z2jh_values, {"singleuser": {"storag": {"capacity": "10Gi"}}})
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_hub_uses_our_classes_and_image(z2jh_values, start_sh):
+    config = z2jh_values["hub"]["config"]
+    assert config["JupyterHub"]["authenticator_class"] == "enertef"
+    assert config["JupyterHub"]["spawner_class"] == "enertef-kube"
+    assert config["Authenticator"]["admin_users"], "someone must be able to approve sign-ups"
+    assert config["NativeAuthenticator"]["open_signup"] is False
+    assert z2jh_values["hub"]["image"]["name"] == "k3d-registry.localhost:5001/enertef-hub"
+    assert z2jh_values["singleuser"]["image"]["name"] == "k3d-registry.localhost:5001/enertef-notebook"
+    # start.sh pushes to the registry the values name.
+    assert "REGISTRY_NAME=registry.localhost" in start_sh
+    assert "REGISTRY_PORT=5001" in start_sh
+
+
+def test_hub_env_comes_from_the_secret_start_sh_generates(z2jh_values, start_sh):
+    extra_env = z2jh_values["hub"]["extraEnv"]
+    assert set(HUB_ENV) <= set(extra_env)
+    example = {doc["metadata"]["name"]: doc for doc in manifests("secrets.example.yaml")}
+    for name in SECRET_HUB_ENV:
+        ref = extra_env[name]["valueFrom"]["secretKeyRef"]
+        # Same Secret and key in the example and in what start.sh creates.
+        assert ref["key"] in example[ref["name"]]["stringData"], name
+        assert f"{ref['key']}=" in start_sh, f"start.sh does not generate {ref['key']}"
+        assert f"create_secret {ref['name']}" in start_sh
+    # The only literal is the endpoint, and it names MinIO's service.
+    minio = load("minio.yaml")
+    assert extra_env["ENERTEF_MINIO_ENDPOINT"] == f"http://{minio['fullnameOverride']}:{minio['service']['port']}"
+
+
+def test_admin_url_points_at_the_postgresql_service_and_admin_role(start_sh):
+    service = next(d for d in manifests("postgresql.yaml") if d["kind"] == "Service")
+    match = re.search(r"ENERTEF_POSTGRES_ADMIN_URL=postgresql://(\w+):%s@([\w-]+):(\d+)/(\w+)", start_sh)
+    assert match, "start.sh must build ENERTEF_POSTGRES_ADMIN_URL"
+    role, host, port, database = match.groups()
+    assert (host, int(port)) == (service["metadata"]["name"], service["spec"]["ports"][0]["port"])
+    init = next(d for d in manifests("postgresql.yaml") if d["kind"] == "ConfigMap")
+    script = "\n".join(init["data"].values())
+    assert f"CREATE ROLE {role} LOGIN CREATEROLE" in script
+    assert f"CREATE DATABASE {database} OWNER {role}" in script
+    assert "SUPERUSER" not in script
+
+
+def _egress_rule_for(values: dict, labels: dict) -> list[dict]:
+    """The egress rules of user pods whose podSelector matches a pod with ``labels``."""
+    rules = []
+    for rule in values["singleuser"]["networkPolicy"]["egress"]:
+        for peer in rule.get("to", []):
+            selector = peer.get("podSelector", {}).get("matchLabels", {})
+            if selector and all(labels.get(k) == v for k, v in selector.items()):
+                rules.append(rule)
+    return rules
+
+
+def test_user_pods_reach_postgresql_and_the_s3_api_only(z2jh_values, start_sh):
+    policy = z2jh_values["singleuser"]["networkPolicy"]
+    assert policy["enabled"] is True
+    # No blanket access to in-cluster addresses: only the explicit rules below.
+    assert policy["egressAllowRules"]["privateIPs"] is False
+    assert policy["egressAllowRules"]["cloudMetadataServer"] is False
+
+    statefulset = next(d for d in manifests("postgresql.yaml") if d["kind"] == "StatefulSet")
+    pg_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    pg_rules = _egress_rule_for(z2jh_values, pg_labels)
+    assert [p["port"] for r in pg_rules for p in r["ports"]] == [5432]
+
+    # The MinIO chart labels its pods app=<chart name>, release=<release name>.
+    assert "upgrade --install enertef-minio minio/minio" in start_sh
+    minio_labels = {"app": "minio", "release": "enertef-minio"}
+    minio_rules = _egress_rule_for(z2jh_values, minio_labels)
+    assert [p["port"] for r in minio_rules for p in r["ports"]] == [9000], "the console (9001) must stay closed"
+
+    # pgAdmin (the chart's labels) matches no rule at all.
+    pgadmin_labels = {"app.kubernetes.io/name": "pgadmin4", "app.kubernetes.io/instance": "enertef-pgadmin"}
+    assert _egress_rule_for(z2jh_values, pgadmin_labels) == []
+    # And every rule names its ports: none opens a whole pod.
+    assert all(rule.get("ports") for rule in policy["egress"])
+
+
+def test_user_pod_egress_rules_are_valid_network_policy(z2jh_values):
+    policy = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "singleuser", "namespace": "enertef"},
+        "spec": {"podSelector": {"matchLabels": {"component": "singleuser-server"}},
+                 "policyTypes": ["Egress"], "egress": z2jh_values["singleuser"]["networkPolicy"]["egress"]},
+    }
+    kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
+
+
+def test_hub_database_is_not_on_the_network(z2jh_values):
+    # SQLite on the hub's own volume: no port any user pod could reach.
+    assert z2jh_values["hub"]["db"]["type"] == "sqlite-pvc"
+
+
+# Documented sizes (.notes/k8s-readme.md "Storage sizes"): each volume's size lives in
+# exactly one place, which the table names.
+SIZES = {
+    "user home": (lambda: load("jupyterhub.yaml")["singleuser"]["storage"]["capacity"], "10Gi"),
+    "hub database": (lambda: load("jupyterhub.yaml")["hub"]["db"]["pvc"]["storage"], "1Gi"),
+    "MinIO": (lambda: load("minio.yaml")["persistence"]["size"], "20Gi"),
+    "pgAdmin": (lambda: load("pgadmin.yaml")["persistentVolume"]["size"], "1Gi"),
+    "PostgreSQL": (lambda: next(d for d in manifests("postgresql.yaml") if d["kind"] == "StatefulSet")
+                   ["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"], "8Gi"),
+}
+
+
+@pytest.mark.parametrize("volume", sorted(SIZES))
+def test_every_volume_has_its_documented_size(volume):
+    read, expected = SIZES[volume]
+    assert read() == expected
+    readme = (REPO / ".notes" / "k8s-readme.md").read_text()
+    table = readme.split("### Storage sizes", 1)[1].split("###", 1)[0]
+    row = next((line for line in table.splitlines() if line.startswith(f"| {volume} |")), None)
+    assert row is not None, f"the sizing table has no row for {volume}"
+    assert f"| {expected} |" in row
+
+
+def test_minio_and_pgadmin_take_credentials_from_secrets():
+    minio = load("minio.yaml")
+    assert minio["existingSecret"] == "enertef-minio"
+    assert "rootPassword" not in minio and "rootUser" not in minio
+    assert minio["persistence"]["enabled"] is True
+    # The chart's default 16Gi memory request would never schedule on a laptop.
+    assert minio["resources"]["requests"]["memory"] == "512Mi"
+    pgadmin = load("pgadmin.yaml")
+    assert pgadmin["existingSecret"] == "enertef-pgadmin"
+    assert "password" not in pgadmin["env"]
+    example = {d["metadata"]["name"]: d for d in manifests("secrets.example.yaml")}
+    assert {"rootUser", "rootPassword"} <= set(example["enertef-minio"]["stringData"])
+    assert pgadmin["secretKeys"]["pgadminPasswordKey"] in example["enertef-pgadmin"]["stringData"]
+
+
+def test_pgadmin_knows_the_mlflow_database_server():
+    servers = load("pgadmin.yaml")["serverDefinitions"]
+    assert servers["enabled"] is True
+    (server,) = servers["servers"].values()
+    service = next(d for d in manifests("postgresql.yaml") if d["kind"] == "Service")
+    assert server["Host"] == service["metadata"]["name"]
+    assert server["Port"] == 5432
+    assert server["MaintenanceDB"] == "mlflow"
+    assert server["Username"] == "enertef_admin"
+
+
+def test_no_secret_literals_in_values():
+    """Passwords live only in the generated Secrets, never in a values file."""
+    for name in ("jupyterhub.yaml", "minio.yaml", "pgadmin.yaml"):
+        text = (VALUES / name).read_text()
+        assert not re.search(r"(?i)(password|secret_key|secretkey|token)[ \t]*:[ \t]*['\"]?[A-Za-z0-9]{8,}", text), name
