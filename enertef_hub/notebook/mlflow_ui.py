@@ -1,0 +1,144 @@
+"""A light, single-process MLflow UI for one user, served behind jupyter-server-proxy.
+
+``mlflow server`` is built for a shared tracking server: a CLI process that starts
+uvicorn with four workers plus a job runner (measured here: 15 processes, ~3 GB RSS;
+``--workers 1`` without jobs still two processes, ~575 MB). A user looking at their
+own runs needs none of that, so this module serves MLflow's own Flask application
+(``mlflow.server.app``: the UI and the REST/ajax API it calls) from ONE process with
+uvicorn, no job execution and no artifact proxying (artifacts are read straight from
+the user's bucket with the server's own credentials).
+
+Configuration comes from the environment the hub gives every server:
+``ENERTEF_MLFLOW_BACKEND_STORE_URI`` (falls back to ``MLFLOW_TRACKING_URI``) and
+``ENERTEF_MLFLOW_ARTIFACT_ROOT``. Run::
+
+    python -m enertef_hub.notebook.mlflow_ui --prefix /user/alice/mlflow --unix-socket PATH
+    python -m enertef_hub.notebook.mlflow_ui --prefix /user/alice/mlflow --port 18123
+
+Why the security settings below: behind jupyter-server-proxy every request carries
+the hub's public ``Host`` and ``Origin``, which MLflow's default host and CORS checks
+(made for a server on localhost) reject. Authentication is the hub's (the proxy
+only forwards requests of the server's owner), but the proxy leaves cross-site
+request forgery checks to the proxied app, so we replace MLflow's origin allow-list
+by a same-origin rule: a state-changing request must come from a page of the same
+host it is sent to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from urllib.parse import urlsplit
+
+#: Methods that change state and so must pass the same-origin check.
+_STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def make_server_environment(prefix: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables MLflow's server module reads at import, for this user and *prefix*.
+
+    Pure: returns the variables to set; raises ValueError with a user-facing message
+    when the server has no MLflow store configured.
+    """
+    environ = os.environ if environ is None else environ
+    backend = environ.get("ENERTEF_MLFLOW_BACKEND_STORE_URI") or environ.get("MLFLOW_TRACKING_URI")
+    if not backend or backend.startswith(("http:", "https:")):
+        raise ValueError(
+            "No MLflow database is configured for this server (ENERTEF_MLFLOW_BACKEND_STORE_URI "
+            "is not set). Restart your server from the hub control panel; if it persists, "
+            "ask an administrator to check the workbench provisioning."
+        )
+    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    env = {
+        # Names are MLflow's own (mlflow.server.handlers / mlflow.server.__init__).
+        "_MLFLOW_SERVER_FILE_STORE": backend,
+        "_MLFLOW_SERVER_REGISTRY_STORE": backend,
+        "_MLFLOW_STATIC_PREFIX": prefix,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        # Same-origin is enforced by same_origin_guard; see the module docstring.
+        "MLFLOW_SERVER_ALLOWED_HOSTS": "*",
+        "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": "*",
+        # A UI process for one user must not phone home.
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+    }
+    artifact_root = environ.get("ENERTEF_MLFLOW_ARTIFACT_ROOT")
+    if artifact_root:
+        env["_MLFLOW_SERVER_ARTIFACT_ROOT"] = artifact_root
+    if not prefix:
+        del env["_MLFLOW_STATIC_PREFIX"]
+    return env
+
+
+def is_same_origin(method: str, origin: str | None, host: str | None) -> bool:
+    """Whether a request may proceed: safe methods always; state changes only from the same host.
+
+    A missing ``Origin`` is allowed: browsers send it on every cross-site POST, so its
+    absence means a same-site navigation or a non-browser client (which the hub
+    already authenticated).
+    """
+    if method.upper() not in _STATE_CHANGING or not origin:
+        return True
+    if origin == "null" or not host:
+        return False
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+def same_origin_guard(wsgi_app):
+    """WSGI middleware refusing cross-site state-changing requests with 403."""
+
+    def guarded(environ, start_response):
+        if is_same_origin(environ.get("REQUEST_METHOD", "GET"), environ.get("HTTP_ORIGIN"), environ.get("HTTP_HOST")):
+            return wsgi_app(environ, start_response)
+        start_response("403 Forbidden", [("Content-Type", "text/plain")])
+        return [b"Cross-site request refused: open the MLflow UI from your JupyterLab.\n"]
+
+    return guarded
+
+
+def make_app():
+    """MLflow's Flask app wrapped in the same-origin guard (environment must be set first)."""
+    import logging
+
+    # MLflow warns that wildcard CORS disables credentialed cross-origin requests:
+    # exactly what we want (same-origin only), so keep the log free of it.
+    logging.getLogger("mlflow.server.security").setLevel(logging.ERROR)
+    from mlflow.server import app as flask_app  # heavy: imported only in the UI process
+
+    return same_origin_guard(flask_app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: serve the UI on a unix socket or a loopback port until stopped."""
+    parser = argparse.ArgumentParser(prog="python -m enertef_hub.notebook.mlflow_ui", description=__doc__.split("\n")[0])
+    parser.add_argument("--prefix", default="", help="URL path the proxy serves the UI under, e.g. /user/alice/mlflow")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--unix-socket", help="listen on this unix socket (private to the user)")
+    where.add_argument("--port", type=int, help="listen on 127.0.0.1:PORT")
+    args = parser.parse_args(argv)
+    try:
+        os.environ.update(make_server_environment(args.prefix))
+    except ValueError as exc:
+        print(f"MLflow UI: {exc}", file=sys.stderr)
+        return 1
+
+    import uvicorn
+
+    listen = {"uds": args.unix_socket} if args.unix_socket else {"host": "127.0.0.1", "port": args.port}
+    uvicorn.run(
+        make_app(),
+        interface="wsgi",
+        workers=1,
+        log_level="warning",
+        access_log=False,
+        # Requests come only through the hub's proxy: trust its forwarded headers.
+        proxy_headers=True,
+        forwarded_allow_ips="*" if args.unix_socket else "127.0.0.1",
+        **listen,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

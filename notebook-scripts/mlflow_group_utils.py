@@ -1,0 +1,135 @@
+"""Where your MLflow runs and files go, and switching between your own store and a team's.
+
+Your server is already set up: ``mlflow.start_run()`` logs to your own MLflow store
+(a private schema in the workbench's PostgreSQL database) and artifacts go to your
+own bucket. These helpers tell you where things are and let you work in a team::
+
+    from mlflow_group_utils import whoami, my_experiments, my_bucket, use_team, use_personal
+
+    whoami()            # {'store': 'personal', 'schema': 'u_alice', 'bucket': 'user-alice', ...}
+    my_experiments()    # names of the experiments in the current store
+    use_team("vision")  # from now on runs go to team "vision" (shared with its members)
+    use_personal()      # back to your own store
+
+Teams you belong to are listed in ``$ENERTEF_TEAMS`` (comma-separated); an admin
+manages membership in the hub's admin panel. A team store lives in the team's schema
+(``t_<team>``), and its artifacts in the team's bucket (``team-<team>``).
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+__all__ = [
+    "whoami",
+    "my_experiments",
+    "my_bucket",
+    "my_teams",
+    "use_team",
+    "use_personal",
+    "make_team_tracking_uri",
+]
+
+#: The values your server started with, so use_personal() can always go back.
+_PERSONAL_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI", "")
+_PERSONAL_ARTIFACT_ROOT = os.environ.get("ENERTEF_MLFLOW_ARTIFACT_ROOT", "")
+
+
+def my_bucket() -> str:
+    """Name of your own bucket (``$ENERTEF_BUCKET``), e.g. ``user-alice``."""
+    bucket = os.environ.get("ENERTEF_BUCKET")
+    if not bucket:
+        raise RuntimeError(
+            "ENERTEF_BUCKET is not set: this server was not started by the workbench hub. "
+            "Restart it from the hub control panel."
+        )
+    return bucket
+
+
+def my_teams() -> list[str]:
+    """Teams you are a member of (``$ENERTEF_TEAMS``)."""
+    return [t.strip() for t in os.environ.get("ENERTEF_TEAMS", "").split(",") if t.strip()]
+
+
+def make_team_tracking_uri(personal_uri: str, team: str) -> str:
+    """Your tracking URI turned into team *team*'s: same login, team role and schema.
+
+    PostgreSQL runs your session as the team's role (``-c role=t_<team>``) so that
+    tables and runs belong to the team, not to you, and every member can keep writing
+    them; ``search_path`` points MLflow at the team's schema.
+    """
+    parts = urlsplit(personal_uri)
+    if not parts.scheme.startswith("postgresql"):
+        raise ValueError(f"Team stores need a PostgreSQL tracking URI, not {parts.scheme or 'a local path'}.")
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "options"]
+    query.append(("options", f"-c role=t_{team} -c search_path=t_{team}"))
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
+def _current_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def whoami() -> dict:
+    """Which store you are logging to now: kind, schema, artifact root, bucket, teams."""
+    uri = _current_uri()
+    parts = urlsplit(uri)
+    options = dict(parse_qsl(parts.query)).get("options", "")
+    team = None
+    for token in options.split():
+        if token.startswith("role=t_"):
+            team = token[len("role=t_"):]
+    user = parts.username or ""
+    return {
+        "store": f"team {team}" if team else "personal",
+        "schema": f"t_{team}" if team else user,
+        "artifact_root": os.environ.get("ENERTEF_MLFLOW_ARTIFACT_ROOT", ""),
+        "bucket": f"team-{team}" if team else os.environ.get("ENERTEF_BUCKET", ""),
+        "database": f"{parts.hostname}:{parts.port}{parts.path}" if parts.hostname else uri,
+        "teams": my_teams(),
+    }
+
+
+def my_experiments() -> list[str]:
+    """Names of the experiments in the store you are using now."""
+    import mlflow
+
+    return [e.name for e in mlflow.search_experiments()]
+
+
+def use_team(team: str) -> str:
+    """Log to team *team*'s store and bucket from now on (this notebook only); returns the URI.
+
+    Raises ValueError if you are not a member of that team.
+    """
+    import mlflow
+
+    team = team.strip().lower()
+    if team not in my_teams():
+        known = ", ".join(my_teams()) or "none"
+        raise ValueError(f"You are not a member of team {team!r} (your teams: {known}). Ask an admin to add you.")
+    if not _PERSONAL_TRACKING_URI:
+        raise RuntimeError("MLFLOW_TRACKING_URI is not set: restart your server from the hub control panel.")
+    uri = make_team_tracking_uri(_PERSONAL_TRACKING_URI, team)
+    # The workbench's tracking store also derives the team's artifact root from the
+    # URI; setting it here keeps whoami() and anything reading the variable in step.
+    os.environ["ENERTEF_MLFLOW_ARTIFACT_ROOT"] = f"s3://team-{team}/mlflow"
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def use_personal() -> str:
+    """Go back to your own store and bucket; returns the URI."""
+    import mlflow
+
+    if _PERSONAL_ARTIFACT_ROOT:
+        os.environ["ENERTEF_MLFLOW_ARTIFACT_ROOT"] = _PERSONAL_ARTIFACT_ROOT
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(_PERSONAL_TRACKING_URI)
+    return _PERSONAL_TRACKING_URI
