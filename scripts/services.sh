@@ -19,6 +19,11 @@ MINIO_CONSOLE_PORT=${ENERTEF_MINIO_CONSOLE_PORT:-59001}
 PG_BIN=${ENERTEF_PG_BIN:-/usr/lib/postgresql/15/bin}
 MINIO_BIN=${ENERTEF_MINIO_BIN:-}
 PG_DATA=$STATE_DIR/postgres
+if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$(dirname "$STATE_DIR")" 2>/dev/null; then
+  # The postgres user cannot reach a data directory inside this checkout (a private
+  # parent directory): keep the cluster under /var/tmp, one per checkout.
+  PG_DATA=/var/tmp/enertef-hub-pg-$(printf '%s' "$STATE_DIR" | sha1sum | cut -c1-12)
+fi
 MINIO_DATA=$STATE_DIR/minio
 ENV_FILE=$STATE_DIR/services.env
 SECRETS_FILE=$STATE_DIR/secrets.env
@@ -29,7 +34,7 @@ die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
 # Run a command as the postgres system user when we are root (initdb refuses root).
 as_pg() {
   if [ "$(id -u)" -eq 0 ]; then
-    runuser -u postgres -- "$@"
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
