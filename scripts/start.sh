@@ -284,7 +284,7 @@ report_status() {
   pods=$(kc get pods --no-headers 2>/dev/null | awk '{print "    " $1 "  " $2 "  " $3}')
   cat >&2 <<EOF
 [start] enertef-hub runs on k3d cluster '$CLUSTER' (namespace $NAMESPACE):
-    JupyterHub      http://127.0.0.1:$HUB_PORT   (sign up as 'admin' first: admins approve other sign-ups)
+    JupyterHub      http://127.0.0.1:$HUB_PORT   (sign up as 'hubadmin' first: admins approve other sign-ups)
     MinIO console   http://127.0.0.1:$MINIO_CONSOLE_PORT   user enertefadmin
     pgAdmin         http://127.0.0.1:$PGADMIN_PORT   user admin@example.com
   Passwords (never printed; read them when needed):

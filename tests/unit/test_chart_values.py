@@ -214,3 +214,17 @@ def test_no_secret_literals_in_values():
     for name in ("jupyterhub.yaml", "minio.yaml", "pgadmin.yaml"):
         text = (VALUES / name).read_text()
         assert not re.search(r"(?i)(password|secret_key|secretkey|token)[ \t]*:[ \t]*['\"]?[A-Za-z0-9]{8,}", text), name
+
+
+def test_admin_and_example_team_names_are_valid_names(z2jh_values):
+    """A reserved or malformed admin name stops the hub at start-up ("username ... is not valid")."""
+    from enertef_hub.naming import normalize_team_name, normalize_username
+
+    for name in z2jh_values["hub"]["config"]["Authenticator"]["admin_users"]:
+        assert normalize_username(name) == name
+    # The commented load_groups example must be copyable as it is.
+    text = (VALUES / "jupyterhub.yaml").read_text()
+    example = re.findall(r"^\s*#\s{5}(\w[\w-]*):\s*$", text, re.MULTILINE)
+    assert example, "the load_groups example is gone"
+    for team in example:
+        assert normalize_team_name(team) == team
