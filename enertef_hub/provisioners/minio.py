@@ -26,6 +26,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..errors import ConfigurationError, ProvisioningError, ServiceUnavailableError
 from ..naming import TeamResources, UserResources
+from .minio_admin import FastMinioAdmin
 
 
 def make_bucket_policy(buckets: list[str]) -> dict:
@@ -126,7 +127,7 @@ class MinioProvisioner(LoggingConfigurable):
                 parts.netloc, access_key=self.access_key, secret_key=self.secret_key,
                 secure=secure, region=self.region, http_client=http,
             )
-            admin = MinioAdmin(
+            admin = FastMinioAdmin(
                 endpoint=parts.netloc, credentials=StaticProvider(self.access_key, self.secret_key),
                 secure=secure, http_client=http,
             )

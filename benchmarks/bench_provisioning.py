@@ -1,0 +1,118 @@
+"""Provisioning latency against the real services, with the bare round trips as baseline.
+
+    scripts/services.sh start && . .local/services.env
+    .venv/bin/python benchmarks/bench_provisioning.py [--first 40] [--repeat 200] [--storm 200]
+
+Prints, in one run:
+- baseline: one ``SELECT 1`` and one MinIO admin call (p50, p95);
+- first-time provisioning of new users, one after another (p50, p95);
+- repeat provisioning of an existing user (p50, p95);
+- a storm of N first-time users at once: errors, total time, and the most
+  PostgreSQL connections the hub's admin role held at any moment.
+Targets (issue 2): repeat <= 10 ms p50; first-time <= 150 ms p50; storm with zero
+errors and a bounded pool. Nothing is asserted: figures are for humans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import string
+import time
+
+import psycopg
+
+from enertef_hub.workbench import Workbench
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summary(label: str, seconds: list[float]) -> dict:
+    ms = [s * 1000 for s in seconds]
+    row = {"what": label, "n": len(ms), "p50_ms": round(statistics.median(ms), 2), "p95_ms": round(pct(ms, 0.95), 2)}
+    print(f"{label:<38} n={row['n']:<4} p50={row['p50_ms']:>8.2f} ms  p95={row['p95_ms']:>8.2f} ms")
+    return row
+
+
+def fresh(prefix: str) -> str:
+    return prefix + "".join(random.choices(string.ascii_lowercase, k=10))
+
+
+async def timed(coro_factory, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        await coro_factory()
+        out.append(time.perf_counter() - started)
+    return out
+
+
+async def main(args) -> list[dict]:
+    wb = Workbench.instance()
+    rows = []
+    await wb.provision(fresh("benchwarm"))  # pool open, one-time setup done
+
+    async with wb.postgres.connection() as conn:
+        async def select_one():
+            await (await conn.execute("SELECT 1")).fetchone()
+        rows.append(summary("baseline: SELECT 1", await timed(select_one, 200)))
+    rows.append(summary("baseline: MinIO admin call (server info)", await timed(wb.minio.check, 100)))
+
+    rows.append(summary("first-time provisioning", await timed(lambda: wb.provision(fresh("benchfirst")), args.first)))
+    name = fresh("benchrepeat")
+    await wb.provision(name)
+    rows.append(summary("repeat provisioning", await timed(lambda: wb.provision(name), args.repeat)))
+
+    # Storm: N new users at once, sampling the hub's PostgreSQL connections meanwhile.
+    peak = 0
+    stop = asyncio.Event()
+
+    async def sample():
+        nonlocal peak
+        with psycopg.connect(os.environ["ENERTEF_POSTGRES_ADMIN_URL"], autocommit=True) as watcher:
+            while not stop.is_set():
+                count = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'enertef-hub'"
+                ).fetchone()[0]
+                peak = max(peak, count)
+                await asyncio.sleep(0.01)
+
+    sampler = asyncio.create_task(sample())
+    started = time.perf_counter()
+    results = await asyncio.gather(*(wb.provision(fresh("benchstorm")) for _ in range(args.storm)),
+                                   return_exceptions=True)
+    total = time.perf_counter() - started
+    stop.set()
+    await sampler
+    errors = [r for r in results if isinstance(r, BaseException)]
+    storm = {"what": f"storm of {args.storm} first-time users", "errors": len(errors), "total_s": round(total, 2),
+             "per_user_ms": round(total / args.storm * 1000, 2), "peak_hub_pg_connections": peak,
+             "pool_max_size": wb.postgres.pool_max_size}
+    print(f"{storm['what']:<38} errors={storm['errors']} total={storm['total_s']} s"
+          f" ({storm['per_user_ms']} ms/user)  peak PostgreSQL connections={peak}"
+          f" (pool max {wb.postgres.pool_max_size})")
+    if errors:
+        print("first error:", errors[0])
+    rows.append(storm)
+    await wb.close()
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--first", type=int, default=40)
+    parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--storm", type=int, default=200)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    figures = asyncio.run(main(args))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
