@@ -44,6 +44,7 @@ def test_hub_image_mlflow_pin_matches_setup_cfg():
     pin = re.search(r"^\s*mlflow==(\S+)", notebook_extra, re.MULTILINE).group(1)
     dockerfile = (REPO / "jn-tb" / "hub" / "Dockerfile").read_text()
     assert f"ARG MLFLOW_VERSION={pin}" in dockerfile
+    assert '"mlflow-skinny==${MLFLOW_VERSION}" sqlalchemy alembic' in dockerfile
 
 
 def test_hub_image_installs_the_package_and_config_snippets():
