@@ -1,0 +1,78 @@
+"""JupyterHub configuration of the end-to-end test hub (``jupyterhub -f hub_config.py``).
+
+Started by tests/e2e/conftest.py, which passes everything that changes per run
+through ``ENERTEF_E2E_*`` environment variables; service credentials come from the
+usual ``ENERTEF_*`` variables (scripts/services.sh). It is the production wiring
+(EnerTEFAuthenticator + EnerTEFLocalSpawner, real PostgreSQL and MinIO) with the
+test-only differences marked below.
+"""
+
+import os
+import socket
+
+c = get_config()  # noqa: F821  (provided by JupyterHub when it loads this file)
+
+state_dir = os.environ["ENERTEF_E2E_DIR"]
+public_port = int(os.environ["ENERTEF_E2E_PORT"])
+
+# -- network: loopback only, ports handed out by the harness (18200-18299) -----------
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = public_port
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = public_port + 1
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{public_port + 2}"
+c.ConfigurableHTTPProxy.should_start = True
+
+# -- state of this run only ----------------------------------------------------------------
+c.JupyterHub.db_url = f"sqlite:///{state_dir}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = f"{state_dir}/jupyterhub_cookie_secret"
+c.JupyterHub.pid_file = f"{state_dir}/jupyterhub.pid"
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.log_level = "DEBUG" if os.environ.get("ENERTEF_E2E_DEBUG") else "INFO"
+
+# -- the package under test ----------------------------------------------------------------
+c.JupyterHub.authenticator_class = "enertef"
+c.Authenticator.admin_users = {os.environ["ENERTEF_E2E_ADMIN"]}
+# Short lockout window so the hostile-input tests cannot lock a test account for long.
+c.EnerTEFAuthenticator.seconds_before_next_try = 5
+
+c.JupyterHub.spawner_class = "enertef-local"
+# Test-only: run every user's server as the hub's own OS user, with homes under the
+# temporary directory (production runs each user as their own system user).
+c.EnerTEFLocalSpawner.run_as_hub_user = True
+c.EnerTEFLocalSpawner.home_root = f"{state_dir}/homes"
+c.Spawner.start_timeout = 180
+c.Spawner.http_timeout = 120
+c.Spawner.default_url = "/lab"
+# Test-only: the test machine runs the hub as root, and the servers as the hub's user.
+c.Spawner.args = ["--ServerApp.allow_root=True"]
+
+_first, _last = (int(p) for p in os.environ["ENERTEF_E2E_USER_PORTS"].split("-"))
+_user_ports = range(_first, _last + 1)
+
+
+_handed_out = {}  # user name -> port; a server binds its port only seconds later
+
+
+def _pick_user_port(spawner):
+    # Test-only: keep users' servers inside the harness's port range, so parallel
+    # runs and other engineers' processes on this machine are never hit.
+    _handed_out.pop(spawner.user.name, None)
+    for port in _user_ports:
+        if port in _handed_out.values():
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        spawner.port = _handed_out[spawner.user.name] = port
+        return
+    raise RuntimeError(f"no free port for a user server in {_user_ports}")
+
+
+c.Spawner.pre_spawn_hook = _pick_user_port
+
+# -- the tests' own API access ---------------------------------------------------------------
+c.JupyterHub.services = [{"name": "e2e-tests", "api_token": os.environ["ENERTEF_E2E_TOKEN"]}]
+c.JupyterHub.load_roles = [{"name": "admin", "services": ["e2e-tests"]}]

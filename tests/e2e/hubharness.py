@@ -1,0 +1,156 @@
+"""Helpers of the end-to-end harness (fixtures are in conftest.py, which documents both).
+
+Import them in tests as ``from hubharness import signup, start_server, ...``
+(conftest.py puts this directory on ``sys.path``; the module has its own name so
+it never collides with another ``conftest``).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+
+@dataclass
+class Hub:
+    """A running test hub (the ``hub`` fixture of conftest.py)."""
+
+    url: str
+    token: str
+    admin_name: str
+    admin_password: str
+    log_path: Path
+    dir: Path
+    process: subprocess.Popen = field(repr=False)
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        """Call the hub REST API (``path`` after ``/hub/api``) with the tests' admin token."""
+        headers = {"Authorization": f"token {self.token}", **kwargs.pop("headers", {})}
+        kwargs.setdefault("timeout", 60)
+        return requests.request(method, f"{self.url}/hub/api{path}", headers=headers, **kwargs)
+
+    def log_tail(self, lines: int = 200) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as error:
+            return f"(no hub log: {error})"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def admin_session(self) -> requests.Session:
+        """A requests session logged in as the admin."""
+        return login_session(self, self.admin_name, self.admin_password)
+
+
+# -------------------------------------------------------------------- forms
+
+
+def form_session(hub: Hub, path: str, session: requests.Session | None = None):
+    """GET a hub form page; return ``(session, xsrf_token)`` ready to POST it back."""
+    session = session or requests.Session()
+    response = session.get(f"{hub.url}{path}", timeout=30)
+    response.raise_for_status()
+    match = re.search(r'name="_xsrf" value="([^"]+)"', response.text)
+    if not match:
+        raise AssertionError(f"no _xsrf field in {path}:\n{response.text[:2000]}")
+    return session, match.group(1)
+
+
+def signup(hub: Hub, username: str, password: str, confirmation: str | None = None) -> requests.Response:
+    """Submit the sign-up form as a browser would; return the response (not raised)."""
+    session, xsrf = form_session(hub, "/hub/signup")
+    return session.post(
+        f"{hub.url}/hub/signup",
+        data={
+            "_xsrf": xsrf,
+            "username": username,
+            "signup_password": password,
+            "signup_password_confirmation": password if confirmation is None else confirmation,
+        },
+        timeout=30,
+    )
+
+
+def login_session(hub: Hub, username: str, password: str) -> requests.Session:
+    """A requests session logged in through the login form (raises if refused)."""
+    session, xsrf = form_session(hub, "/hub/login")
+    response = session.post(
+        f"{hub.url}/hub/login",
+        data={"_xsrf": xsrf, "username": username, "password": password},
+        allow_redirects=False,
+        timeout=30,
+    )
+    if response.status_code != 302:
+        raise AssertionError(
+            f"login of {username} refused ({response.status_code}):\n{response.text[-1500:]}"
+        )
+    return session
+
+
+def approve(hub: Hub, username: str, admin: requests.Session | None = None):
+    """Approve a pending sign-up as the admin, through /hub/authorize."""
+    admin = admin or hub.admin_session()
+    page = admin.get(f"{hub.url}/hub/authorize", timeout=30)
+    page.raise_for_status()
+    toggled = admin.get(f"{hub.url}/hub/authorize/{username}", timeout=30)
+    toggled.raise_for_status()
+
+
+def signup_and_approve(hub: Hub, username: str, password: str) -> str:
+    """Sign ``username`` up through the form and have the admin approve it.
+
+    Returns the normalised username. Raises if either step is refused.
+    """
+    response = signup(hub, username, password)
+    if response.status_code != 200:
+        raise AssertionError(f"sign-up of {username} refused ({response.status_code})")
+    name = username.lower()
+    approve(hub, name)
+    return name
+
+
+def start_server(hub: Hub, username: str, timeout: float = 240) -> str:
+    """Start ``username``'s default server through the REST API; return its URL when ready.
+
+    Creates the hub user if it never logged in. Raises with the spawn's last
+    progress message if the server fails or does not become ready in time.
+    """
+    if hub.api("GET", f"/users/{username}").status_code == 404:
+        hub.api("POST", f"/users/{username}").raise_for_status()
+    response = hub.api("POST", f"/users/{username}/server")
+    if response.status_code not in (201, 202, 400):  # 400: already running
+        raise AssertionError(f"starting {username}'s server: {response.status_code} {response.text}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        model = hub.api("GET", f"/users/{username}").json()
+        server = model.get("servers", {}).get("")
+        if server and server.get("ready"):
+            return f"{hub.url}{server['url']}"
+        if not server and not model.get("pending"):
+            raise AssertionError(
+                f"{username}'s server stopped while starting; hub log:\n{hub.log_tail(60)}"
+            )
+        time.sleep(0.5)
+    raise AssertionError(f"{username}'s server not ready after {timeout}s:\n{hub.log_tail(60)}")
+
+
+def server_pid(hub: Hub, username: str) -> int:
+    """PID of the user's running server process (from the spawner state the hub keeps)."""
+    model = hub.api("GET", f"/users/{username}").json()
+    state = model["servers"][""].get("state") or {}
+    if "pid" not in state:
+        raise AssertionError(f"no pid in {username}'s server state: {state!r}")
+    return int(state["pid"])
+
+
+def server_environment(hub: Hub, username: str) -> dict[str, str]:
+    """Environment of the user's server process, read from /proc (servers run locally)."""
+    raw = Path(f"/proc/{server_pid(hub, username)}/environ").read_bytes()
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {key.decode(): value.decode(errors="replace") for key, value in pairs}
