@@ -218,8 +218,9 @@ install_all() {
   local tag=$1
   kubectl --context "$KCTX" apply -f "$ROOT/chart-values/manifests/namespace.yaml" >/dev/null
   ensure_secrets
-  log "installing PostgreSQL"
+  log "installing PostgreSQL and the network policies"
   kc apply -f "$ROOT/chart-values/manifests/postgresql.yaml" >/dev/null
+  kc apply -f "$ROOT/chart-values/manifests/networkpolicies.yaml" >/dev/null
   ensure_helm_repos
   log "installing MinIO (chart $MINIO_CHART_VERSION)"
   hm upgrade --install enertef-minio minio/minio --version "$MINIO_CHART_VERSION" \

@@ -82,3 +82,52 @@ def test_example_secrets_hold_no_real_values():
         for key, value in doc["stringData"].items():
             if any(word in key.upper() for word in ("PASSWORD", "SECRET", "URL")):
                 assert "CHANGE-ME" in value, f"{doc['metadata']['name']}.{key}"
+
+
+# --- who may connect to PostgreSQL and MinIO -----------------------------------------
+
+HUB = {"component": "hub", "release": "enertef", "app": "jupyterhub"}
+USER_POD = {"component": "singleuser-server", "release": "enertef", "hub.jupyter.org/username": "alice"}
+PGADMIN = {"app.kubernetes.io/name": "pgadmin4", "app.kubernetes.io/instance": "enertef-pgadmin"}
+OTHER = {"app": "something-else"}
+POSTGRES = {"app.kubernetes.io/name": "enertef-postgresql"}
+MINIO = {"app": "minio", "release": "enertef-minio"}
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def ingress_allowed(source: dict, target: dict, port: int) -> bool:
+    """Whether our NetworkPolicies let a pod with ``source`` labels reach ``target``:``port``."""
+    policies = [d for d in documents(MANIFEST_DIR / "networkpolicies.yaml")
+                if "Ingress" in d["spec"]["policyTypes"] and _selects(d["spec"]["podSelector"], target)]
+    if not policies:
+        return True  # not isolated
+    return any(
+        any(_selects(peer.get("podSelector", {}), source) and set(peer) == {"podSelector"} for peer in rule["from"])
+        and any(p["port"] == port for p in rule["ports"])
+        for policy in policies for rule in policy["spec"]["ingress"])
+
+
+@pytest.mark.parametrize("source, target, port, allowed", [
+    (HUB, POSTGRES, 5432, True),
+    (USER_POD, POSTGRES, 5432, True),
+    (PGADMIN, POSTGRES, 5432, True),
+    (OTHER, POSTGRES, 5432, False),
+    (HUB, MINIO, 9000, True),
+    (USER_POD, MINIO, 9000, True),
+    (USER_POD, MINIO, 9001, False),
+    (PGADMIN, MINIO, 9000, False),
+    (OTHER, MINIO, 9000, False),
+], ids=lambda v: v if isinstance(v, (int, bool)) else next(iter(v.values())))
+def test_ingress_policies(source, target, port, allowed):
+    assert ingress_allowed(source, target, port) is allowed
+
+
+def test_ingress_policies_select_the_real_pods():
+    """The PostgreSQL policy selects the StatefulSet's pods (a label typo would leave it open)."""
+    (statefulset,) = [d for d in documents(MANIFEST_DIR / "postgresql.yaml") if d["kind"] == "StatefulSet"]
+    pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert _selects({"matchLabels": POSTGRES}, pod_labels)
+    assert not ingress_allowed(OTHER, pod_labels, 5432)
