@@ -228,3 +228,11 @@ def test_admin_and_example_team_names_are_valid_names(z2jh_values):
     assert example, "the load_groups example is gone"
     for team in example:
         assert normalize_team_name(team) == team
+
+
+def test_hub_may_reach_postgresql_and_minio():
+    """The hub administers both: its own egress policy must allow in-cluster addresses."""
+    merged = z2jh_emulation.load_values()
+    hub_policy = merged["hub"]["networkPolicy"]
+    assert hub_policy["enabled"] is True
+    assert hub_policy["egressAllowRules"]["privateIPs"] is True
