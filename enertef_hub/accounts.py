@@ -109,6 +109,28 @@ class AccountRegistry:
             (account.username, account.incarnation),
         )
 
+    async def lock_team(self, conn: psycopg.AsyncConnection, team: str):
+        """Take the per-team lock until the current transaction ends."""
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"enertef:team:{team}",)
+        )
+
+    async def team_members(self, conn: psycopg.AsyncConnection) -> dict[str, set[str]]:
+        """Granted memberships as the registry recorded them: team -> usernames."""
+        cur = await conn.execute(sql.SQL("SELECT team, username FROM {}").format(self.members_table))
+        teams: dict[str, set[str]] = {}
+        for team, username in await cur.fetchall():
+            teams.setdefault(team, set()).add(username)
+        return teams
+
+    async def set_member(self, conn: psycopg.AsyncConnection, team: str, username: str, member: bool):
+        """Record that ``username`` was granted (or revoked from) ``team``."""
+        if member:
+            query = "INSERT INTO {} (team, username) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+        else:
+            query = "DELETE FROM {} WHERE team = %s AND username = %s"
+        await conn.execute(sql.SQL(query).format(self.members_table), (team, username))
+
     async def rotate(self, conn: psycopg.AsyncConnection, account: Account):
         """New secrets on the next provisioning of this incarnation."""
         await conn.execute(

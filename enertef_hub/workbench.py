@@ -32,6 +32,7 @@ from .errors import ConfigurationError, ProvisioningError
 from .naming import UserResources, make_team_resources, make_user_resources, normalize_username
 from .provisioners.minio import MinioProvisioner
 from .provisioners.postgres import PostgresProvisioner
+from .teams import TeamSync
 
 
 @dataclass
@@ -42,6 +43,7 @@ class ProvisionResult:
     environment: dict[str, str] = field(repr=False)
     created: bool  #: False when everything already existed (the fast path)
     seconds: float
+    teams: list[str] = field(default_factory=list)  #: the user's teams after this provisioning
 
 
 class Workbench(SingletonConfigurable):
@@ -104,25 +106,39 @@ class Workbench(SingletonConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._registry = AccountRegistry(self.postgres.registry_schema)
+        self.teams = TeamSync(self.postgres, self.minio, self._registry, self.log)
 
     # -- provisioning -----------------------------------------------------------
 
-    async def provision(self, username: str, teams=(), actor: str | None = None) -> ProvisionResult:
+    async def provision(self, username: str, teams=None, actor: str | None = None) -> ProvisionResult:
         """Make sure ``username`` has a store, a bucket and credentials; return the server environment.
 
+        ``teams``: the user's JupyterHub groups; memberships are synced to exactly
+        these. None leaves memberships as they are (the CLI does not know groups).
         Idempotent and safe to call concurrently for the same user. Raises
         ProvisioningError (a plain-words message) and leaves nothing half-made.
         """
         started = time.perf_counter()
         name = normalize_username(username)
         self._check_secret_key()
+        result = await self._provision_user(name, actor, started)
+        if teams is not None:
+            result.teams = await self.teams.sync_user(name, teams, actor)
+        else:
+            async with self.postgres.connection() as conn:
+                recorded = await self._registry.team_members(conn)
+            result.teams = sorted(t for t, users in recorded.items() if name in users)
+        result.environment["ENERTEF_TEAMS"] = ",".join(result.teams)
+        return result
+
+    async def _provision_user(self, name: str, actor, started: float) -> ProvisionResult:
         async with self.postgres.connection() as conn:
             account = await self._registry.active(conn, name)
             if account is not None and account.ready_generation == account.generation:
                 resources = make_user_resources(name, account.incarnation)
                 state = await self.postgres.store_state(conn, resources)
                 if state["can_login"] and state["schema_exists"] and await self.minio.user_is_ready(resources):
-                    return self._result(resources, account, teams, created=False, started=started)
+                    return self._result(resources, account, created=False, started=started)
             async with conn.transaction():
                 await self._registry.lock_username(conn, name)
                 account = await self._registry.ensure_active(conn, name)
@@ -134,7 +150,7 @@ class Workbench(SingletonConfigurable):
                 except BaseException:
                     await self.minio.undo(created)
                     raise
-        result = self._result(resources, account, teams, created=True, started=started)
+        result = self._result(resources, account, created=True, started=started)
         events.log_event(
             self.log, "provisioned", name, actor, incarnation=account.incarnation,
             generation=account.generation, role=resources.role, bucket=resources.bucket,
@@ -142,7 +158,7 @@ class Workbench(SingletonConfigurable):
         )
         return result
 
-    def _result(self, resources, account: Account, teams, *, created: bool, started: float) -> ProvisionResult:
+    def _result(self, resources, account: Account, *, created: bool, started: float) -> ProvisionResult:
         env = make_user_environment(
             tracking_uri=self.postgres.user_uri(resources, self._db_password(resources, account)),
             bucket=resources.bucket,
@@ -150,7 +166,6 @@ class Workbench(SingletonConfigurable):
             secret_key=self._minio_secret(resources, account),
             s3_endpoint=self.minio.public_endpoint,
             region=self.minio.region,
-            teams=[make_team_resources(t).team for t in teams],
         )
         return ProvisionResult(resources, env, created, time.perf_counter() - started)
 
@@ -175,15 +190,25 @@ class Workbench(SingletonConfigurable):
         """
         if not self.prepare_mlflow_tables:
             return
+        stores = [(result.resources, result.environment)]
+        for team_name in result.teams:
+            team = make_team_resources(team_name)
+            env = dict(result.environment)
+            env["MLFLOW_TRACKING_URI"] = tracking_uri_with_options(
+                env["MLFLOW_TRACKING_URI"], f"-c role={team.role} -c search_path={team.schema}")
+            env["ENERTEF_MLFLOW_ARTIFACT_ROOT"] = f"s3://{team.bucket}/mlflow"
+            stores.append((team, env))
         async with self.postgres.connection() as conn:
-            state = await self.postgres.store_state(conn, result.resources)
-        if state["mlflow_tables"]:
-            return
+            missing = [(res, env) for res, env in stores
+                       if not (await self.postgres.store_state(conn, res))["mlflow_tables"]]
+        await asyncio.gather(*(self._create_mlflow_tables(result.resources.username, env) for _, env in missing))
+
+    async def _create_mlflow_tables(self, username: str, environment: dict[str, str]):
         env = dict(os.environ)
         for key in list(env):
             if key.startswith("ENERTEF_") or key.startswith("AWS_") or key.startswith("MLFLOW_"):
                 del env[key]
-        env.update(result.environment)
+        env.update(environment)
         proc = await asyncio.create_subprocess_exec(
             self.mlflow_python, "-m", "enertef_hub.mlflow_tables",
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -197,7 +222,7 @@ class Workbench(SingletonConfigurable):
                 " ask an admin to check the database load."
             ) from None
         if proc.returncode != 0:
-            self.log.error("Preparing MLflow tables of %s failed:\n%s", result.resources.username,
+            self.log.error("Preparing MLflow tables of %s failed:\n%s", username,
                            output.decode(errors="replace")[-2000:])
             raise ProvisioningError(
                 "Preparing your MLflow store failed (details in the hub log). Ask an admin to"
@@ -215,6 +240,7 @@ class Workbench(SingletonConfigurable):
         name = normalize_username(username)
         purge = self.purge_on_delete if purge is None else purge
         done = {"user": name, "revoked": [], "purged": []}
+        await self.teams.sync_user(name, [], actor)
         async with self.postgres.connection() as conn:
             async with conn.transaction():
                 await self._registry.lock_username(conn, name)
@@ -301,6 +327,10 @@ class Workbench(SingletonConfigurable):
             "state": "active" if active else ("deleted" if accounts else "unknown"),
             "incarnations": incarnations,
         }
+
+    async def sync_teams(self, groups, actor: str | None = None) -> dict:
+        """Make every team's membership match JupyterHub's groups (``{group: [usernames]}``)."""
+        return await self.teams.sync_all(groups, actor)
 
     async def accounts(self) -> list[dict]:
         """Every incarnation of every username the registry knows."""

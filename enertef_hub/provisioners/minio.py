@@ -249,25 +249,38 @@ class MinioProvisioner(LoggingConfigurable):
 
     # -- teams ------------------------------------------------------------------------
 
-    async def ensure_team(self, team: TeamResources, members: list[str]):
-        """Create or repair a team's bucket, policy and group; set the group's members exactly."""
-        await self._run(self._ensure_team, team, members)
+    async def ensure_team(self, team: TeamResources):
+        """Create or repair a team's bucket and the policy its group gets."""
+        await self._run(self._ensure_team, team)
 
-    def _ensure_team(self, team: TeamResources, members: list[str]):
+    def _ensure_team(self, team: TeamResources):
         s3, admin = self._get_clients()
         if not s3.bucket_exists(team.bucket):
             s3.make_bucket(team.bucket)
         admin.policy_add(team.policy, policy=make_bucket_policy([team.bucket]))
-        current = set(self._group_info(admin, team.group).get("members") or [])
-        wanted = set(members)
-        if wanted - current or not current:
-            # group_add creates the group if needed; an empty group cannot be created.
-            if wanted:
-                admin.group_add(team.group, sorted(wanted))
-        if current - wanted:
-            admin.group_remove(team.group, sorted(current - wanted))
-        if wanted:
+
+    async def set_team_member(self, team: TeamResources, access_key: str, member: bool):
+        """Put a user in, or take them out of, the team's group (effective at once)."""
+        await self._run(self._set_team_member, team, access_key, member)
+
+    def _set_team_member(self, team: TeamResources, access_key: str, member: bool):
+        _, admin = self._get_clients()
+        if member:
+            # Creates the group on its first member (MinIO has no empty groups).
+            admin.group_add(team.group, [access_key])
             admin.policy_set(team.policy, group=team.group)
+        elif access_key in (self._group_info(admin, team.group).get("members") or []):
+            admin.group_remove(team.group, [access_key])
+
+    async def team_state(self, team: TeamResources) -> dict:
+        """Members and bucket of a team (for ``status`` and tests)."""
+        return await self._run(self._team_state, team)
+
+    def _team_state(self, team: TeamResources) -> dict:
+        s3, admin = self._get_clients()
+        info = self._group_info(admin, team.group)
+        return {"group": team.group, "members": sorted(info.get("members") or []),
+                "policy": info.get("policy", ""), "bucket_exists": s3.bucket_exists(team.bucket)}
 
     async def check(self) -> str:
         """Round trip to the admin API; returns the server's version (for ``check``)."""

@@ -25,7 +25,7 @@ from traitlets import Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import ConfigurationError, ProvisioningError, ServiceUnavailableError
-from ..naming import UserResources
+from ..naming import TeamResources, UserResources
 
 
 class PostgresProvisioner(LoggingConfigurable):
@@ -274,6 +274,58 @@ class PostgresProvisioner(LoggingConfigurable):
         if await cur.fetchone() is not None:
             await conn.execute(sql.SQL("DROP OWNED BY {role}").format(role=sql.Identifier(resources.role)))
             await conn.execute(sql.SQL("DROP ROLE {role}").format(role=sql.Identifier(resources.role)))
+
+    # -- teams (inside the caller's transaction) ------------------------------------
+
+    async def ensure_team_store(self, conn: psycopg.AsyncConnection, team: TeamResources):
+        """Create or repair a team's NOLOGIN group role and the schema it owns."""
+        role = sql.Identifier(team.role)
+        await conn.execute(
+            sql.SQL(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {name}) THEN"
+                " CREATE ROLE {role} NOLOGIN; END IF; END $$"
+            ).format(name=sql.Literal(team.role), role=role)
+        )
+        if not self._is_superuser:
+            await conn.execute(sql.SQL("GRANT {role} TO CURRENT_USER").format(role=role))
+        await conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}").format(
+                schema=sql.Identifier(team.schema), role=role
+            )
+        )
+        await conn.execute(
+            sql.SQL("ALTER SCHEMA {schema} OWNER TO {role}").format(schema=sql.Identifier(team.schema), role=role)
+        )
+
+    async def grant_team(self, conn: psycopg.AsyncConnection, team: TeamResources, member: UserResources):
+        """Make alice a member of the team's role: she may ``SET ROLE`` to it and write as the team."""
+        await conn.execute(
+            sql.SQL("GRANT {team} TO {member}").format(
+                team=sql.Identifier(team.role), member=sql.Identifier(member.role)
+            )
+        )
+
+    async def revoke_team(self, conn: psycopg.AsyncConnection, team: TeamResources, member: UserResources):
+        """Take alice out of the team's role, and end her sessions.
+
+        A session that already switched to the team role would keep its privileges
+        after REVOKE, so her open sessions are ended: revocation is immediate.
+        """
+        cur = await conn.execute(
+            "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
+            " JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = %s AND u.rolname = %s",
+            (team.role, member.role),
+        )
+        if await cur.fetchone() is None:
+            return
+        await conn.execute(
+            sql.SQL("REVOKE {team} FROM {member}").format(
+                team=sql.Identifier(team.role), member=sql.Identifier(member.role)
+            )
+        )
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (member.role,)
+        )
 
     async def store_state(self, conn: psycopg.AsyncConnection, resources: UserResources) -> dict:
         """What exists of alice's store (for ``status`` and fast-path checks)."""
