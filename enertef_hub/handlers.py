@@ -24,10 +24,12 @@ only the messages differ, so nothing is copied.
 
 from __future__ import annotations
 
+from jinja2 import ChoiceLoader, FileSystemLoader
 from jupyterhub.utils import maybe_future
 from nativeauthenticator.handlers import DiscardHandler as NativeDiscardHandler
 from nativeauthenticator.handlers import LocalBase
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
+from nativeauthenticator.handlers import TEMPLATE_DIR as NATIVE_TEMPLATE_DIR
 from nativeauthenticator.handlers import SignUpHandler as NativeSignUpHandler
 from nativeauthenticator.handlers import admin_users_scope
 from nativeauthenticator.orm import UserInfo
@@ -127,6 +129,16 @@ class SignUpHandler(NativeSignUpHandler):
 
 class LoginHandler(NativeLoginHandler):
     """``/hub/login`` with NativeAuthenticator's page, working on JupyterHub 5.5 and 6.x."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # NativeAuthenticator adds its templates to the hub's async Jinja environment
+        # only; errors of a form POST are rendered as the login page through the
+        # *sync* one (write_error), which then lacked native-login.html (a 500).
+        env = self.settings["jinja2_env_sync"]
+        if not getattr(env, "_enertef_native_templates", False):
+            env.loader = ChoiceLoader([env.loader, FileSystemLoader([NATIVE_TEMPLATE_DIR])])
+            env._enertef_native_templates = True
 
     def _render(self, login_error=None, username=None, **kwargs):
         # JupyterHub's LoginHandler.render_template turns an error page of a form

@@ -105,7 +105,7 @@ HOSTILE = {
     "too long": ("a" * 200, f"limit is {MAX_NAME_LENGTH}"),
     "reserved": ("postgres", "reserved"),
     "reserved any case": ("Admin", "reserved"),
-    "pg prefix": ("pgalice", "reserved"),
+    "reserved internal": ("pgcatalog", "reserved"),
 }
 
 

@@ -1,0 +1,265 @@
+"""Bad input at the sign-up and login forms of a real hub.
+
+Every hostile name or malformed post must be refused with a 4xx and a message a
+person can act on — never a 500 — and must create nothing: no hub user, no
+sign-up record, no PostgreSQL role or schema, no MinIO user or bucket.
+
+Names carry a per-run marker, so "nothing created" is checked by looking for the
+marker in PostgreSQL and MinIO, which other tests (and engineers) share.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import secrets
+import sqlite3
+
+import boto3
+import psycopg
+import pytest
+import requests
+from hubharness import approve, form_session, login_session, signup
+from minio import MinioAdmin
+from minio.credentials import StaticProvider
+
+pytestmark = pytest.mark.jupyterhub_login
+
+MARK = "zq" + secrets.token_hex(3)
+PASSWORD = "Tr0ub4dor&3-but-longer"
+
+HOSTILE_NAMES = {
+    "empty": ("", "empty"),
+    "spaces only": ("   ", "only letters"),
+    "inner space": (f"{MARK} x", "only letters"),
+    "single quote": (f"{MARK}'--", "only letters"),
+    "double quote": (f'{MARK}"', "only letters"),
+    "sql": (f"{MARK}';DROP ROLE x--", "only letters"),
+    "html": (f"<i>{MARK}</i>", "only letters"),
+    "null byte": (f"{MARK}\x00x", "only letters"),
+    "cyrillic a": (f"\u0430{MARK}", "non-ASCII"),
+    "fullwidth": (f"{MARK}\uff41", "non-ASCII"),
+    "zero width": (f"{MARK}\u200b", "non-ASCII"),
+    "right-to-left": (f"{MARK}\u202e", "non-ASCII"),
+    "200 characters": (MARK + "a" * (200 - len(MARK)), "limit is"),
+    "dash": (f"{MARK}-x", "only letters"),
+    "dot dot": ("..", "only letters"),
+    "slash": (f"{MARK}/x", "only letters"),
+    "digit first": (f"1{MARK}", "start with a letter"),
+    "reserved": ("postgres", "reserved"),
+    "reserved upper": ("MinioAdmin", "reserved"),
+}
+
+
+# ------------------------------------------------------------------ what exists
+
+
+def hub_users(hub) -> set[str]:
+    response = hub.api("GET", "/users", params={"limit": 1000})
+    response.raise_for_status()
+    return {user["name"] for user in response.json()}
+
+
+def signup_records(hub) -> list[str]:
+    with sqlite3.connect(hub.dir / "jupyterhub.sqlite") as db:
+        return [row[0] for row in db.execute("SELECT username FROM users_info")]
+
+
+def marked_roles() -> list[str]:
+    with psycopg.connect(os.environ["ENERTEF_POSTGRES_ADMIN_URL"]) as conn:
+        rows = conn.execute(
+            "SELECT rolname FROM pg_roles WHERE strpos(rolname, %s) > 0"
+            " UNION ALL SELECT nspname FROM pg_namespace WHERE strpos(nspname, %s) > 0",
+            (MARK, MARK),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def marked_minio_things() -> list[str]:
+    endpoint = os.environ["ENERTEF_MINIO_ENDPOINT"]
+    access, secret = os.environ["ENERTEF_MINIO_ACCESS_KEY"], os.environ["ENERTEF_MINIO_SECRET_KEY"]
+    admin = MinioAdmin(
+        endpoint=endpoint.split("://", 1)[1],
+        credentials=StaticProvider(access, secret),
+        secure=endpoint.startswith("https"),
+    )
+    users = admin.user_list()
+    s3 = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=access,
+        aws_secret_access_key=secret, region_name="us-east-1",
+    )
+    buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+    return [name for name in [*users_of(users), *buckets] if MARK in name]
+
+
+def users_of(listing) -> list[str]:
+    # MinioAdmin.user_list returns JSON text of {access key: info}.
+    data = json.loads(listing) if isinstance(listing, (str, bytes)) else listing
+    return list(data or {})
+
+
+@pytest.fixture
+def nothing_created(hub):
+    """Assert, after the test, that no account or resource appeared."""
+    users_before, records_before = hub_users(hub), signup_records(hub)
+    yield
+    assert hub_users(hub) == users_before
+    assert signup_records(hub) == records_before
+    assert marked_roles() == []
+    assert marked_minio_things() == []
+
+
+def assert_refused(response: requests.Response, status: int, text: str | None = None):
+    assert response.status_code == status, (response.status_code, response.text[-1500:])
+    if text is not None:
+        assert text in html.unescape(response.text), response.text[-1500:]
+
+
+# --------------------------------------------------------------------- sign-up
+
+
+@pytest.mark.parametrize("name, why", HOSTILE_NAMES.values(), ids=HOSTILE_NAMES.keys())
+def test_hostile_username_is_refused_with_the_reason(hub, nothing_created, name, why):
+    response = signup(hub, name, PASSWORD)
+    assert_refused(response, 400, why)
+    assert "alert-danger" in response.text
+    assert f"<i>{MARK}" not in response.text  # echoed input is escaped
+
+
+def test_name_taken_in_any_case_is_refused(hub, nothing_created):
+    assert_refused(signup(hub, hub.admin_name.upper(), PASSWORD), 409, "already taken")
+
+
+@pytest.mark.parametrize(
+    "password, confirmation, why",
+    [
+        ("short", "short", "too short"),
+        ("password123", "password123", "too common"),
+        ("x" * 100, "x" * 100, "72 bytes"),  # bcrypt's limit: crashed NativeAuthenticator
+        (PASSWORD, PASSWORD + "x", "confirmation differ"),
+    ],
+    ids=["short", "common", "too long", "mismatch"],
+)
+def test_bad_password_is_refused_with_the_reason(hub, nothing_created, password, confirmation, why):
+    response = signup(hub, MARK + "pw", password, confirmation)
+    assert_refused(response, 400, why)
+
+
+def post_signup(hub, fields: dict, *, xsrf: str | None = "valid", raw: bytes | None = None):
+    session, token = form_session(hub, "/hub/signup")
+    if xsrf == "valid":
+        fields = {"_xsrf": token, **fields}
+    elif xsrf is not None:
+        fields = {"_xsrf": xsrf, **fields}
+    if raw is not None:
+        return session.post(
+            f"{hub.url}/hub/signup", data=raw + f"&_xsrf={token}".encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=60,
+        )
+    return session.post(f"{hub.url}/hub/signup", data=fields, timeout=60)
+
+
+FULL = {
+    "username": MARK + "ok",
+    "signup_password": PASSWORD,
+    "signup_password_confirmation": PASSWORD,
+}
+
+
+@pytest.mark.parametrize(
+    "fields, status, why",
+    [
+        ({k: v for k, v in FULL.items() if k != "username"}, 400, "username"),
+        ({k: v for k, v in FULL.items() if k != "signup_password"}, 400, "signup_password"),
+        ({k: v for k, v in FULL.items() if k != "signup_password_confirmation"}, 400,
+         "signup_password_confirmation"),
+        ({}, 400, "username"),
+        ({**FULL, "username": "a" * 2_000_000}, 400, "limit is"),
+        ({**FULL, "signup_password": "p" * 2_000_000,
+          "signup_password_confirmation": "p" * 2_000_000}, 400, "72 bytes"),
+    ],
+    ids=["no username", "no password", "no confirmation", "empty form", "2 MB name", "2 MB password"],
+)
+def test_malformed_signup_post_is_refused(hub, nothing_created, fields, status, why):
+    assert_refused(post_signup(hub, fields), status, why)
+
+
+@pytest.mark.parametrize(
+    "xsrf, why",
+    [(None, "_xsrf' argument missing"), ("forged", "XSRF cookie does not match")],
+    ids=["no xsrf", "wrong xsrf"],
+)
+def test_signup_without_valid_xsrf_is_refused(hub, nothing_created, xsrf, why):
+    assert_refused(post_signup(hub, FULL, xsrf=xsrf), 403, why)
+
+
+def test_signup_with_invalid_utf8_is_refused(hub, nothing_created):
+    raw = b"username=" + MARK.encode() + b"%FF%FE&signup_password=x&signup_password_confirmation=x"
+    assert_refused(post_signup(hub, {}, raw=raw), 400)
+
+
+# ----------------------------------------------------------------------- login
+
+
+def post_login(hub, fields: dict):
+    session, token = form_session(hub, "/hub/login")
+    return session.post(
+        f"{hub.url}/hub/login", data={"_xsrf": token, **fields}, allow_redirects=False, timeout=60
+    )
+
+
+@pytest.mark.parametrize("name, why", HOSTILE_NAMES.values(), ids=HOSTILE_NAMES.keys())
+def test_hostile_username_at_login_is_refused(hub, nothing_created, name, why):
+    response = post_login(hub, {"username": name, "password": PASSWORD})
+    if name.strip() == "":
+        assert_refused(response, 400, "username and a password")
+    else:
+        assert_refused(response, 403, "Invalid username or password")
+
+
+@pytest.mark.parametrize(
+    "fields, status, why",
+    [
+        ({"password": PASSWORD}, 400, "username and a password"),
+        ({"username": "someone"}, 400, "username and a password"),
+        ({}, 400, "username and a password"),
+        ({"username": "someone", "password": "p" * 2_000_000}, 403, "Invalid username or password"),
+    ],
+    ids=["no username", "no password", "empty form", "2 MB password"],
+)
+def test_malformed_login_post_is_refused(hub, nothing_created, fields, status, why):
+    assert_refused(post_login(hub, fields), status, why)
+
+
+def test_overlong_password_of_a_real_account_is_refused_not_a_crash(hub):
+    # bcrypt >= 5 raises on passwords over 72 bytes; NativeAuthenticator did not catch it.
+    response = post_login(hub, {"username": hub.admin_name, "password": "p" * 100})
+    assert_refused(response, 403, "Invalid username or password")
+    # and the real password still works afterwards
+    login_session(hub, hub.admin_name, hub.admin_password)
+
+
+def test_approving_an_unknown_name_is_404_not_500(hub, nothing_created):
+    admin = hub.admin_session()
+    response = admin.get(f"{hub.url}/hub/authorize/{MARK}nobody", timeout=30)
+    assert_refused(response, 404, "No sign-up named")
+
+
+def test_only_admins_can_approve(hub):
+    user, other = MARK + "user", MARK + "other"
+    for name in (user, other):
+        assert signup(hub, name, PASSWORD).status_code == 200
+    approve(hub, user)
+    session = login_session(hub, user, PASSWORD)
+    response = session.get(f"{hub.url}/hub/authorize/{other}", allow_redirects=False, timeout=30)
+    assert response.status_code == 403, response.status_code
+    anonymous = requests.get(f"{hub.url}/hub/authorize/{other}", allow_redirects=False, timeout=30)
+    assert anonymous.status_code in (302, 403)
+    with sqlite3.connect(hub.dir / "jupyterhub.sqlite") as db:
+        (approved,) = db.execute(
+            "SELECT is_authorized FROM users_info WHERE username = ?", (other,)
+        ).fetchone()
+    assert not approved
+    for name in (user, other):
+        hub.api("DELETE", f"/users/{name}")
