@@ -111,6 +111,8 @@ all_installed() {
 
 ensure_registry() {
   if k3d registry list "$REGISTRY_CONTAINER" >/dev/null 2>&1; then
+    # After a reboot the registry container may be stopped; the cluster pulls from it.
+    docker start "$REGISTRY_CONTAINER" >/dev/null 2>&1 || true
     return
   fi
   if port_in_use "$REGISTRY_PORT"; then
@@ -246,7 +248,11 @@ wait_ready() {
   kc rollout status deployment/proxy --timeout=5m >/dev/null
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# Whether the pid in file $1 is still one of our port-forwards (a stale pid file may
+# name an unrelated process by now: never trust the number alone).
+pid_alive() {
+  [ -f "$1" ] && ps -p "$(cat "$1")" -o args= 2>/dev/null | grep -q port-forward
+}
 
 port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null

@@ -15,14 +15,13 @@ set -euo pipefail
 log() { printf '[stop] %s\n' "$*" >&2; }
 die() { printf '[stop] error: %s\n' "$*" >&2; exit 1; }
 
-# Only our own port-forwards: the pid must still be a kubectl port-forward.
+# Only our own port-forwards: pid_alive checks the pid is still a port-forward.
 stop_port_forwards() {
-  local pidfile pid
+  local pidfile
   for pidfile in "$STATE_DIR"/port-forward-*.pid; do
     [ -e "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null && grep -q port-forward "/proc/$pid/cmdline" 2>/dev/null; then
-      kill "$pid"
+    if pid_alive "$pidfile"; then
+      kill "$(cat "$pidfile")"
       log "stopped port-forward $(basename "$pidfile" .pid | sed 's/^port-forward-//')"
     fi
     rm -f "$pidfile"

@@ -28,7 +28,7 @@ PORTS = {"ENERTEF_HUB_PORT": "18050", "ENERTEF_MINIO_CONSOLE_PORT": "18051", "EN
 # What the scripts need besides the four tools under test.
 UTILITIES = ("bash", "env", "dirname", "basename", "sort", "head", "grep", "cat", "mkdir", "sed", "awk",
              "seq", "sleep", "date", "git", "rm", "mktemp", "chmod", "tr", "base64", "touch", "kill",
-             "nohup", "cp")
+             "nohup", "cp", "ps")
 
 
 def test_shellcheck_passes_on_every_script():
@@ -157,11 +157,15 @@ def fake(tmp_path):
                 (state / name).touch()
 
     yield Fake()
-    for pid in started:  # only the fake port-forwards these tests started
+    for pid in set(started):  # only the fake port-forwards these tests started
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+    # Wait until they are gone: the next test binds the same ports.
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def alive(pid: int) -> bool:
@@ -345,3 +349,23 @@ def test_start_hook_seeds_and_never_stops_the_server(tmp_path, python_rc):
     assert (tmp_path / "python-args").read_text().split() == [
         "-m", "enertef_hub.provisioners.seeding", "--source", str(source_dir), "--home", "/home/jovyan"]
     assert ("WARNING" in proc.stderr) == (python_rc != 0)
+
+
+def test_a_stale_pid_file_never_kills_an_unrelated_process(fake):
+    """After a reboot a pid file may name someone else's process: stop.sh leaves it alone."""
+    fake.install("docker", "k3d", "kubectl", "helm")
+    fake.mark_installed()
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        state_dir = fake.path / "k8s-state"
+        state_dir.mkdir()
+        (state_dir / "port-forward-hub.pid").write_text(str(bystander.pid))
+        assert fake.run(STOP).returncode == 0
+        assert bystander.poll() is None, "stop.sh killed a process that is not its port-forward"
+        # start.sh does not take the stranger for the hub's port-forward either.
+        (state_dir / "port-forward-hub.pid").write_text(str(bystander.pid))
+        assert fake.run(START).returncode == 0
+        assert int((state_dir / "port-forward-hub.pid").read_text()) != bystander.pid
+    finally:
+        bystander.kill()
+        bystander.wait()
