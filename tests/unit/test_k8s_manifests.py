@@ -107,7 +107,7 @@ def ingress_allowed(source: dict, target: dict, port: int) -> bool:
     return any(
         any(_selects(peer.get("podSelector", {}), source) and set(peer) == {"podSelector"} for peer in rule["from"])
         and any(p["port"] == port for p in rule["ports"])
-        for policy in policies for rule in policy["spec"]["ingress"])
+        for policy in policies for rule in policy["spec"].get("ingress", []))
 
 
 @pytest.mark.parametrize("source, target, port, allowed", [
@@ -120,6 +120,8 @@ def ingress_allowed(source: dict, target: dict, port: int) -> bool:
     (USER_POD, MINIO, 9001, False),
     (PGADMIN, MINIO, 9000, False),
     (OTHER, MINIO, 9000, False),
+    (USER_POD, PGADMIN, 80, False),
+    (HUB, PGADMIN, 80, False),
 ], ids=lambda v: v if isinstance(v, (int, bool)) else next(iter(v.values())))
 def test_ingress_policies(source, target, port, allowed):
     assert ingress_allowed(source, target, port) is allowed
@@ -131,3 +133,8 @@ def test_ingress_policies_select_the_real_pods():
     pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
     assert _selects({"matchLabels": POSTGRES}, pod_labels)
     assert not ingress_allowed(OTHER, pod_labels, 5432)
+
+
+def test_the_pgadmin_charts_open_policy_is_off():
+    values = yaml.safe_load((REPO / "chart-values" / "pgadmin.yaml").read_text())
+    assert values["networkPolicy"]["enabled"] is False
