@@ -11,9 +11,9 @@
 #
 # Passwords are generated once into Kubernetes Secrets and never printed; the
 # summary says how to read the ones an admin needs.
-#
-# stop.sh sources this file for its settings and helpers (main runs only when executed).
 set -euo pipefail
+
+# stop.sh sources this file for its settings and helpers (main runs only when executed).
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -164,7 +164,12 @@ build_and_push() {
   done
 }
 
-random_secret() { head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "${1:-32}"; }
+# N random letters and digits (no pipe closed early: safe under pipefail).
+random_secret() {
+  local chars
+  chars=$(head -c 192 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+  printf '%s' "${chars:0:${1:-32}}"
+}
 
 # Create a Secret from KEY=VALUE lines on stdin, via a private temporary file so no
 # value appears on a command line (ps) or in the output.
@@ -303,9 +308,12 @@ $pods
 EOF
 }
 
-usage() {
-  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+# The comment block at the top of a script, without the '# '.
+header_help() {
+  awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$1"
 }
+
+usage() { header_help "${BASH_SOURCE[0]}"; }
 
 main() {
   local upgrade=0

@@ -28,9 +28,7 @@ stop_port_forwards() {
   done
 }
 
-stop_usage() {
-  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-}
+stop_usage() { header_help "${BASH_SOURCE[0]}"; }
 
 stop_main() {
   local delete_data=0 yes=0

@@ -243,6 +243,7 @@ def test_first_run_builds_installs_and_keeps_secrets_off_the_command_line(fake):
                             "enertef-minio.rootUser", "enertef-minio.rootPassword", "enertef-pgadmin.password"}
     passwords = [v for k, v in secrets.items() if k not in ("enertef-minio.rootUser", "enertef-hub.ENERTEF_MINIO_ACCESS_KEY")]
     assert all(len(v) >= 24 for v in passwords if "://" not in v)
+    assert len(secrets["enertef-hub.ENERTEF_SECRET_KEY"]) == 48
     log = "\n".join(calls) + proc.stdout + proc.stderr
     for value in passwords:
         assert value not in log
