@@ -236,3 +236,9 @@ def test_hub_may_reach_postgresql_and_minio():
     hub_policy = merged["hub"]["networkPolicy"]
     assert hub_policy["enabled"] is True
     assert hub_policy["egressAllowRules"]["privateIPs"] is True
+
+
+def test_a_deleted_users_home_follows_the_same_keep_or_purge_policy(z2jh_values):
+    """Deleting a user must not delete their home while their MLflow store and bucket are kept."""
+    config = z2jh_values["hub"]["config"]
+    assert config["KubeSpawner"]["delete_pvc"] == config["Workbench"]["purge_on_delete"]
