@@ -242,3 +242,9 @@ def test_a_deleted_users_home_follows_the_same_keep_or_purge_policy(z2jh_values)
     """Deleting a user must not delete their home while their MLflow store and bucket are kept."""
     config = z2jh_values["hub"]["config"]
     assert config["KubeSpawner"]["delete_pvc"] == config["Workbench"]["purge_on_delete"]
+
+
+def test_minio_chart_creates_no_users_of_its_own():
+    """The chart's default values create user "console" with a published password."""
+    minio = load("minio.yaml")
+    assert minio["users"] == [] and minio["svcaccts"] == [] and minio["buckets"] == []
