@@ -243,7 +243,8 @@ def test_overlong_password_of_a_real_account_is_refused_not_a_crash(hub):
 def test_approving_an_unknown_name_is_404_not_500(hub, nothing_created):
     admin = hub.admin_session()
     response = admin.get(f"{hub.url}/hub/authorize/{MARK}nobody", timeout=30)
-    assert_refused(response, 404, "No sign-up named")
+    # (JupyterHub 5.5's 404 page does not show the message; 6.x does)
+    assert_refused(response, 404)
 
 
 def test_only_admins_can_approve(hub):
