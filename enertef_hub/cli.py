@@ -6,6 +6,7 @@
     enertef-hub rotate USER                  new credentials (running servers need a restart)
     enertef-hub status [USER] [--json]       lifecycle state and resources
     enertef-hub check                        connectivity and configuration doctor
+    enertef-hub sync [--loop SECONDS]        team memberships := JupyterHub's groups
 
 Settings come from ``--config FILE`` (a ``jupyterhub_config.py``) and the
 ``ENERTEF_*`` environment variables, exactly as in the hub. Exit codes: 0 done,
@@ -23,6 +24,7 @@ import sys
 from traitlets.config import Config, PyFileConfigLoader
 
 from .errors import EnerTEFError
+from .hubapi import fetch_groups
 from .naming import InvalidNameError
 from .workbench import Workbench
 
@@ -76,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user", nargs="?")
     p.add_argument("--json", action="store_true")
     sub.add_parser("check", help="check configuration and connectivity")
+    p = sub.add_parser("sync", help="make team memberships match JupyterHub's groups")
+    p.add_argument("--loop", type=float, metavar="SECONDS",
+                   help="repeat every SECONDS (as a hub service); the bound on revocation delay")
+    p.add_argument("--api-url", help="JupyterHub API URL (default $JUPYTERHUB_API_URL)")
     return parser
 
 
@@ -107,6 +113,20 @@ async def run(args, workbench: Workbench) -> int:
         status = await (workbench.status(args.user) if args.user else workbench.accounts())
         print(json.dumps(status, indent=2, default=str) if args.json or not args.user else _format_status(status))
         return 0
+    if args.command == "sync":
+        while True:
+            try:
+                groups = await asyncio.to_thread(fetch_groups, args.api_url)
+                report = await workbench.sync_teams(groups, actor="sync")
+                print(json.dumps(report, sort_keys=True), flush=True)
+            except (EnerTEFError, OSError, RuntimeError) as exc:
+                if not args.loop:
+                    raise
+                # As a service: report and try again next round, never die.
+                print(f"error: team sync failed, retrying in {args.loop} s: {exc}", file=sys.stderr, flush=True)
+            if not args.loop:
+                return 0
+            await asyncio.sleep(args.loop)
     if args.command == "check":
         rows = await workbench.check()
         for what, ok, detail in rows:
@@ -153,7 +173,7 @@ def main(argv=None) -> int:
     except InvalidNameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except EnerTEFError as exc:
+    except (EnerTEFError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
