@@ -32,6 +32,13 @@ CONFIG_D = REPO / "jupyterhub_config.d"
 CHART_VERSION = "4.4.0"
 
 
+def pinned_k8s_version() -> str:
+    """The Kubernetes version (x.y.0) of the k3s image scripts/start.sh creates clusters with."""
+    match = re.search(r"rancher/k3s:v(\d+\.\d+)\.\d+-k3s\d+", (REPO / "scripts" / "start.sh").read_text())
+    assert match, "scripts/start.sh must pin the k3s image (rancher/k3s:vX.Y.Z-k3sN)"
+    return f"{match.group(1)}.0"
+
+
 def deep_merge(base: dict, override: dict) -> dict:
     """Merge Helm-style: maps merge recursively, anything else replaces; null deletes a key."""
     merged = copy.deepcopy(base)

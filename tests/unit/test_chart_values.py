@@ -23,7 +23,7 @@ import z2jh_emulation  # noqa: E402
 
 REPO = z2jh_emulation.REPO
 VALUES = REPO / "chart-values"
-K8S_VERSION = "1.33.0"  # the k3s image scripts/start.sh pins (rancher/k3s:v1.33.x)
+K8S_VERSION = z2jh_emulation.pinned_k8s_version()  # the k3s that scripts/start.sh pins
 
 HUB_ENV = ("ENERTEF_POSTGRES_ADMIN_URL", "ENERTEF_MINIO_ENDPOINT", "ENERTEF_MINIO_ACCESS_KEY",
            "ENERTEF_MINIO_SECRET_KEY", "ENERTEF_SECRET_KEY")

@@ -8,22 +8,19 @@ manifest would silently be ignored by an older kubectl).
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from z2jh_emulation import pinned_k8s_version  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST_DIR = REPO / "chart-values" / "manifests"
 MANIFESTS = sorted(MANIFEST_DIR.glob("*.yaml"))
-
-
-def pinned_k8s_version() -> str:
-    """The Kubernetes minor of the k3s image scripts/start.sh creates the cluster with."""
-    match = re.search(r"rancher/k3s:v(\d+\.\d+)\.\d+-k3s\d+", (REPO / "scripts" / "start.sh").read_text())
-    assert match, "scripts/start.sh must pin the k3s image (rancher/k3s:vX.Y.Z-k3sN)"
-    return f"{match.group(1)}.0"
 
 
 def documents(path: Path) -> list[dict]:

@@ -25,7 +25,7 @@ import z2jh_emulation  # noqa: E402
 
 from enertef_hub.environment import make_user_environment  # noqa: E402
 
-K8S_VERSION = "1.33.0"
+K8S_VERSION = z2jh_emulation.pinned_k8s_version()  # the k3s that scripts/start.sh pins
 
 # Hub-side secrets, present in the hub's own environment (as hub.extraEnv puts them).
 ADMIN_ENV = {
