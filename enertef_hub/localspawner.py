@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import shutil
 import sys
+import time
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
@@ -128,6 +130,34 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
             "--source", self.notebook_scripts_dir, "--home", self.home_dir, as_user=True,
         )
         self.log.info("Seeded home of %s: %s", self.user.name, summary)
+
+    async def delete_forever(self):
+        """The user was deleted in the Hub: archive or purge their home.
+
+        A later account with the same name must not find the old files, so a kept
+        home is moved aside (``jupyter-alice.deleted-<time>``, owned by root) and the
+        system account removed; with ``Workbench.purge_on_delete`` it is deleted.
+        """
+        home = self.home_dir
+        if not os.path.isdir(home):
+            return
+        if self.workbench.purge_on_delete:
+            shutil.rmtree(home)
+            self.log.info("Deleted home %s of deleted user %s", home, self.user.name)
+        else:
+            archive = f"{home}.deleted-{time.strftime('%Y%m%dT%H%M%S')}"
+            os.rename(home, archive)
+            if os.geteuid() == 0:
+                # A new system account could reuse the old uid: hand the files to root.
+                await self._run("chown", "-R", "root:root", archive)
+                os.chmod(archive, 0o700)
+            self.log.info("Archived home of deleted user %s to %s", self.user.name, archive)
+        if not self.run_as_hub_user:
+            try:
+                pwd.getpwnam(self.system_username)
+            except KeyError:
+                return
+            await self._run("userdel", self.system_username)
 
     # -- LocalProcessSpawner, for a user who is not the hub user's name ---------------
 

@@ -170,9 +170,9 @@ class Workbench(SingletonConfigurable):
         return ProvisionResult(resources, env, created, time.perf_counter() - started)
 
     def _check_secret_key(self):
-        if len(self.secret_key) < 16:
+        if len(self.secret_key) < 32:
             raise ConfigurationError(
-                "Workbench.secret_key is missing or shorter than 16 characters: set"
+                "Workbench.secret_key is missing or shorter than 32 characters: set"
                 " ENERTEF_SECRET_KEY to a long random string (e.g. `openssl rand -hex 32`)."
             )
 
@@ -340,8 +340,8 @@ class Workbench(SingletonConfigurable):
     async def check(self) -> list[tuple[str, bool, str]]:
         """Connectivity and configuration checks: ``(what, ok, detail)`` rows."""
         rows = []
-        rows.append(("secret key", len(self.secret_key) >= 16,
-                     "set" if len(self.secret_key) >= 16 else "ENERTEF_SECRET_KEY missing or too short"))
+        rows.append(("secret key", len(self.secret_key) >= 32,
+                     "set" if len(self.secret_key) >= 32 else "ENERTEF_SECRET_KEY missing or too short"))
         try:
             started = time.perf_counter()
             async with self.postgres.connection() as conn:
