@@ -22,3 +22,22 @@ class EnerTEFKubeSpawner(EnerTEFSpawnerMixin, KubeSpawner):
         # MLflow store and bucket (Workbench.purge_on_delete); an explicit
         # c.KubeSpawner.delete_pvc still wins.
         return self.workbench.purge_on_delete
+
+    async def prepare_home(self, result):
+        # A re-created account (incarnation 2, 3, ...) must not mount the home
+        # volume the deleted account left behind: give it a claim of its own.
+        self.pvc_name = make_incarnation_claim_name(
+            self._expand_user_properties(self.pvc_name_template), result.resources.incarnation
+        )
+        self.volumes = [self._with_claim(volume) for volume in self.volumes]
+
+    def _with_claim(self, volume: dict) -> dict:
+        claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+        if claim is None or self._expand_all(claim) != self._expand_user_properties(self.pvc_name_template):
+            return volume
+        return {**volume, "persistentVolumeClaim": {**volume["persistentVolumeClaim"], "claimName": self.pvc_name}}
+
+
+def make_incarnation_claim_name(claim: str, incarnation: int) -> str:
+    """``claim-alice`` for the first account named alice, ``claim-alice-i2`` for the second (pure)."""
+    return claim if incarnation == 1 else f"{claim}-i{incarnation}"

@@ -23,4 +23,7 @@ echo "== JupyterHub $(.venv/bin/python -c 'import jupyterhub; print(jupyterhub._
 .venv/bin/python -m pytest -p no:cacheprovider tests/unit tests/integration tests/e2e || status=$?
 echo "== JupyterHub $(.venv-jh55/bin/python -c 'import jupyterhub; print(jupyterhub.__version__)'): login flow"
 .venv-jh55/bin/python -m pytest -p no:cacheprovider -m jupyterhub_login tests/e2e || status=$?
+echo "== JupyterHub 5.5: the hub as z2jh boots it, and the pod manifest"
+.venv-jh55/bin/python -m pytest -p no:cacheprovider tests/integration/test_z2jh_boot.py \
+  tests/unit/test_kube_pod_manifest.py tests/unit/test_jupyterhub_config_d.py || status=$?
 exit $status

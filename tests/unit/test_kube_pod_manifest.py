@@ -193,3 +193,31 @@ async def test_the_values_file_is_what_the_manifest_follows(values):
     assert int(_notebook(pod)["resources"]["limits"]["memory"]) == to_bytes("8G")
     raw = yaml.safe_load(z2jh_emulation.VALUES_FILE.read_text())
     assert raw["singleuser"]["memory"]["limit"] == values["singleuser"]["memory"]["limit"]
+
+
+async def test_recreated_account_gets_a_home_volume_of_its_own(values):
+    """A deleted alice's kept home must not be mounted by the next account named alice."""
+    from enertef_hub.kubespawner import EnerTEFKubeSpawner
+    from enertef_hub.naming import make_user_resources
+    from enertef_hub.workbench import ProvisionResult
+
+    config = z2jh_emulation.build_config(values=values)
+    claims = {}
+    for incarnation in (1, 2):
+        with mock.patch.dict(os.environ, ADMIN_ENV), \
+                mock.patch("kubespawner.spawner.load_config"), \
+                mock.patch("kubespawner.spawner.shared_client"):
+            spawner = EnerTEFKubeSpawner(config=config, _mock=True, user=_user("alice"))
+            spawner.api_token = "token"
+            spawner._enertef_env = dict(USER_ENV)
+            result = ProvisionResult(make_user_resources("alice", incarnation), dict(USER_ENV), True, 0.0)
+            await spawner.prepare_home(result)
+            pod = await spawner.get_pod_manifest()
+            pvc = spawner.get_pvc_manifest()
+        async with ApiClient() as api:
+            pod, pvc = api.sanitize_for_serialization(pod), api.sanitize_for_serialization(pvc)
+        mounted = [v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"]
+                   if "persistentVolumeClaim" in v]
+        assert mounted == [pvc["metadata"]["name"]]
+        claims[incarnation] = pvc["metadata"]["name"]
+    assert claims[2] == claims[1] + "-i2"
