@@ -37,14 +37,23 @@ if ! command -v configurable-http-proxy >/dev/null; then
 fi
 
 # -- Python environments ---------------------------------------------------------
-PYTHON=${PYTHON:-python3}
+# Debian's interpreter, not one under /root (e.g. pyenv): users' servers run as their
+# own system accounts and must be able to execute it.
+PYTHON=${PYTHON:-/usr/bin/python3}
+if ! { [ -x "$PYTHON" ] && "$PYTHON" -c "import venv, ensurepip" 2>/dev/null; }; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
+fi
 install_venv() {  # venv-dir, pip requirement args...
   local venv=$1; shift
   local stamp="$venv/.enertef-stamp"
   local want
-  want=$( { cat setup.cfg; echo "$*"; } | sha256sum | cut -c1-16)
+  want=$( { cat setup.cfg; echo "$PYTHON $*"; } | sha256sum | cut -c1-16)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return; fi
   log "installing Python packages into $venv"
+  if [ -x "$venv/bin/python" ] && [ "$(readlink -f "$venv/bin/python")" != "$(readlink -f "$PYTHON")" ]; then
+    rm -rf "$venv"  # made with another interpreter
+  fi
   [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
   "$venv/bin/pip" install -q -e ".[notebook,kube,test]" "$@"
