@@ -222,12 +222,19 @@ class Workbench(SingletonConfigurable):
                 " ask an admin to check the database load."
             ) from None
         if proc.returncode != 0:
-            self.log.error("Preparing MLflow tables of %s failed:\n%s", username,
-                           output.decode(errors="replace")[-2000:])
+            text = output.decode(errors="replace")[-2000:]
+            for secret in (environment["AWS_SECRET_ACCESS_KEY"], self._password_in(environment)):
+                text = text.replace(secret, "***")  # never a secret in the hub's log
+            self.log.error("Preparing MLflow tables of %s failed:\n%s", username, text)
             raise ProvisioningError(
                 "Preparing your MLflow store failed (details in the hub log). Ask an admin to"
                 " run `enertef-hub check`."
             )
+
+    @staticmethod
+    def _password_in(environment: dict[str, str]) -> str:
+        userinfo = environment["MLFLOW_TRACKING_URI"].split("://", 1)[1].split("@", 1)[0]
+        return userinfo.split(":", 1)[1]
 
     # -- revocation, purge, restore, rotation --------------------------------------
 
