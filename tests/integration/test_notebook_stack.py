@@ -332,3 +332,72 @@ def test_example_notebook_runs_top_to_bottom_in_a_fresh_home(server_env, noteboo
         home / "notebook-scripts",
     )
     assert not (home / "notebook-scripts" / "mlruns").exists()
+
+
+# -- teams -----------------------------------------------------------------------
+
+TEAM_USER, TEAM = "nbbob", "nbteam"
+
+
+async def _provision_team_member():
+    wb = _workbench()
+    try:
+        result = await wb.provision(TEAM_USER, teams=[TEAM])
+        await wb.ensure_mlflow_tables(result)
+        return result
+    finally:
+        await wb.close()
+
+
+async def _purge_team_member():
+    wb = _workbench()
+    try:
+        await wb.deprovision(TEAM_USER, purge=True)
+    finally:
+        await wb.close()
+
+
+def test_use_team_logs_to_the_team_store_and_bucket_then_back(tmp_path) -> None:
+    result = asyncio.run(_provision_team_member())
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ENERTEF_", "AWS_", "MLFLOW_", "PG"))}
+        env.update(result.environment, HOME=str(tmp_path), PYTHONPATH=str(SCRIPTS))
+        assert env["ENERTEF_TEAMS"] == TEAM
+        out = run_python(
+            f"""
+            import json, mlflow
+            from mlflow_group_utils import use_team, use_personal, whoami
+            use_team({TEAM!r})
+            me = whoami()
+            mlflow.set_experiment("shared-exp")
+            with mlflow.start_run() as team_run:
+                mlflow.log_text("team file", "t.txt")
+            use_personal()
+            mlflow.set_experiment("own-exp")
+            with mlflow.start_run() as own_run:
+                mlflow.log_text("own file", "o.txt")
+            print(json.dumps({{"me": me, "team": [team_run.info.run_id, team_run.info.artifact_uri],
+                               "own": [own_run.info.run_id, own_run.info.artifact_uri]}}))
+            """,
+            env,
+            tmp_path,
+        )
+        info = json.loads(out.strip().splitlines()[-1])
+        assert info["me"]["store"] == f"team {TEAM}" and info["me"]["schema"] == f"t_{TEAM}"
+        assert info["team"][1].startswith(f"s3://team-{TEAM}/mlflow/")
+        assert info["own"][1].startswith(f"s3://{result.resources.bucket}/mlflow/")
+        uri = env["MLFLOW_TRACKING_URI"].replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(uri) as conn:
+            # Team runs belong to the team role, so other members can keep writing them.
+            owner = conn.execute(
+                f"SELECT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                f" WHERE n.nspname = 't_{TEAM}' AND c.relname = 'runs'"
+            ).fetchone()
+            assert owner == (f"t_{TEAM}",)
+            conn.execute(f"SET ROLE t_{TEAM}")
+            assert conn.execute(f"SELECT count(*) FROM t_{TEAM}.runs WHERE run_uuid = %s", (info["team"][0],)).fetchone() == (1,)
+            conn.execute("RESET ROLE")
+            schema = result.resources.schema
+            assert conn.execute(f"SELECT count(*) FROM {schema}.runs WHERE run_uuid = %s", (info["own"][0],)).fetchone() == (1,)
+    finally:
+        asyncio.run(_purge_team_member())
