@@ -27,6 +27,7 @@ from .errors import EnerTEFError
 from .events import log_event
 from .handlers import (
     BCRYPT_MAX_PASSWORD_BYTES,
+    AuthorizationAreaHandler,
     DiscardHandler,
     LoginHandler,
     SignUpHandler,
@@ -37,6 +38,7 @@ from .handlers import (
 _REPLACED_HANDLERS = {
     r"/login": LoginHandler,
     r"/signup": SignUpHandler,
+    r"/authorize": AuthorizationAreaHandler,
     r"/authorize/([^/]*)": ToggleAuthorizationHandler,
     r"/discard/([^/]*)": DiscardHandler,
 }

@@ -1,6 +1,6 @@
 """Hub pages of the EnerTEF authenticator: NativeAuthenticator's, made safe.
 
-NativeAuthenticator 1.3.0 provides the sign-up, login and approval pages. Four of
+NativeAuthenticator 1.3.0 provides the sign-up, login and approval pages. Five of
 its handlers are replaced here (see ``EnerTEFAuthenticator.get_handlers``), each
 for a reason that a user or an admin would otherwise hit:
 
@@ -13,16 +13,20 @@ for a reason that a user or an admin would otherwise hit:
   refusal with status 200 and a vague message, and crashed (500) on passwords
   longer than bcrypt's 72 bytes. Ours checks the name with ``enertef_hub.naming``
   first and answers 4xx with the reason.
-- ``/authorize/NAME``: it crashed on unknown names and logged nothing. Ours answers
-  404 and logs the approval as a lifecycle event.
-- ``/discard/NAME``: it called ``Authenticator.delete_user`` without awaiting it,
-  which silently does nothing now that ``delete_user`` revokes resources (async).
+- ``/authorize`` and ``/authorize/NAME``: approval toggled on a plain GET (a link
+  planted on any page an admin visits could approve a sign-up) and crashed on
+  unknown names. Ours approves only on a form POST carrying the hub's XSRF token,
+  answers 404 for unknown names and logs approvals as lifecycle events.
+- ``/discard/NAME``: also a GET, and it called ``Authenticator.delete_user``
+  without awaiting it, which does nothing now that ``delete_user`` is async.
 
-Templates are NativeAuthenticator's own (``native-login.html``, ``signup.html``):
-only the messages differ, so nothing is copied.
+Templates are NativeAuthenticator's own (``native-login.html``, ``signup.html``);
+only the approval page has its own (``templates/enertef-authorization-area.html``).
 """
 
 from __future__ import annotations
+
+import os
 
 from jinja2 import ChoiceLoader, FileSystemLoader
 from jupyterhub.utils import maybe_future
@@ -41,6 +45,29 @@ from .events import log_event
 
 #: bcrypt refuses (bcrypt >= 5: raises) passwords longer than this many bytes.
 BCRYPT_MAX_PASSWORD_BYTES = 72
+
+#: Our own templates (only pages that differ from NativeAuthenticator's).
+TEMPLATE_DIR = os.path.join(os.path.dirname(__file__), "templates")
+
+
+class TemplatesMixin:
+    """Make NativeAuthenticator's and our templates loadable from both hub Jinja environments.
+
+    NativeAuthenticator adds its folder to the hub's async environment only, but
+    JupyterHub renders error pages through the *sync* one (``write_error``); on the
+    login page an error is rendered as the login form, which then was missing
+    (a 500 instead of the message).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for key in ("jinja2_env", "jinja2_env_sync"):
+            env = self.settings[key]
+            if not getattr(env, "_enertef_templates", False):
+                env.loader = ChoiceLoader(
+                    [env.loader, FileSystemLoader([NATIVE_TEMPLATE_DIR, TEMPLATE_DIR])]
+                )
+                env._enertef_templates = True
 
 
 def password_problem(authenticator, password: str) -> str | None:
@@ -64,7 +91,7 @@ def password_problem(authenticator, password: str) -> str | None:
     return None
 
 
-class SignUpHandler(NativeSignUpHandler):
+class SignUpHandler(TemplatesMixin, NativeSignUpHandler):
     """``/hub/signup``: refuse bad names and passwords with a 4xx and the reason.
 
     Valid requests are handed to NativeAuthenticator's handler (with the username
@@ -127,18 +154,8 @@ class SignUpHandler(NativeSignUpHandler):
         return alert, message
 
 
-class LoginHandler(NativeLoginHandler):
+class LoginHandler(TemplatesMixin, NativeLoginHandler):
     """``/hub/login`` with NativeAuthenticator's page, working on JupyterHub 5.5 and 6.x."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # NativeAuthenticator adds its templates to the hub's async Jinja environment
-        # only; errors of a form POST are rendered as the login page through the
-        # *sync* one (write_error), which then lacked native-login.html (a 500).
-        env = self.settings["jinja2_env_sync"]
-        if not getattr(env, "_enertef_native_templates", False):
-            env.loader = ChoiceLoader([env.loader, FileSystemLoader([NATIVE_TEMPLATE_DIR])])
-            env._enertef_native_templates = True
 
     def _render(self, login_error=None, username=None, **kwargs):
         # JupyterHub's LoginHandler.render_template turns an error page of a form
@@ -202,14 +219,36 @@ class LoginHandler(NativeLoginHandler):
         return invalid
 
 
-class ToggleAuthorizationHandler(LocalBase):
-    """``/hub/authorize/NAME``: an admin approves (or withdraws approval of) a user."""
+class AuthorizationAreaHandler(TemplatesMixin, LocalBase):
+    """``/hub/authorize``: the list of sign-ups, with approve/withdraw/discard as form posts."""
+
+    @admin_users_scope
+    async def get(self):
+        html = await self.render_template(
+            "enertef-authorization-area.html",
+            ask_email=self.authenticator.ask_email_on_signup,
+            users=self.db.query(UserInfo).order_by(UserInfo.id).all(),
+        )
+        self.finish(html)
+
+
+class ToggleAuthorizationHandler(TemplatesMixin, LocalBase):
+    """``/hub/authorize/NAME``: an admin approves (or withdraws approval of) a user.
+
+    Only a POST (with the hub's XSRF token) changes anything: NativeAuthenticator
+    toggled on GET, so a link planted anywhere an admin browses could approve a
+    sign-up. A GET just shows the user's row on the approval page.
+    """
 
     @admin_users_scope
     async def get(self, slug):
+        self.redirect(self.hub.base_url + "authorize#" + url_escape(slug))
+
+    @admin_users_scope
+    async def post(self, slug):
         info = UserInfo.find(self.db, slug)
         if info is None:
-            raise web.HTTPError(404, f"No sign-up named '{slug}' exists.")
+            raise web.HTTPError(404, "No sign-up with this name exists.")
         info = UserInfo.change_authorization(self.db, slug)
         log_event(
             self.log,
@@ -220,11 +259,15 @@ class ToggleAuthorizationHandler(LocalBase):
         self.redirect(self.hub.base_url + "authorize#" + url_escape(slug))
 
 
-class DiscardHandler(NativeDiscardHandler):
-    """``/hub/discard/NAME``: an admin discards a sign-up that was never approved."""
+class DiscardHandler(TemplatesMixin, NativeDiscardHandler):
+    """``/hub/discard/NAME``: an admin discards a sign-up that was never approved (POST only)."""
 
     @admin_users_scope
     async def get(self, user_name):
+        self.redirect(self.hub.base_url + "authorize#" + url_escape(user_name))
+
+    @admin_users_scope
+    async def post(self, user_name):
         info = self.authenticator.get_user(user_name)
         if info is not None and not info.is_authorized:
             hub_user = self.users.get(info.username)

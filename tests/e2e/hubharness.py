@@ -94,12 +94,14 @@ def login_session(hub: Hub, username: str, password: str) -> requests.Session:
 
 
 def approve(hub: Hub, username: str, admin: requests.Session | None = None):
-    """Approve a pending sign-up as the admin, through /hub/authorize."""
+    """Approve a pending sign-up as the admin: the form post of /hub/authorize."""
     admin = admin or hub.admin_session()
-    page = admin.get(f"{hub.url}/hub/authorize", timeout=30)
-    page.raise_for_status()
-    toggled = admin.get(f"{hub.url}/hub/authorize/{username}", timeout=30)
-    toggled.raise_for_status()
+    admin, xsrf = form_session(hub, "/hub/authorize", session=admin)
+    response = admin.post(
+        f"{hub.url}/hub/authorize/{username}", data={"_xsrf": xsrf}, allow_redirects=False, timeout=30
+    )
+    if response.status_code != 302:
+        raise AssertionError(f"approving {username}: {response.status_code}\n{response.text[-1500:]}")
 
 
 def signup_and_approve(hub: Hub, username: str, password: str) -> str:

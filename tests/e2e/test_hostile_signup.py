@@ -240,9 +240,21 @@ def test_overlong_password_of_a_real_account_is_refused_not_a_crash(hub):
     login_session(hub, hub.admin_name, hub.admin_password)
 
 
+def admin_post(hub, path: str, admin=None):
+    admin, xsrf = form_session(hub, "/hub/authorize", session=admin or hub.admin_session())
+    return admin.post(f"{hub.url}{path}", data={"_xsrf": xsrf}, allow_redirects=False, timeout=30)
+
+
+def is_approved(hub, username: str) -> bool:
+    with sqlite3.connect(hub.dir / "jupyterhub.sqlite") as db:
+        (approved,) = db.execute(
+            "SELECT is_authorized FROM users_info WHERE username = ?", (username,)
+        ).fetchone()
+    return bool(approved)
+
+
 def test_approving_an_unknown_name_is_404_not_500(hub, nothing_created):
-    admin = hub.admin_session()
-    response = admin.get(f"{hub.url}/hub/authorize/{MARK}nobody", timeout=30)
+    response = admin_post(hub, f"/hub/authorize/{MARK}nobody")
     # (JupyterHub 5.5's 404 page does not show the message; 6.x does)
     assert_refused(response, 404)
 
@@ -253,14 +265,38 @@ def test_only_admins_can_approve(hub):
         assert signup(hub, name, PASSWORD).status_code == 200
     approve(hub, user)
     session = login_session(hub, user, PASSWORD)
-    response = session.get(f"{hub.url}/hub/authorize/{other}", allow_redirects=False, timeout=30)
+    _, xsrf = form_session(hub, "/hub/change-password", session=session)
+    response = session.post(
+        f"{hub.url}/hub/authorize/{other}", data={"_xsrf": xsrf}, allow_redirects=False, timeout=30
+    )
     assert response.status_code == 403, response.status_code
-    anonymous = requests.get(f"{hub.url}/hub/authorize/{other}", allow_redirects=False, timeout=30)
+    anonymous = requests.post(f"{hub.url}/hub/authorize/{other}", allow_redirects=False, timeout=30)
     assert anonymous.status_code in (302, 403)
-    with sqlite3.connect(hub.dir / "jupyterhub.sqlite") as db:
-        (approved,) = db.execute(
-            "SELECT is_authorized FROM users_info WHERE username = ?", (other,)
-        ).fetchone()
-    assert not approved
+    assert not is_approved(hub, other)
     for name in (user, other):
         hub.api("DELETE", f"/users/{name}")
+
+
+def test_approval_needs_a_form_post_not_a_link(hub):
+    # A link (GET) that an admin follows, e.g. planted in a web page or an e-mail,
+    # must not approve anybody; nor may a post without the hub's XSRF token.
+    name = MARK + "csrf"
+    assert signup(hub, name, PASSWORD).status_code == 200
+    admin = hub.admin_session()
+    followed = admin.get(f"{hub.url}/hub/authorize/{name}", timeout=30)
+    assert followed.status_code == 200
+    forged = admin.post(f"{hub.url}/hub/authorize/{name}", data={"_xsrf": "forged"},
+                        allow_redirects=False, timeout=30)
+    assert forged.status_code == 403
+    discarded = admin.get(f"{hub.url}/hub/discard/{name}", timeout=30)
+    assert discarded.status_code == 200
+    assert not is_approved(hub, name)
+    assert admin_post(hub, f"/hub/authorize/{name}", admin).status_code == 302
+    assert is_approved(hub, name)
+
+
+def test_discarding_a_sign_up_removes_it(hub, nothing_created):
+    name = MARK + "discard"
+    assert signup(hub, name, PASSWORD).status_code == 200
+    assert admin_post(hub, f"/hub/discard/{name}").status_code == 302
+    assert name not in signup_records(hub)

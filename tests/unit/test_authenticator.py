@@ -293,4 +293,5 @@ def test_handlers_replace_the_broken_native_ones(auth):
     assert routes["/signup"] is handlers.SignUpHandler
     assert routes["/authorize/([^/]*)"] is handlers.ToggleAuthorizationHandler
     assert routes["/discard/([^/]*)"] is handlers.DiscardHandler
-    assert "/authorize" in routes and "/change-password" in routes
+    assert routes["/authorize"] is handlers.AuthorizationAreaHandler
+    assert "/change-password" in routes
