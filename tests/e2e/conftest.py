@@ -122,6 +122,8 @@ def services_env() -> dict[str, str]:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
+        # as servers do: connections of a finished run (TIME_WAIT) do not hold the port
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

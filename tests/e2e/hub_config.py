@@ -62,6 +62,7 @@ def _pick_user_port(spawner):
         if port in _handed_out.values():
             continue
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no user
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
@@ -75,4 +76,12 @@ c.Spawner.pre_spawn_hook = _pick_user_port
 
 # -- the tests' own API access ---------------------------------------------------------------
 c.JupyterHub.services = [{"name": "e2e-tests", "api_token": os.environ["ENERTEF_E2E_TOKEN"]}]
-c.JupyterHub.load_roles = [{"name": "admin", "services": ["e2e-tests"]}]
+# Admin rights over users and servers (not the built-in "admin" role: assigning it
+# alongside Authenticator.admin_users makes JupyterHub warn).
+c.JupyterHub.load_roles = [
+    {
+        "name": "e2e-tests",
+        "scopes": ["admin:users", "admin:servers", "access:servers", "list:users"],
+        "services": ["e2e-tests"],
+    }
+]

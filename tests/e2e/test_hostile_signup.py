@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import sqlite3
+import time
 
 import boto3
 import psycopg
@@ -300,3 +301,20 @@ def test_discarding_a_sign_up_removes_it(hub, nothing_created):
     assert signup(hub, name, PASSWORD).status_code == 200
     assert admin_post(hub, f"/hub/discard/{name}").status_code == 302
     assert name not in signup_records(hub)
+
+
+def test_password_guessing_locks_the_account_for_a_while(hub):
+    # hub_config.py: seconds_before_next_try = 5; allowed_failed_logins keeps its default.
+    name = MARK + "guess"
+    assert signup(hub, name, PASSWORD).status_code == 200
+    approve(hub, name)
+    for attempt in range(4):
+        response = post_login(hub, {"username": name, "password": f"wrong{attempt}"})
+        assert_refused(response, 403, "Invalid username or password")
+    # the 5th failure locks the account, and says so
+    assert_refused(post_login(hub, {"username": name, "password": "wrong4"}), 403, "Too many failed")
+    locked = post_login(hub, {"username": name, "password": PASSWORD})
+    assert_refused(locked, 403, "Too many failed logins")
+    time.sleep(6.5)
+    login_session(hub, name, PASSWORD)  # raises if still refused
+    hub.api("DELETE", f"/users/{name}")
