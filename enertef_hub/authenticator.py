@@ -75,8 +75,9 @@ class EnerTEFAuthenticator(NativeAuthenticator):
         not revoked can keep using their old credentials from a running process.""",
     )
 
-    # NativeAuthenticator's defaults accept one-character passwords and never lock
-    # an account; a workbench holding research data wants a little more.
+    # NativeAuthenticator's defaults accept empty passwords and never lock an
+    # account (its documented defaults, 1 and 600 s, are only traitlets *tags*: the
+    # real defaults are 0); a workbench holding research data wants a little more.
     @default("minimum_password_length")
     def _default_minimum_password_length(self):
         return 8
@@ -88,6 +89,10 @@ class EnerTEFAuthenticator(NativeAuthenticator):
     @default("allowed_failed_logins")
     def _default_allowed_failed_logins(self):
         return 5
+
+    @default("seconds_before_next_try")
+    def _default_seconds_before_next_try(self):
+        return 600
 
     # Admin approval *is* the allow configuration: silence JupyterHub 5's
     # "No allow config found, it's possible that nobody can login" warning.

@@ -7,6 +7,7 @@ The HTTP flows are tested for real in tests/e2e.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -207,12 +208,15 @@ async def test_failed_logins_lock_the_account(auth):
         assert await auth.authenticate(None, {"username": "alice", "password": "wrong"}) is None
     assert auth.is_blocked("alice")
     assert await auth.authenticate(None, {"username": "alice", "password": PASSWORD}) is None
+    await asyncio.sleep(1.1)  # NativeAuthenticator's own default (0 s) would unlock now
+    assert await auth.authenticate(None, {"username": "alice", "password": PASSWORD}) is None
 
 
 def test_defaults_are_safer_than_native_authenticators(auth):
     assert auth.minimum_password_length >= 8
     assert auth.check_common_password
     assert auth.allowed_failed_logins > 0
+    assert auth.seconds_before_next_try >= 60  # NativeAuthenticator's real default is 0
     assert auth.any_allow_config  # approval is the allow config: no warning at start
 
 
