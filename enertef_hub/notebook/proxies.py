@@ -41,16 +41,15 @@ def make_mlflow_ui_command(base_url: str, unix_socket: str) -> list[str]:
     ]  # fmt: skip
 
 
-def make_tensorboard_command(base_url: str, port: int) -> list[str]:
-    """Command line of TensorBoard on loopback, serving the user's log folder under the proxy prefix."""
+def make_tensorboard_command(base_url: str, unix_socket: str) -> list[str]:
+    """Command line of TensorBoard on a private unix socket, serving the user's log folder under the proxy prefix."""
     logdir = make_tensorboard_logdir()
     # TensorBoard refuses to start on a missing folder; a new user has none yet.
     logdir.mkdir(parents=True, exist_ok=True)
     return [
-        sys.executable, "-m", "tensorboard.main",
+        sys.executable, "-m", "enertef_hub.notebook.tensorboard_ui",
+        "--unix-socket", unix_socket,
         "--logdir", str(logdir),
-        "--host", "127.0.0.1",
-        "--port", str(port),
         "--path_prefix", _prefix(base_url, "tensorboard"),
         # One process: the optional Rust data server would be a second one.
         "--load_fast", "false",
@@ -80,6 +79,8 @@ def setup_tensorboard() -> dict:
     """jupyter-server-proxy settings for TensorBoard (entry point ``tensorboard``)."""
     return {
         "command": make_tensorboard_command,
+        # Private socket, as for the MLflow UI: training logs stay the user's own.
+        "unix_socket": True,
         "absolute_url": True,
         "timeout": 60,
         "launcher_entry": {

@@ -244,18 +244,7 @@ def test_mlflow_ui_refuses_cross_site_changes(mlflow_ui) -> None:
 # -- TensorBoard -----------------------------------------------------------------
 
 
-def free_port() -> int:
-    for port in range(18120, 18200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port in 18120-18199")
-
-
-def test_tensorboard_under_prefix_sees_logger_curves(server_env, tmp_path, monkeypatch) -> None:
+def test_tensorboard_under_prefix_sees_logger_curves(server_env, tmp_path, tmp_path_factory, monkeypatch) -> None:
     run_python(
         """
         from tensorboard_logger import TensorBoardLogger
@@ -268,13 +257,21 @@ def test_tensorboard_under_prefix_sees_logger_curves(server_env, tmp_path, monke
         server_env,
         tmp_path,
     )
-    port = free_port()
+    sock = str(tmp_path_factory.mktemp("tb-sock") / "tb.sock")
     config = setup_tensorboard()
+    assert config["unix_socket"] is True and config["absolute_url"] is True
     # jupyter-server-proxy calls the command builder inside the user's server process.
     monkeypatch.setenv("ENERTEF_TENSORBOARD_LOGDIR", server_env["ENERTEF_TENSORBOARD_LOGDIR"])
-    cmd = config["command"](base_url=f"/user/{USER}/", port=port)
+    cmd = config["command"](base_url=f"/user/{USER}/", unix_socket=sock)
     proc = subprocess.Popen(cmd, env=server_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"/user/{USER}/tensorboard"
+
+    def get(path: str) -> bytes:
+        status, body = request(sock, "GET", base + path)
+        if status != 200:
+            raise http.client.HTTPException(f"{path}: {status}")
+        return body
+
     try:
         deadline = time.monotonic() + 90
         tags = {}
@@ -284,28 +281,17 @@ def test_tensorboard_under_prefix_sees_logger_curves(server_env, tmp_path, monke
                 pytest.fail(f"TensorBoard did not show the run:\n{proc.stdout.read()[-3000:]}")
             time.sleep(0.5)
             try:
-                tags = json.loads(_get(port, base + "/data/plugin/scalars/tags"))
+                tags = json.loads(get("/data/plugin/scalars/tags"))
             except (OSError, http.client.HTTPException, ValueError):
                 continue
         assert "loss" in tags["trial1"]
-        points = json.loads(_get(port, base + "/data/plugin/scalars/scalars?run=trial1&tag=loss"))
+        points = json.loads(get("/data/plugin/scalars/scalars?run=trial1&tag=loss"))
         assert [(step, round(value, 3)) for _, step, value in points] == [(s, round(1 / (s + 1), 3)) for s in range(5)]
-        assert "weights" in json.loads(_get(port, base + "/data/plugin/histograms/tags"))["trial1"]
-        assert b"<tb-webapp>" in _get(port, base + "/")
+        assert "weights" in json.loads(get("/data/plugin/histograms/tags"))["trial1"]
+        assert b"<tb-webapp>" in get("/")
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-
-
-def _get(port: int, path: str) -> bytes:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("GET", path)
-    resp = conn.getresponse()
-    body = resp.read()
-    conn.close()
-    if resp.status != 200:
-        raise http.client.HTTPException(f"{path}: {resp.status}")
-    return body
 
 
 # -- example notebooks -----------------------------------------------------------

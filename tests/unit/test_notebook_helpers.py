@@ -79,11 +79,12 @@ def test_tensorboard_serves_the_logger_folder_under_the_prefix(monkeypatch, tmp_
     monkeypatch.setenv("ENERTEF_TENSORBOARD_LOGDIR", str(tmp_path / "tb"))
     config = setup_tensorboard()
     assert Path(config["launcher_entry"]["icon_path"]).is_file()
-    cmd = make_tensorboard_command(base_url="/user/alice/", port=18150)
+    assert config["unix_socket"] is True and config["absolute_url"] is True
+    cmd = make_tensorboard_command(base_url="/user/alice/", unix_socket="/tmp/x/sock")
     assert cmd[cmd.index("--logdir") + 1] == str(tmp_path / "tb")
     assert (tmp_path / "tb").is_dir()  # created, or TensorBoard would refuse to start
     assert cmd[cmd.index("--path_prefix") + 1] == "/user/alice/tensorboard"
-    assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--unix-socket") + 1] == "/tmp/x/sock"
     # The logger writes where TensorBoard reads.
     logger = load_script("tensorboard_logger")
     assert logger.default_logdir() == tmp_path / "tb"
