@@ -208,3 +208,12 @@ def test_command_line_prints_one_line_summary(source: Path, home: Path) -> None:
         capture_output=True, text=True, check=True,
     )
     assert probe.stdout.strip() == "[]"
+
+
+def test_a_file_named_notebook_scripts_is_left_alone(source: Path, home: Path) -> None:
+    scripts(home).write_text("my notes\n")
+
+    with pytest.raises(SeedingError, match="Rename it"):
+        seed_home(source, home)
+
+    assert scripts(home).read_text() == "my notes\n"
