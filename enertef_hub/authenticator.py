@@ -143,6 +143,19 @@ class EnerTEFAuthenticator(NativeAuthenticator):
         info = self.get_user(username)
         return bool(info is not None and info.is_authorized)
 
+    async def refresh_user(self, user, handler=None):
+        """End the hub session of a user whose approval an admin has withdrawn.
+
+        JupyterHub asks this every ``Authenticator.auth_refresh_age`` seconds (5 min by
+        default); False sends the user back to the login page, where login is then
+        refused. Users without a sign-up record (created by an admin through the
+        REST API) are left alone: they cannot log in with a password anyway.
+        """
+        info = self.get_user(user.name)
+        if info is None or user.name in self.admin_users:
+            return True
+        return bool(info.is_authorized)
+
     def password_matches(self, info, password) -> bool:
         """Compare ``password`` with a user's stored hash; never raises on odd input."""
         if not isinstance(password, str):

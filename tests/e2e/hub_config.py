@@ -35,6 +35,8 @@ c.JupyterHub.authenticator_class = "enertef"
 c.Authenticator.admin_users = {os.environ["ENERTEF_E2E_ADMIN"]}
 # Short lockout window so the hostile-input tests cannot lock a test account for long.
 c.EnerTEFAuthenticator.seconds_before_next_try = 5
+# Re-check approval every 2 s (default 5 min) so a withdrawn approval is testable.
+c.Authenticator.auth_refresh_age = 2
 
 c.JupyterHub.spawner_class = "enertef-local"
 # Test-only: run every user's server as the hub's own OS user, with homes under the

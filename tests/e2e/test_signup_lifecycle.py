@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import boto3
@@ -24,6 +25,7 @@ from botocore.exceptions import ClientError
 from hubharness import (
     approve,
     form_session,
+    login_session,
     server_environment,
     signup,
     signup_and_approve,
@@ -224,3 +226,18 @@ def test_deleted_user_loses_access_keeps_data_and_a_new_signup_starts_empty(hub)
 
     assert hub.api("DELETE", f"/users/{name}").status_code == 204
 
+
+
+def test_withdrawn_approval_ends_the_users_session(hub):
+    name = fresh_name("carol")
+    signup_and_approve(hub, name, PASSWORD)
+    session = login_session(hub, name, PASSWORD)
+    assert session.get(f"{hub.url}/hub/home", allow_redirects=False, timeout=30).status_code == 200
+
+    approve(hub, name)  # the same button again: withdraws the approval
+    time.sleep(3)  # hub_config.py: auth_refresh_age = 2
+    home = session.get(f"{hub.url}/hub/home", allow_redirects=False, timeout=30)
+    assert home.status_code == 302 and "/hub/login" in home.headers["Location"]
+    kinds = [event["event"] for event in events_for(hub, name)]
+    assert "approval-withdrawn" in kinds
+    hub.api("DELETE", f"/users/{name}")

@@ -74,6 +74,11 @@ def events(caplog, name):
     return found
 
 
+class FakeHubUser:
+    def __init__(self, name):
+        self.name = name
+
+
 # --------------------------------------------------------------------- names
 
 @pytest.mark.parametrize(
@@ -175,6 +180,17 @@ def test_allowed_users_alone_does_not_bypass_approval(auth):
     assert not auth.check_allowed("alice")
 
 
+async def test_withdrawn_approval_ends_the_session_at_the_next_refresh(auth):
+    auth.create_user("alice", PASSWORD)
+    UserInfo.change_authorization(auth.db, "alice")
+    assert await auth.refresh_user(FakeHubUser("alice")) is True
+    UserInfo.change_authorization(auth.db, "alice")
+    assert await auth.refresh_user(FakeHubUser("alice")) is False
+    # admins, and users an admin created through the API (no sign-up), stay
+    assert await auth.refresh_user(FakeHubUser("boss")) is True
+    assert await auth.refresh_user(FakeHubUser("apimade")) is True
+
+
 async def test_login_needs_approval_and_the_right_password(auth):
     auth.create_user("alice", PASSWORD)
     assert await auth.authenticate(None, {"username": "alice", "password": PASSWORD}) is None
@@ -253,11 +269,6 @@ def test_signup_is_logged_as_one_event(auth, caplog):
     (event,) = events(caplog, "signup")
     assert event["user"] == "alice" and event["approved"] is False
     assert PASSWORD not in caplog.text
-
-
-class FakeHubUser:
-    def __init__(self, name):
-        self.name = name
 
 
 async def test_delete_revokes_access_then_forgets_the_account(auth, caplog):
