@@ -3,11 +3,9 @@
 Fixtures (reuse them in any tests/e2e module):
 
 ``services_env`` (session)
-    The ``ENERTEF_*`` variables of the running PostgreSQL and MinIO. Taken from the
-    environment if ``ENERTEF_POSTGRES_ADMIN_URL`` is set, otherwise
-    ``scripts/services.sh start`` is run (idempotent, shared) and
-    ``.local/services.env`` read. A service that cannot start is a test *error*,
-    never a skip.
+    The ``ENERTEF_*`` variables of the running PostgreSQL and MinIO, from
+    tests/conftest.py's ``services`` (which runs ``scripts/services.sh start`` when
+    they are not set). A service that cannot start is a test failure, never a skip.
 
 ``hub`` (session)
     A running ``jupyterhub`` (the one next to ``sys.executable``, so the same tests
@@ -40,7 +38,6 @@ process (read from /proc: servers run locally);
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -56,7 +53,6 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hubharness import Hub, signup  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 HUB_CONFIG = Path(__file__).with_name("hub_config.py")
 PORT_RANGE = range(18200, 18300)
 PORTS_PER_HUB = 20  # public, hub, proxy API, then user servers
@@ -81,40 +77,13 @@ CHROMIUM_ARGS = [
 # ------------------------------------------------------------------ services
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        match = re.match(r"\s*(?:export\s+)?([A-Z_][A-Z0-9_]*)=(.*)$", line)
-        if match:
-            env[match.group(1)] = match.group(2).strip().strip("'\"")
-    return env
-
-
 @pytest.fixture(scope="session")
-def services_env() -> dict[str, str]:
-    """ENERTEF_* settings of the running PostgreSQL and MinIO (started if needed)."""
-    if os.environ.get("ENERTEF_POSTGRES_ADMIN_URL"):
-        env = {k: v for k, v in os.environ.items() if k.startswith("ENERTEF_")}
-    else:
-        started = subprocess.run(
-            [str(ROOT / "scripts" / "services.sh"), "start"],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if started.returncode != 0:
-            raise RuntimeError(
-                "scripts/services.sh start failed; the e2e tests need PostgreSQL and MinIO:\n"
-                + started.stderr[-3000:]
-            )
-        env_file = Path(os.environ.get("ENERTEF_STATE_DIR", ROOT / ".local")) / "services.env"
-        env = _read_env_file(env_file)
-    missing = [name for name in SERVICE_VARS if not env.get(name)]
+def services_env(services) -> dict[str, str]:
+    """ENERTEF_* settings of the running PostgreSQL and MinIO (tests/conftest.py's ``services``)."""
+    missing = [name for name in SERVICE_VARS if not services.get(name)]
     if missing:
         raise RuntimeError(f"services environment lacks {', '.join(missing)}")
-    # Tests talk to the services too (as admin, to check what a user can reach).
-    os.environ.update(env)
-    return env
+    return services
 
 
 # ---------------------------------------------------------------------- hub
