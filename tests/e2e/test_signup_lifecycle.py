@@ -162,7 +162,15 @@ def test_signup_waits_for_approval_then_user_logs_in_and_spawns(hub, new_page):
     assert "signup" in kinds and "approved" in kinds
 
 
-def test_deleted_user_loses_access_keeps_data_and_a_new_signup_starts_empty(hub):
+def delete_in_admin_panel(page, hub, name: str):
+    """What an admin does: Admin → the user's "Edit User" → "Delete user"."""
+    log_in(page, hub, hub.admin_name, hub.admin_password, next_url="/hub/admin")
+    page.locator("tr", has_text=name).get_by_text("Edit User").first.click()
+    page.get_by_role("button", name="Delete user").click()
+    page.wait_for_url(re.compile(r".*/hub/admin#/$"))
+
+
+def test_deleted_user_loses_access_keeps_data_and_a_new_signup_starts_empty(hub, page):
     name = fresh_name("alice")
     signup_and_approve(hub, name, PASSWORD)
     start_server(hub, name)
@@ -176,9 +184,12 @@ def test_deleted_user_loses_access_keeps_data_and_a_new_signup_starts_empty(hub)
     s3.put_object(Bucket=env["ENERTEF_BUCKET"], Key="data/results.csv", Body=b"a,b\n1,2\n")
     assert s3.list_objects_v2(Bucket=env["ENERTEF_BUCKET"])["KeyCount"] == 1
 
-    # The admin deletes her (the admin panel calls this API).
-    deleted = hub.api("DELETE", f"/users/{name}")
-    assert deleted.status_code == 204, deleted.text
+    # The admin deletes her in the admin panel (her server is running).
+    delete_in_admin_panel(page, hub, name)
+    for _ in range(60):
+        if hub.api("GET", f"/users/{name}").status_code == 404:
+            break
+        time.sleep(0.5)
     assert hub.api("GET", f"/users/{name}").status_code == 404
 
     # Access is gone at once ...
@@ -204,6 +215,8 @@ def test_deleted_user_loses_access_keeps_data_and_a_new_signup_starts_empty(hub)
 
     kinds = [event["event"] for event in events_for(hub, name)]
     assert "user-deleted" in kinds and "deprovisioned" in kinds
+    # the hub's access log names who deleted her
+    assert re.search(rf"204 DELETE /hub/api/users/{name}\S* \({hub.admin_name}@", hub.log_text())
 
     # A new sign-up with the same name is a new account, waiting for approval again ...
     again = signup(hub, name, PASSWORD)
