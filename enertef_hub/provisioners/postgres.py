@@ -229,26 +229,29 @@ class PostgresProvisioner(LoggingConfigurable):
         await conn.execute(
             sql.SQL("GRANT {group} TO {role}").format(group=sql.Identifier(self.users_group_role), role=role)
         )
+        await self._ensure_owned_schema(conn, resources.schema, resources.role)
+        await conn.execute(
+            sql.SQL("ALTER ROLE {role} SET search_path = {schema}").format(
+                role=role, schema=sql.Literal(resources.schema)
+            )
+        )
+
+    async def _ensure_owned_schema(self, conn: psycopg.AsyncConnection, schema: str, owner: str):
+        """Create ``schema`` owned by role ``owner``, or give it back to ``owner``."""
+        role = sql.Identifier(owner)
         if not self._is_superuser:
             # PostgreSQL 15+: a CREATEROLE admin must be a member of a role to
             # create a schema owned by it (and later to drop it or end its sessions).
             await conn.execute(sql.SQL("GRANT {role} TO CURRENT_USER").format(role=role))
         await conn.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}").format(
-                schema=sql.Identifier(resources.schema), role=role
+                schema=sql.Identifier(schema), role=role
             )
         )
-        # The schema could have been re-owned by hand; the user must own it to let
-        # MLflow create and migrate its tables.
+        # The schema could have been re-owned by hand; its owner must own it for
+        # MLflow to create and migrate its tables.
         await conn.execute(
-            sql.SQL("ALTER SCHEMA {schema} OWNER TO {role}").format(
-                schema=sql.Identifier(resources.schema), role=role
-            )
-        )
-        await conn.execute(
-            sql.SQL("ALTER ROLE {role} SET search_path = {schema}").format(
-                role=role, schema=sql.Literal(resources.schema)
-            )
+            sql.SQL("ALTER SCHEMA {schema} OWNER TO {role}").format(schema=sql.Identifier(schema), role=role)
         )
 
     async def revoke_user(self, conn: psycopg.AsyncConnection, resources: UserResources):
@@ -286,16 +289,7 @@ class PostgresProvisioner(LoggingConfigurable):
                 " CREATE ROLE {role} NOLOGIN; END IF; END $$"
             ).format(name=sql.Literal(team.role), role=role)
         )
-        if not self._is_superuser:
-            await conn.execute(sql.SQL("GRANT {role} TO CURRENT_USER").format(role=role))
-        await conn.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}").format(
-                schema=sql.Identifier(team.schema), role=role
-            )
-        )
-        await conn.execute(
-            sql.SQL("ALTER SCHEMA {schema} OWNER TO {role}").format(schema=sql.Identifier(team.schema), role=role)
-        )
+        await self._ensure_owned_schema(conn, team.schema, team.role)
 
     async def grant_team(self, conn: psycopg.AsyncConnection, team: TeamResources, member: UserResources):
         """Make alice a member of the team's role: she may ``SET ROLE`` to it and write as the team."""

@@ -66,9 +66,15 @@ def _user(name: str):
     return user
 
 
-async def build_manifests(values: dict, extra_config=None) -> tuple[dict, dict]:
-    """(pod, pvc) as plain dicts, from z2jh-emulated config built over ``values``."""
+async def build_manifests(values: dict, extra_config=None, incarnation: int | None = None) -> tuple[dict, dict]:
+    """(pod, pvc) as plain dicts, from z2jh-emulated config built over ``values``.
+
+    With ``incarnation``, the spawner's ``prepare_home`` runs first, as at a spawn
+    of that incarnation of alice's account.
+    """
     from enertef_hub.kubespawner import EnerTEFKubeSpawner
+    from enertef_hub.naming import make_user_resources
+    from enertef_hub.workbench import ProvisionResult
 
     config = z2jh_emulation.build_config(values=values)
     if extra_config:
@@ -82,6 +88,9 @@ async def build_manifests(values: dict, extra_config=None) -> tuple[dict, dict]:
         spawner.api_token = "hub-api-token-of-alice"
         # What EnerTEFSpawnerMixin.start keeps from Workbench.provision().
         spawner._enertef_env = dict(USER_ENV)
+        if incarnation is not None:
+            result = ProvisionResult(make_user_resources("alice", incarnation), dict(USER_ENV), True, 0.0)
+            await spawner.prepare_home(result)
         pod = await spawner.get_pod_manifest()
         pvc = spawner.get_pvc_manifest()
     async with ApiClient() as api:
@@ -197,25 +206,9 @@ async def test_the_values_file_is_what_the_manifest_follows(values):
 
 async def test_recreated_account_gets_a_home_volume_of_its_own(values):
     """A deleted alice's kept home must not be mounted by the next account named alice."""
-    from enertef_hub.kubespawner import EnerTEFKubeSpawner
-    from enertef_hub.naming import make_user_resources
-    from enertef_hub.workbench import ProvisionResult
-
-    config = z2jh_emulation.build_config(values=values)
     claims = {}
     for incarnation in (1, 2):
-        with mock.patch.dict(os.environ, ADMIN_ENV), \
-                mock.patch("kubespawner.spawner.load_config"), \
-                mock.patch("kubespawner.spawner.shared_client"):
-            spawner = EnerTEFKubeSpawner(config=config, _mock=True, user=_user("alice"))
-            spawner.api_token = "token"
-            spawner._enertef_env = dict(USER_ENV)
-            result = ProvisionResult(make_user_resources("alice", incarnation), dict(USER_ENV), True, 0.0)
-            await spawner.prepare_home(result)
-            pod = await spawner.get_pod_manifest()
-            pvc = spawner.get_pvc_manifest()
-        async with ApiClient() as api:
-            pod, pvc = api.sanitize_for_serialization(pod), api.sanitize_for_serialization(pvc)
+        pod, pvc = await build_manifests(values, incarnation=incarnation)
         mounted = [v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"]
                    if "persistentVolumeClaim" in v]
         assert mounted == [pvc["metadata"]["name"]]
