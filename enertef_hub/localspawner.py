@@ -169,6 +169,13 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
             return preexec
         return set_user_setuid(self.system_username)
 
+    def get_args(self):
+        args = super().get_args()
+        if self.run_as_hub_user and os.geteuid() == 0:
+            # Development as root: jupyter-server refuses to run as root unless told.
+            args = [*args, "--ServerApp.allow_root=True"]
+        return args
+
     def user_env(self, env):
         env["USER"] = self.system_username
         env["HOME"] = self.home_dir

@@ -37,6 +37,7 @@ process (read from /proc: servers run locally);
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -151,11 +152,17 @@ def _stop(process: subprocess.Popen):
 @pytest.fixture(scope="session")
 def hub(services_env, tmp_path_factory) -> Hub:
     """A real JupyterHub running tests/e2e/hub_config.py (see the module docstring)."""
+    with running_hub(services_env, tmp_path_factory.mktemp("hub")) as hub:
+        yield hub
+
+
+@contextlib.contextmanager
+def running_hub(services_env: dict, state_dir: Path, extra_env: dict | None = None):
+    """Start a hub with tests/e2e/hub_config.py in ``state_dir``; stop it on exit."""
     if shutil.which("configurable-http-proxy") is None:
         raise RuntimeError(
             "configurable-http-proxy is not installed: npm install -g configurable-http-proxy"
         )
-    state_dir = tmp_path_factory.mktemp("hub")
     # Homes must be reachable by the server process; nothing else of the user's is here.
     (state_dir / "homes").mkdir()
     base = _pick_port_block()
@@ -173,6 +180,7 @@ def hub(services_env, tmp_path_factory) -> Hub:
         # The user servers (jupyterhub-singleuser) come from the same venv.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     log_path = state_dir / "jupyterhub.log"
     url = f"http://127.0.0.1:{base}"

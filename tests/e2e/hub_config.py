@@ -40,14 +40,13 @@ c.Authenticator.auth_refresh_age = 2
 
 c.JupyterHub.spawner_class = "enertef-local"
 # Test-only: run every user's server as the hub's own OS user, with homes under the
-# temporary directory (production runs each user as their own system user).
-c.EnerTEFLocalSpawner.run_as_hub_user = True
+# temporary directory. ENERTEF_E2E_SYSTEM_USERS=1 gives the production behaviour
+# instead: a system account jupyter-<name> per user (the hub must run as root).
+c.EnerTEFLocalSpawner.run_as_hub_user = not os.environ.get("ENERTEF_E2E_SYSTEM_USERS")
 c.EnerTEFLocalSpawner.home_root = f"{state_dir}/homes"
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 120
 c.Spawner.default_url = "/lab"
-# Test-only: the test machine runs the hub as root, and the servers as the hub's user.
-c.Spawner.args = ["--ServerApp.allow_root=True"]
 
 _first, _last = (int(p) for p in os.environ["ENERTEF_E2E_USER_PORTS"].split("-"))
 _user_ports = range(_first, _last + 1)

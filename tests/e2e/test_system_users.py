@@ -1,0 +1,89 @@
+"""Single-machine mode as it runs in production: the hub as root, each user's server as
+a system account of its own. One user cannot read another's home, processes or
+environment, and deleting a user removes the account and puts the home out of reach.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from hubharness import server_environment, server_pid, signup_and_approve, start_server
+from tests.conftest import unique_name
+
+from .conftest import running_hub
+
+
+@pytest.fixture(scope="module")
+def system_hub(services_env):
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("system-user mode needs the hub to run as root, and CI runs as root")
+        pytest.skip("system-user mode needs root (CI runs it)")
+    # Not under pytest's private tmp_path: the users' homes must be reachable by them.
+    state_dir = Path(tempfile.mkdtemp(prefix="enertef-e2e-sysusers-", dir="/var/tmp"))
+    os.chmod(state_dir, 0o755)
+    with running_hub(services_env, state_dir, {"ENERTEF_E2E_SYSTEM_USERS": "1"}) as hub:
+        yield hub
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def as_account(account: str, *cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", account, "--", *cmd], capture_output=True, text=True)
+
+
+def test_each_user_runs_as_own_account_and_cannot_reach_the_other(system_hub, services_env):
+    alice = signup_and_approve(system_hub, unique_name("alice"), "correct horse battery 1")
+    bob = signup_and_approve(system_hub, unique_name("bob"), "correct horse battery 2")
+    start_server(system_hub, alice)
+    start_server(system_hub, bob)
+
+    alice_account = pwd.getpwnam(f"jupyter-{alice}")
+    pid = server_pid(system_hub, alice)
+    assert os.stat(f"/proc/{pid}").st_uid == alice_account.pw_uid
+    home = Path(alice_account.pw_dir)
+    assert home == system_hub.dir / "homes" / f"jupyter-{alice}"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700 and home.stat().st_uid == alice_account.pw_uid
+    seeded = home / "notebook-scripts" / "mlflow_group_utils.py"
+    assert seeded.stat().st_uid == alice_account.pw_uid  # seeded as alice, not as root
+
+    env = server_environment(system_hub, alice)
+    assert env["USER"] == f"jupyter-{alice}" and env["HOME"] == str(home)
+    assert env["ENERTEF_BUCKET"] == f"user-{alice}"
+    for secret in ("ENERTEF_MINIO_SECRET_KEY", "ENERTEF_SECRET_KEY"):
+        assert services_env[secret] not in "\0".join(env.values())
+
+    # bob's account can read neither alice's files nor her server's environment.
+    denied = as_account(f"jupyter-{bob}", "cat", str(seeded))
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    denied = as_account(f"jupyter-{bob}", "cat", f"/proc/{pid}/environ")
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+
+
+def test_deleting_a_user_removes_the_account_and_locks_the_home_away(system_hub):
+    carol = signup_and_approve(system_hub, unique_name("carol"), "correct horse battery 3")
+    start_server(system_hub, carol)
+    home = Path(pwd.getpwnam(f"jupyter-{carol}").pw_dir)
+    (home / "results.txt").write_text("carol's work")
+    system_hub.api("DELETE", f"/users/{carol}/server").raise_for_status()
+    for _ in range(120):
+        if not system_hub.api("GET", f"/users/{carol}").json()["servers"]:
+            break
+        time.sleep(0.5)
+    response = system_hub.api("DELETE", f"/users/{carol}")
+    assert response.status_code == 204, response.text
+
+    with pytest.raises(KeyError):
+        pwd.getpwnam(f"jupyter-{carol}")
+    assert not home.exists()  # a new "carol" starts with an empty home
+    (archive,) = [p for p in home.parent.iterdir() if p.name.startswith(f"jupyter-{carol}.deleted-")]
+    assert archive.stat().st_uid == 0 and stat.S_IMODE(archive.stat().st_mode) == 0o700
+    assert (archive / "results.txt").read_text() == "carol's work"  # kept, not deleted
