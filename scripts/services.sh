@@ -100,8 +100,15 @@ SELECT 'CREATE DATABASE mlflow OWNER enertef_admin'
 EOF
 }
 
+minio_is_ours() { [ -f "$STATE_DIR/minio.pid" ] && kill -0 "$(cat "$STATE_DIR/minio.pid")" 2>/dev/null; }
+
 start_minio() {
-  if minio_running; then log "MinIO already runs on 127.0.0.1:$MINIO_PORT"; return; fi
+  if minio_running; then
+    # Another MinIO on this port would have other credentials: never reuse it.
+    minio_is_ours || die "port $MINIO_PORT is used by a MinIO that this checkout did not start: stop it or set ENERTEF_MINIO_PORT"
+    log "MinIO already runs on 127.0.0.1:$MINIO_PORT"
+    return
+  fi
   local bin
   bin=$(minio_binary)
   mkdir -p "$MINIO_DATA"
