@@ -123,6 +123,13 @@ class AccountRegistry:
             teams.setdefault(team, set()).add(username)
         return teams
 
+    async def teams_of(self, conn: psycopg.AsyncConnection, username: str) -> list[str]:
+        """Teams ``username`` was granted, as the registry recorded them."""
+        cur = await conn.execute(
+            sql.SQL("SELECT team FROM {} WHERE username = %s ORDER BY team").format(self.members_table), (username,)
+        )
+        return [team for (team,) in await cur.fetchall()]
+
     async def set_member(self, conn: psycopg.AsyncConnection, team: str, username: str, member: bool):
         """Record that ``username`` was granted (or revoked from) ``team``."""
         if member:

@@ -37,11 +37,9 @@ class TeamSync:
         wanted = sorted({normalize_team_name(t) for t in teams})
         async with self.postgres.connection() as conn:
             member = await self._active_resources(conn, username)
-            recorded = await self.registry.team_members(conn)
-            current = {team for team, users in recorded.items() if username in users}
+            current = set(await self.registry.teams_of(conn, username))
             for team in wanted:
-                await self._set_membership(conn, team, username, member, True, actor,
-                                           recorded=username in recorded.get(team, set()))
+                await self._set_membership(conn, team, username, member, True, actor, recorded=team in current)
             for team in sorted(current - set(wanted)):
                 await self._set_membership(conn, team, username, member, False, actor)
         return wanted

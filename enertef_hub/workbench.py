@@ -126,8 +126,7 @@ class Workbench(SingletonConfigurable):
             result.teams = await self.teams.sync_user(name, teams, actor)
         else:
             async with self.postgres.connection() as conn:
-                recorded = await self._registry.team_members(conn)
-            result.teams = sorted(t for t, users in recorded.items() if name in users)
+                result.teams = await self._registry.teams_of(conn, name)
         result.environment["ENERTEF_TEAMS"] = ",".join(result.teams)
         return result
 

@@ -383,6 +383,7 @@ def make_setup_statements(registry_schema: str, users_group_role: str) -> list:
                 PRIMARY KEY (team, username)
             )"""
         ).format(schema),
+        sql.SQL("CREATE INDEX IF NOT EXISTS team_members_username ON {}.team_members (username)").format(schema),
     ]
 
 
