@@ -46,6 +46,8 @@ c.EnerTEFLocalSpawner.run_as_hub_user = not os.environ.get("ENERTEF_E2E_SYSTEM_U
 c.EnerTEFLocalSpawner.home_root = f"{state_dir}/homes"
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 120
+# Answer a spawn request at once (202) so tests can follow the progress events.
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 c.Spawner.default_url = "/lab"
 
 _first, _last = (int(p) for p in os.environ["ENERTEF_E2E_USER_PORTS"].split("-"))
