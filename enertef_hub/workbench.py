@@ -138,17 +138,21 @@ class Workbench(SingletonConfigurable):
                 state = await self.postgres.store_state(conn, resources)
                 if state["can_login"] and state["schema_exists"] and await self.minio.user_is_ready(resources):
                     return self._result(resources, account, created=False, started=started)
-            async with conn.transaction():
-                await self._registry.lock_username(conn, name)
-                account = await self._registry.ensure_active(conn, name)
-                resources = make_user_resources(name, account.incarnation)
-                await self.postgres.ensure_user_store(conn, resources, self._db_password(resources, account))
-                created = await self.minio.ensure_user(resources, self._minio_secret(resources, account))
-                try:
+            created: list[tuple[str, str]] = []
+            try:
+                async with conn.transaction():
+                    await self._registry.lock_username(conn, name)
+                    account = await self._registry.ensure_active(conn, name)
+                    resources = make_user_resources(name, account.incarnation)
+                    await self.postgres.ensure_user_store(conn, resources, self._db_password(resources, account))
+                    created = await self.minio.ensure_user(resources, self._minio_secret(resources, account))
                     await self._registry.mark_ready(conn, account)
-                except BaseException:
+            except BaseException:
+                # The database rolled back (or never committed): take back what
+                # MinIO got in this attempt, so nothing half-made remains.
+                if created:
                     await self.minio.undo(created)
-                    raise
+                raise
         result = self._result(resources, account, created=True, started=started)
         events.log_event(
             self.log, "provisioned", name, actor, incarnation=account.incarnation,

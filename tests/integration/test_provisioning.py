@@ -214,3 +214,20 @@ async def test_rotation_gives_new_credentials_and_old_ones_stop_working(workbenc
     with pytest.raises(ClientError):
         s3_client(old.environment).list_objects_v2(Bucket=old.resources.bucket)
 
+
+
+async def test_failure_after_storage_was_made_takes_everything_back(workbench, admin_conn, services, monkeypatch):
+    """A failure late in provisioning (here: the final registry write) leaves nothing behind."""
+    name = unique_name("ivan")
+
+    async def crash(*args, **kwargs):
+        raise RuntimeError("the hub died here")
+
+    monkeypatch.setattr(workbench._registry, "mark_ready", crash)
+    with pytest.raises(RuntimeError):
+        await workbench.provision(name)
+    assert count_roles(admin_conn, f"u_{name}") == 0
+    assert admin_conn.execute("SELECT count(*) FROM enertef.accounts WHERE username = %s", (name,)).fetchone()[0] == 0
+    assert f"user-{name}" not in {b["Name"] for b in admin_s3(services).list_buckets()["Buckets"]}
+    monkeypatch.undo()
+    assert (await workbench.provision(name)).created  # and the next attempt completes
