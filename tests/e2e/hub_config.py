@@ -84,7 +84,7 @@ c.JupyterHub.services = [{"name": "e2e-tests", "api_token": os.environ["ENERTEF_
 c.JupyterHub.load_roles = [
     {
         "name": "e2e-tests",
-        "scopes": ["admin:users", "admin:servers", "access:servers", "list:users"],
+        "scopes": ["admin:users", "admin:servers", "access:servers", "list:users", "admin:groups"],
         "services": ["e2e-tests"],
     }
 ]

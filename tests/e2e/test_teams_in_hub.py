@@ -1,0 +1,53 @@
+"""Teams managed where JupyterHub manages groups (admin panel / REST API), synced into
+team stores at spawn and by ``enertef-hub sync``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from hubharness import server_environment, signup_and_approve, start_server
+from tests.conftest import unique_name
+
+
+def s3_as(env: dict):
+    return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_DEFAULT_REGION"])
+
+
+def test_group_members_get_the_team_and_lose_it_at_sync(hub, services_env):
+    team = unique_name("lab")
+    alice = signup_and_approve(hub, unique_name("alice"), "correct horse battery 9")
+    bob = signup_and_approve(hub, unique_name("bob"), "correct horse battery 10")
+    for name in (alice, bob):  # hub users exist from their first login on
+        hub.api("POST", f"/users/{name}").raise_for_status()
+    # What the admin panel's group page does.
+    hub.api("POST", f"/groups/{team}").raise_for_status()
+    hub.api("POST", f"/groups/{team}/users", json={"users": [alice, bob]}).raise_for_status()
+
+    start_server(hub, alice)
+    start_server(hub, bob)
+    alice_env, bob_env = server_environment(hub, alice), server_environment(hub, bob)
+    assert alice_env["ENERTEF_TEAMS"] == team and bob_env["ENERTEF_TEAMS"] == team
+    s3_as(alice_env).put_object(Bucket=f"team-{team}", Key="shared.csv", Body=b"a,b\n1,2\n")
+    assert s3_as(bob_env).get_object(Bucket=f"team-{team}", Key="shared.csv")["Body"].read() == b"a,b\n1,2\n"
+
+    # The admin removes bob from the group; the sync (a hub service in production) revokes him.
+    hub.api("DELETE", f"/groups/{team}/users", json={"users": [bob]}).raise_for_status()
+    sync = subprocess.run(
+        [sys.executable, "-m", "enertef_hub.cli", "sync"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, **services_env, "JUPYTERHUB_API_URL": f"{hub.url}/hub/api", "JUPYTERHUB_API_TOKEN": hub.token},
+    )
+    assert sync.returncode == 0, sync.stderr
+    assert f"{team}:{bob}" in json.loads(sync.stdout.strip().splitlines()[-1])["revoked"]
+
+    with pytest.raises(ClientError) as err:
+        s3_as(bob_env).get_object(Bucket=f"team-{team}", Key="shared.csv")
+    assert err.value.response["Error"]["Code"] == "AccessDenied"
+    assert s3_as(alice_env).get_object(Bucket=f"team-{team}", Key="shared.csv")["Body"].read() == b"a,b\n1,2\n"
