@@ -87,27 +87,26 @@ class AccountRegistry:
         )
         return Account(*await cur.fetchone())
 
+    async def _update(self, conn: psycopg.AsyncConnection, account: Account, assignments: str, params=()):
+        # ``assignments`` is always a constant of this module, never user input.
+        await conn.execute(
+            sql.SQL("UPDATE {} SET " + assignments + ", updated_at = now() WHERE username = %s AND incarnation = %s")
+            .format(self.table),
+            (*params, account.username, account.incarnation),
+        )
+
     async def set_state(self, conn: psycopg.AsyncConnection, account: Account, state: str, *, bump: bool = False):
         """Move an incarnation to ``state``; ``bump`` invalidates its current secrets."""
-        await conn.execute(
-            sql.SQL(
-                "UPDATE {} SET state = %s, updated_at = now(),"
-                " deleted_at = CASE WHEN %s = 'active' THEN NULL ELSE coalesce(deleted_at, now()) END,"
-                " generation = generation + %s, ready_generation = NULL"
-                " WHERE username = %s AND incarnation = %s"
-            ).format(self.table),
-            (state, state, 1 if bump else 0, account.username, account.incarnation),
+        await self._update(
+            conn, account,
+            "state = %s, deleted_at = CASE WHEN %s = 'active' THEN NULL ELSE coalesce(deleted_at, now()) END,"
+            " generation = generation + %s, ready_generation = NULL",
+            (state, state, 1 if bump else 0),
         )
 
     async def mark_ready(self, conn: psycopg.AsyncConnection, account: Account):
         """Record that every resource of this generation exists."""
-        await conn.execute(
-            sql.SQL(
-                "UPDATE {} SET ready_generation = generation, updated_at = now()"
-                " WHERE username = %s AND incarnation = %s"
-            ).format(self.table),
-            (account.username, account.incarnation),
-        )
+        await self._update(conn, account, "ready_generation = generation")
 
     async def lock_team(self, conn: psycopg.AsyncConnection, team: str):
         """Take the per-team lock until the current transaction ends."""
@@ -140,10 +139,4 @@ class AccountRegistry:
 
     async def rotate(self, conn: psycopg.AsyncConnection, account: Account):
         """New secrets on the next provisioning of this incarnation."""
-        await conn.execute(
-            sql.SQL(
-                "UPDATE {} SET generation = generation + 1, updated_at = now()"
-                " WHERE username = %s AND incarnation = %s"
-            ).format(self.table),
-            (account.username, account.incarnation),
-        )
+        await self._update(conn, account, "generation = generation + 1")

@@ -295,32 +295,25 @@ class MinioProvisioner(LoggingConfigurable):
     # -- helpers ----------------------------------------------------------------------
 
     @staticmethod
-    def _user_info(admin: MinioAdmin, access_key: str) -> dict | None:
+    def _admin_lookup(call, name: str, missing: str):
+        """``call(name)``, or None when MinIO answers with the ``missing`` error code."""
         try:
-            return json.loads(admin.user_info(access_key))
+            return call(name)
         except MinioAdminException as exc:
-            if _admin_code(exc) == "XMinioAdminNoSuchUser":
+            if _admin_code(exc) == missing:
                 return None
             raise
 
-    @staticmethod
-    def _policy_exists(admin: MinioAdmin, name: str) -> bool:
-        try:
-            admin.policy_info(name)
-            return True
-        except MinioAdminException as exc:
-            if _admin_code(exc) == "XMinioAdminNoSuchPolicy":
-                return False
-            raise
+    def _user_info(self, admin: MinioAdmin, access_key: str) -> dict | None:
+        info = self._admin_lookup(admin.user_info, access_key, "XMinioAdminNoSuchUser")
+        return None if info is None else json.loads(info)
 
-    @staticmethod
-    def _group_info(admin: MinioAdmin, group: str) -> dict:
-        try:
-            return json.loads(admin.group_info(group))
-        except MinioAdminException as exc:
-            if _admin_code(exc) == "XMinioAdminNoSuchGroup":
-                return {}
-            raise
+    def _policy_exists(self, admin: MinioAdmin, name: str) -> bool:
+        return self._admin_lookup(admin.policy_info, name, "XMinioAdminNoSuchPolicy") is not None
+
+    def _group_info(self, admin: MinioAdmin, group: str) -> dict:
+        info = self._admin_lookup(admin.group_info, group, "XMinioAdminNoSuchGroup")
+        return {} if info is None else json.loads(info)
 
 
 def _policies(info: dict) -> list[str]:
