@@ -355,10 +355,18 @@ class Workbench(SingletonConfigurable):
         try:
             started = time.perf_counter()
             async with self.postgres.connection() as conn:
-                cur = await conn.execute("SELECT current_user, version()")
-                user, version = await cur.fetchone()
+                cur = await conn.execute(
+                    "SELECT current_user, version(), r.rolsuper OR r.rolcreaterole,"
+                    " r.rolsuper OR d.datdba = r.oid FROM pg_roles r, pg_database d"
+                    " WHERE r.rolname = current_user AND d.datname = current_database()"
+                )
+                user, version, can_create_roles, owns_database = await cur.fetchone()
             rows.append(("postgresql", True, f"{self.postgres.display_address} as {user}:"
                          f" {version.split(',')[0]} ({(time.perf_counter() - started) * 1000:.1f} ms)"))
+            rows.append(("postgresql privileges", can_create_roles and owns_database,
+                         "CREATEROLE and owner of the MLflow database" if can_create_roles and owns_database
+                         else f"{user} needs CREATEROLE and must own the database"
+                              f" (ALTER ROLE {user} CREATEROLE; ALTER DATABASE ... OWNER TO {user})"))
         except Exception as exc:
             rows.append(("postgresql", False, str(exc)))
         try:
