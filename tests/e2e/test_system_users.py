@@ -33,6 +33,10 @@ def system_hub(services_env):
     os.chmod(state_dir, 0o755)
     with running_hub(services_env, state_dir, {"ENERTEF_E2E_SYSTEM_USERS": "1"}) as hub:
         yield hub
+    # Leave no test accounts on the machine.
+    for account in pwd.getpwall():
+        if account.pw_dir.startswith(str(state_dir)):
+            subprocess.run(["userdel", account.pw_name], check=False)
     shutil.rmtree(state_dir, ignore_errors=True)
 
 
