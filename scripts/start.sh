@@ -77,7 +77,7 @@ preflight() {
     tool=${pair%%:*}
     min=${pair#*:}
     if ! command -v "$tool" >/dev/null 2>&1; then
-      problems+=("$tool is not installed (need $tool >= $min; see .notes/k8s-readme.md, Prerequisites)")
+      problems+=("$tool is not installed (need $tool >= $min; see README.md, Kubernetes, Prerequisites)")
       continue
     fi
     version=$(tool_version "$tool" || true)
@@ -271,7 +271,7 @@ ensure_port_forward() {
     return
   fi
   if port_in_use "$local_port"; then
-    die "port $local_port (for $name) is used by another program: free it, or set ENERTEF_${name^^}_PORT (see .notes/k8s-readme.md)"
+    die "port $local_port (for $name) is used by another program: free it, or set ENERTEF_${name^^}_PORT (see README.md, Kubernetes, Troubleshooting)"
   fi
   mkdir -p "$STATE_DIR"
   nohup kubectl --context "$KCTX" -n "$NAMESPACE" port-forward --address 127.0.0.1 \

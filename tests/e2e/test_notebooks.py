@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import boto3
 import nbformat
 import psycopg
+from psycopg import sql
 import pytest
 import requests
 from hubharness import server_environment, signup_and_approve, start_server
@@ -130,8 +131,9 @@ def test_notebook_runs_are_in_the_user_store_and_bucket(user) -> None:
     schema = urlsplit(env["MLFLOW_TRACKING_URI"]).username
     with psycopg.connect(libpq_uri(env["MLFLOW_TRACKING_URI"])) as conn:
         rows = conn.execute(
-            f'SELECT e.name, r.artifact_uri FROM "{schema}".runs r JOIN "{schema}".experiments e USING (experiment_id)'
-            " WHERE e.name IN ('01-getting-started', '02-digits') AND r.status = 'FINISHED'"
+            sql.SQL("SELECT e.name, r.artifact_uri FROM {schema}.runs r JOIN {schema}.experiments e"
+                    " USING (experiment_id) WHERE e.name IN ('01-getting-started', '02-digits')"
+                    " AND r.status = 'FINISHED'").format(schema=sql.Identifier(schema))
         ).fetchall()
     assert {name for name, _ in rows} == {"01-getting-started", "02-digits"}
     bucket = env["ENERTEF_BUCKET"]
@@ -158,7 +160,8 @@ def test_browser_sees_the_run_in_mlflow_and_the_curves_in_tensorboard(hub, user,
     schema = urlsplit(env["MLFLOW_TRACKING_URI"]).username
     with psycopg.connect(libpq_uri(env["MLFLOW_TRACKING_URI"])) as conn:
         (experiment_id,) = conn.execute(
-            f"SELECT experiment_id FROM \"{schema}\".experiments WHERE name = '01-getting-started'"
+            sql.SQL("SELECT experiment_id FROM {}.experiments WHERE name = '01-getting-started'")
+            .format(sql.Identifier(schema))
         ).fetchone()
     page.goto(f"{hub.url}/user/{name}/mlflow/#/experiments/{experiment_id}/runs")
     expect(page.get_by_text("first-run").first).to_be_visible(timeout=60_000)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import psycopg
+from psycopg import sql
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -235,7 +236,7 @@ def test_deleted_user_loses_access_keeps_data_and_a_new_signup_starts_empty(hub,
     assert refused.value.response["Error"]["Code"] in REFUSED_S3
     with psycopg.connect(libpq_uri(new_env["ENERTEF_MLFLOW_BACKEND_STORE_URI"]), connect_timeout=10) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute(f'SELECT * FROM "{old_schema}".notes')
+            conn.execute(sql.SQL("SELECT * FROM {}.notes").format(sql.Identifier(old_schema)))
 
     assert hub.api("DELETE", f"/users/{name}").status_code == 204
 

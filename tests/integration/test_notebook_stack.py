@@ -21,6 +21,7 @@ from pathlib import Path
 
 import boto3
 import psycopg
+from psycopg import sql
 import pytest
 from traitlets.config import Config
 
@@ -134,8 +135,8 @@ def test_start_run_lands_in_user_schema_and_bucket(server_env, logged_run) -> No
     uri = server_env["MLFLOW_TRACKING_URI"].replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(uri) as conn:
         row = conn.execute(
-            f"SELECT r.status, e.name FROM {schema}.runs r JOIN {schema}.experiments e USING (experiment_id)"
-            " WHERE r.run_uuid = %s",
+            sql.SQL("SELECT r.status, e.name FROM {schema}.runs r JOIN {schema}.experiments e"
+                    " USING (experiment_id) WHERE r.run_uuid = %s").format(schema=sql.Identifier(schema)),
             (logged_run["run_id"],),
         ).fetchone()
     assert row == ("FINISHED", logged_run["experiment"])
@@ -376,14 +377,17 @@ def test_use_team_logs_to_the_team_store_and_bucket_then_back(tmp_path) -> None:
         with psycopg.connect(uri) as conn:
             # Team runs belong to the team role, so other members can keep writing them.
             owner = conn.execute(
-                f"SELECT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                f" WHERE n.nspname = 't_{TEAM}' AND c.relname = 'runs'"
+                "SELECT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relname = 'runs'", (f"t_{TEAM}",)
             ).fetchone()
             assert owner == (f"t_{TEAM}",)
-            conn.execute(f"SET ROLE t_{TEAM}")
-            assert conn.execute(f"SELECT count(*) FROM t_{TEAM}.runs WHERE run_uuid = %s", (info["team"][0],)).fetchone() == (1,)
+            team = sql.Identifier(f"t_{TEAM}")
+            conn.execute(sql.SQL("SET ROLE {}").format(team))
+            assert conn.execute(sql.SQL("SELECT count(*) FROM {}.runs WHERE run_uuid = %s").format(team),
+                                (info["team"][0],)).fetchone() == (1,)
             conn.execute("RESET ROLE")
             schema = result.resources.schema
-            assert conn.execute(f"SELECT count(*) FROM {schema}.runs WHERE run_uuid = %s", (info["own"][0],)).fetchone() == (1,)
+            assert conn.execute(sql.SQL("SELECT count(*) FROM {}.runs WHERE run_uuid = %s").format(sql.Identifier(schema)),
+                                (info["own"][0],)).fetchone() == (1,)
     finally:
         asyncio.run(_purge_team_member())
