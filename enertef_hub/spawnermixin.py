@@ -26,7 +26,11 @@ class EnerTEFSpawnerMixin:
       Kubernetes the notebook image seeds the home itself).
     """
 
-    _enertef_env: dict = {}
+    # Per-spawn state; class defaults until the first start().
+    _enertef_env: dict = {}  #: the user's server environment from provisioning
+    _enertef_events: list = []  #: progress events of the current spawn, in order
+    _enertef_wakeup: asyncio.Event | None = None  #: set when an event is added
+    _enertef_done: bool = True  #: provisioning of the current spawn is over
 
     @property
     def workbench(self) -> Workbench:
@@ -34,11 +38,9 @@ class EnerTEFSpawnerMixin:
         return Workbench.instance(config=self.config, log=self.log)
 
     def _enertef_progress(self, progress: int, message: str):
-        events = self.__dict__.setdefault("_enertef_events", [])
-        events.append({"progress": progress, "message": message})
-        wakeup = self.__dict__.get("_enertef_wakeup")
-        if wakeup is not None:
-            wakeup.set()
+        self._enertef_events.append({"progress": progress, "message": message})
+        if self._enertef_wakeup is not None:
+            self._enertef_wakeup.set()
 
     def team_names(self) -> list[str]:
         """The user's JupyterHub groups that are valid team names (others are logged and ignored)."""
@@ -54,9 +56,9 @@ class EnerTEFSpawnerMixin:
         """Hook: make the user's home ready (after provisioning, before the server starts)."""
 
     async def start(self):
-        self.__dict__["_enertef_events"] = []
-        self.__dict__["_enertef_wakeup"] = asyncio.Event()
-        self.__dict__["_enertef_done"] = False
+        self._enertef_events = []
+        self._enertef_wakeup = asyncio.Event()
+        self._enertef_done = False
         try:
             self._enertef_progress(10, "Preparing your MLflow store and object storage…")
             try:
@@ -74,8 +76,8 @@ class EnerTEFSpawnerMixin:
             tables = asyncio.ensure_future(self.workbench.ensure_mlflow_tables(result))
             self._enertef_progress(40, "Starting your server…")
         finally:
-            self.__dict__["_enertef_done"] = True
-            self.__dict__["_enertef_wakeup"].set()
+            self._enertef_done = True
+            self._enertef_wakeup.set()
         try:
             started = await super().start()
         except BaseException:
@@ -96,14 +98,12 @@ class EnerTEFSpawnerMixin:
     async def progress(self):
         sent = 0
         while True:
-            events = self.__dict__.get("_enertef_events", [])
-            while sent < len(events):
-                yield events[sent]
+            while sent < len(self._enertef_events):
+                yield self._enertef_events[sent]
                 sent += 1
-            wakeup = self.__dict__.get("_enertef_wakeup")
-            if wakeup is None or self.__dict__.get("_enertef_done"):
+            if self._enertef_wakeup is None or self._enertef_done:
                 break
-            await wakeup.wait()
-            wakeup.clear()
+            await self._enertef_wakeup.wait()
+            self._enertef_wakeup.clear()
         async for event in super().progress():
             yield event
