@@ -25,6 +25,10 @@ class Account:
     ready_generation: int | None  #: generation whose resources were all made; None if unfinished
 
 
+#: Columns of the registry that make an :class:`Account`, in its field order.
+_ACCOUNT_COLUMNS = "username, incarnation, state, generation, ready_generation"
+
+
 class AccountRegistry:
     """SQL for the registry tables, in one schema."""
 
@@ -42,8 +46,7 @@ class AccountRegistry:
         """The live incarnation of ``username``, if any."""
         cur = await conn.execute(
             sql.SQL(
-                "SELECT username, incarnation, state, generation, ready_generation FROM {}"
-                " WHERE username = %s AND state = 'active'"
+                "SELECT " + _ACCOUNT_COLUMNS + " FROM {} WHERE username = %s AND state = 'active'"
             ).format(self.table),
             (username,),
         )
@@ -54,8 +57,7 @@ class AccountRegistry:
         """Every incarnation of ``username``, oldest first."""
         cur = await conn.execute(
             sql.SQL(
-                "SELECT username, incarnation, state, generation, ready_generation FROM {}"
-                " WHERE username = %s ORDER BY incarnation"
+                "SELECT " + _ACCOUNT_COLUMNS + " FROM {} WHERE username = %s ORDER BY incarnation"
             ).format(self.table),
             (username,),
         )
@@ -81,7 +83,7 @@ class AccountRegistry:
             sql.SQL(
                 "INSERT INTO {table} (username, incarnation, state)"
                 " SELECT %(u)s, coalesce(max(incarnation), 0) + 1, 'active' FROM {table} WHERE username = %(u)s"
-                " RETURNING username, incarnation, state, generation, ready_generation"
+                " RETURNING " + _ACCOUNT_COLUMNS
             ).format(table=self.table),
             {"u": username},
         )

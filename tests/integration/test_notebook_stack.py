@@ -44,20 +44,20 @@ def _workbench():
     return Workbench(config=Config())
 
 
-async def _provision():
+async def _provision(username: str, teams=None):
     wb = _workbench()
     try:
-        result = await wb.provision(USER)
+        result = await wb.provision(username, teams=teams)
         await wb.ensure_mlflow_tables(result)
         return result
     finally:
         await wb.close()
 
 
-async def _purge():
+async def _purge(username: str):
     wb = _workbench()
     try:
-        await wb.deprovision(USER, purge=True)
+        await wb.deprovision(username, purge=True)
     finally:
         await wb.close()
 
@@ -65,7 +65,7 @@ async def _purge():
 @pytest.fixture(scope="module")
 def server_env(tmp_path_factory) -> dict[str, str]:
     """The environment of nbalice's server: hub-side secrets removed, the user's added."""
-    result = asyncio.run(_provision())
+    result = asyncio.run(_provision(USER))
     environment = result.environment
     # A purged name comes back as a new incarnation (user-nbalice-2...): use the real names.
     RESOURCES["bucket"], RESOURCES["schema"] = result.resources.bucket, result.resources.schema
@@ -76,7 +76,7 @@ def server_env(tmp_path_factory) -> dict[str, str]:
     env["ENERTEF_TENSORBOARD_LOGDIR"] = str(home / "tensorboard-logs")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")]))
     yield env
-    asyncio.run(_purge())
+    asyncio.run(_purge(USER))
 
 
 def run_python(code: str, env: dict[str, str], cwd: Path) -> str:
@@ -326,26 +326,9 @@ def test_example_notebook_runs_top_to_bottom_in_a_fresh_home(server_env, noteboo
 TEAM_USER, TEAM = "nbbob", "nbteam"
 
 
-async def _provision_team_member():
-    wb = _workbench()
-    try:
-        result = await wb.provision(TEAM_USER, teams=[TEAM])
-        await wb.ensure_mlflow_tables(result)
-        return result
-    finally:
-        await wb.close()
-
-
-async def _purge_team_member():
-    wb = _workbench()
-    try:
-        await wb.deprovision(TEAM_USER, purge=True)
-    finally:
-        await wb.close()
-
 
 def test_use_team_logs_to_the_team_store_and_bucket_then_back(tmp_path) -> None:
-    result = asyncio.run(_provision_team_member())
+    result = asyncio.run(_provision(TEAM_USER, teams=[TEAM]))
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ENERTEF_", "AWS_", "MLFLOW_", "PG"))}
         env.update(result.environment, HOME=str(tmp_path), PYTHONPATH=str(SCRIPTS))
@@ -390,4 +373,4 @@ def test_use_team_logs_to_the_team_store_and_bucket_then_back(tmp_path) -> None:
             assert conn.execute(sql.SQL("SELECT count(*) FROM {}.runs WHERE run_uuid = %s").format(sql.Identifier(schema)),
                                 (info["own"][0],)).fetchone() == (1,)
     finally:
-        asyncio.run(_purge_team_member())
+        asyncio.run(_purge(TEAM_USER))
