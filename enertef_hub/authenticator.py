@@ -18,9 +18,13 @@ each (``enertef_hub.events``).
 
 from __future__ import annotations
 
+import os
+
+import bcrypt
 from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.orm import UserInfo
 from tornado import web
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, Unicode, default
 
 from . import naming
 from .errors import EnerTEFError
@@ -33,6 +37,7 @@ from .handlers import (
     SignUpHandler,
     ToggleAuthorizationHandler,
 )
+from .throttle import LoginThrottle
 
 #: NativeAuthenticator routes replaced by ours (see enertef_hub.handlers for why).
 _REPLACED_HANDLERS = {
@@ -49,10 +54,52 @@ class EnerTEFAuthenticator(NativeAuthenticator):
 
     Configure it as ``c.JupyterHub.authenticator_class = "enertef"``; admins come
     from ``c.Authenticator.admin_users`` and approve sign-ups at ``/hub/authorize``.
-    Password rules and the failed-login lockout are NativeAuthenticator's options
-    (``minimum_password_length``, ``check_common_password``,
-    ``allowed_failed_logins``, ``seconds_before_next_try``), with safer defaults.
+    An admin's account is never made by signing up: the hub creates it at start
+    from ``admin_password`` (the operator's secret), and a sign-up under an admin
+    name is refused. Password rules are NativeAuthenticator's options
+    (``minimum_password_length``, ``check_common_password``) with safer defaults;
+    its account lock-out is replaced by per-(name, address) throttling.
     """
+
+    admin_password = Unicode(
+        config=True,
+        help="""Password with which the hub creates, when it starts, the account of each
+        name in ``Authenticator.admin_users`` that has none yet (approved at once).
+        Accounts that exist are left alone (change a password at
+        ``/hub/change-password``). Admin names can never be signed up, so nobody can
+        take an admin name before the operator does. Defaults to the
+        ``ENERTEF_ADMIN_PASSWORD`` environment variable (``scripts/workbench.sh``
+        generates it into ``.local/admin-password``; on Kubernetes it comes from Secret
+        ``enertef-hub``); never passed to users' servers.""",
+    )
+
+    @default("admin_password")
+    def _default_admin_password(self):
+        return os.environ.get("ENERTEF_ADMIN_PASSWORD", "")
+
+    login_free_failures = Integer(
+        3,
+        config=True,
+        help="""Failed logins allowed per (username, client address) before that pair
+        has to wait between attempts. Names that do not exist count the same, so the
+        answer never tells whether a name exists.""",
+    )
+
+    login_delay = Float(
+        1.0,
+        config=True,
+        help="""Seconds a (username, client address) pair waits after its first failed
+        login beyond ``login_free_failures``; each further failure doubles it, up to
+        ``login_max_delay``. Attempts during the wait are refused without checking the
+        password. Other addresses are not slowed down, so nobody can lock an admin out.""",
+    )
+
+    login_max_delay = Float(
+        300.0,
+        config=True,
+        help="""Longest wait, in seconds, between failed logins of one (username, client
+        address) pair. A correct password, or an hour without failures, resets it.""",
+    )
 
     waiting_for_approval_message = Unicode(
         "Your account '{username}' has been created and is waiting for approval by an"
@@ -86,13 +133,27 @@ class EnerTEFAuthenticator(NativeAuthenticator):
     def _default_check_common_password(self):
         return True
 
-    @default("allowed_failed_logins")
-    def _default_allowed_failed_logins(self):
-        return 5
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.login_throttle = LoginThrottle(
+            free_failures=self.login_free_failures,
+            base_delay=self.login_delay,
+            max_delay=self.login_max_delay,
+        )
+        if self.allowed_failed_logins:
+            self.log.warning(
+                "NativeAuthenticator.allowed_failed_logins is ignored: EnerTEFAuthenticator"
+                " throttles failed logins per name and address instead (login_delay)."
+            )
+        self.ensure_admin_accounts()
 
-    @default("seconds_before_next_try")
-    def _default_seconds_before_next_try(self):
-        return 600
+    # NativeAuthenticator's per-account lock-out lets anyone who knows a name lock its
+    # owner out: the per-(name, address) throttle replaces it.
+    def is_blocked(self, username):
+        return False
+
+    def add_login_attempt(self, username):
+        pass
 
     # Admin approval *is* the allow configuration: silence JupyterHub 5's
     # "No allow config found, it's possible that nobody can login" warning.
@@ -134,6 +195,27 @@ class EnerTEFAuthenticator(NativeAuthenticator):
             return False
         return valid and super().validate_username(username)
 
+    # ----------------------------------------------------------------- admins
+
+    def is_admin_name(self, username: str) -> bool:
+        """Whether ``username`` (normalised) is one of ``Authenticator.admin_users``."""
+        return username in self.admin_users
+
+    def ensure_admin_accounts(self) -> list[str]:
+        """Create, from ``admin_password``, the accounts of admins that have none; return their names."""
+        if not self.admin_password:
+            return []
+        created = []
+        for name in sorted(self.admin_users):
+            if self.get_user(name) is not None:
+                continue
+            hashed = bcrypt.hashpw(self.admin_password.encode(), bcrypt.gensalt())
+            self.db.add(UserInfo(username=name, password=hashed, is_authorized=True))
+            self.db.commit()
+            created.append(name)
+            log_event(self.log, "admin-created", name, actor="operator")
+        return created
+
     # ----------------------------------------------------------------- access
 
     def check_allowed(self, username, authentication=None):
@@ -168,18 +250,39 @@ class EnerTEFAuthenticator(NativeAuthenticator):
         except ValueError:
             return False
 
+    @staticmethod
+    def throttle_key(username, handler) -> tuple[str, str]:
+        """(name as typed, lower-cased; client address) that failed logins are counted by."""
+        address = getattr(getattr(handler, "request", None), "remote_ip", None) or "-"
+        return (str(username).strip().lower()[:256], address)
+
     async def authenticate(self, handler, data):
-        """Check a login form: valid name, existing approved account, matching password."""
+        """Check a login form: valid name, existing approved account, matching password.
+
+        A (name, address) pair still waiting after failed logins is refused at once;
+        the handler can read the wait from ``handler.enertef_login_wait``.
+        """
         username = data.get("username")
         password = data.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             return None
+        key = self.throttle_key(username, handler)
+        wait = self.login_throttle.wait_seconds(key)
+        if wait > 0:
+            if handler is not None:
+                handler.enertef_login_wait = wait
+            return None
+        result = await self._check_login(handler, data, username, password)
+        if result is None:
+            self.login_throttle.failed(key)
+        else:
+            self.login_throttle.succeeded(key)
+        return result
+
+    async def _check_login(self, handler, data, username, password):
         if self.username_problem(username) is not None:
             return None
         if len(password.encode("utf-8", "surrogatepass")) > BCRYPT_MAX_PASSWORD_BYTES:
-            name = self.normalize_username(username)
-            if self.get_user(name) is not None:
-                self.add_login_attempt(name)
             return None
         return await super().authenticate(handler, {**data, "username": username})
 

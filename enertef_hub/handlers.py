@@ -27,6 +27,7 @@ only the approval page has its own (``templates/enertef-authorization-area.html`
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 from jinja2 import ChoiceLoader, FileSystemLoader
 from jupyterhub.utils import maybe_future
@@ -41,6 +42,8 @@ from tornado import web
 from tornado.escape import url_escape
 from tornado.httputil import url_concat
 
+from .approval import withdraw_access
+from .errors import EnerTEFError
 from .events import log_event
 
 #: bcrypt refuses (bcrypt >= 5: raises) passwords longer than this many bytes.
@@ -111,7 +114,15 @@ class SignUpHandler(TemplatesMixin, NativeSignUpHandler):
         status = 400
         if problem is None:
             username = self.authenticator.normalize_username(raw_name)
-            if self.authenticator.user_exists(username):
+            if self.authenticator.is_admin_name(username):
+                # Admin accounts come from the operator (admin_password), never from a
+                # sign-up: otherwise whoever signs up first under the name is admin.
+                problem = (
+                    f"The name '{username}' is reserved for an administrator of this hub;"
+                    " please choose another."
+                )
+                status = 403
+            elif self.authenticator.user_exists(username):
                 problem = f"The username '{username}' is already taken; please choose another."
                 status = 409
             elif password != confirmation:
@@ -155,7 +166,30 @@ class SignUpHandler(TemplatesMixin, NativeSignUpHandler):
 
 
 class LoginHandler(TemplatesMixin, NativeLoginHandler):
-    """``/hub/login`` with NativeAuthenticator's page, working on JupyterHub 5.5 and 6.x."""
+    """``/hub/login`` with NativeAuthenticator's page, working on JupyterHub 5.5 and 6.x.
+
+    With per-user origins (``JupyterHub.subdomain_host``) the proxy sends ``/hub/``
+    of *every* host to the hub, so ``alice.<hub host>/hub/login`` would log a
+    visitor in on alice's origin, where her pages could read the hub's XSRF token.
+    Logins therefore happen on the hub's own host only.
+    """
+
+    def _hub_host_redirect(self) -> str | None:
+        """The same URL on the hub's own host, when this request came to another host."""
+        subdomain_host = self.settings.get("subdomain_host")
+        if not subdomain_host:
+            return None
+        hub_host = urlsplit(subdomain_host).netloc.lower()
+        if self.request.host.lower() == hub_host:
+            return None
+        return subdomain_host.rstrip("/") + self.request.uri
+
+    async def get(self):
+        target = self._hub_host_redirect()
+        if target is not None:
+            self.redirect(target)
+            return
+        await super().get()
 
     def _render(self, login_error=None, username=None, **kwargs):
         # JupyterHub's LoginHandler.render_template turns an error page of a form
@@ -179,6 +213,10 @@ class LoginHandler(TemplatesMixin, NativeLoginHandler):
         )
 
     async def post(self):
+        if self._hub_host_redirect() is not None:
+            raise web.HTTPError(
+                403, f"Log in at {self.settings['subdomain_host']}, the hub's own address."
+            )
         data = {
             # strip the username only: passwords may start or end with spaces
             name: self.get_body_argument(name, strip=name == "username")
@@ -205,15 +243,19 @@ class LoginHandler(TemplatesMixin, NativeLoginHandler):
         """Say why a login failed, without telling strangers which names exist."""
         auth = self.authenticator
         invalid = "Invalid username or password."
+        wait = getattr(self, "enertef_login_wait", 0)
+        if wait:
+            # Said alike for names that exist and names that do not.
+            return (
+                "Too many failed logins with this name from your address: wait"
+                f" {max(1, round(wait))} seconds and try again."
+            )
         if auth.username_problem(data["username"]) is not None:
             return invalid
         name = auth.normalize_username(data["username"])
         info = auth.get_user(name)
         if info is None:
             return invalid
-        if auth.allowed_failed_logins and auth.is_blocked(name):
-            minutes = max(1, round(auth.seconds_before_next_try / 60))
-            return f"Too many failed logins for this account: wait {minutes} minutes and try again."
         if auth.password_matches(info, data["password"]) and not auth.check_allowed(name):
             return auth.waiting_for_approval_message.format(username=name)
         return invalid
@@ -256,6 +298,17 @@ class ToggleAuthorizationHandler(TemplatesMixin, LocalBase):
             info.username,
             actor=self.current_user.name,
         )
+        if not info.is_authorized:
+            try:
+                await withdraw_access(self, info.username)
+            except EnerTEFError as error:
+                raise web.HTTPError(
+                    503,
+                    f"Approval of {info.username} was withdrawn and their servers, tokens and"
+                    f" sessions ended, but their database and storage access could not be"
+                    f" suspended: {error}. Run `enertef-hub suspend {info.username}` once the"
+                    " service is back.",
+                ) from error
         self.redirect(self.hub.base_url + "authorize#" + url_escape(slug))
 
 

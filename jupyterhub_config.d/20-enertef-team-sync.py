@@ -18,7 +18,10 @@ if float(_interval) > 0:
             "command": [sys.executable, "-m", "enertef_hub.cli", "sync", "--loop", _interval],
             # The service administers PostgreSQL and MinIO like the hub does; it runs
             # beside the hub, never in a user's server.
-            "environment": {k: v for k, v in os.environ.items() if k.startswith("ENERTEF_")},
+            # (The admin's bootstrap password is the hub's alone.)
+            "environment": {
+                k: v for k, v in os.environ.items() if k.startswith("ENERTEF_") and k != "ENERTEF_ADMIN_PASSWORD"
+            },
         }
     ]
     c.JupyterHub.load_roles = list(c.JupyterHub.get("load_roles", [])) + [  # noqa: F821

@@ -15,7 +15,9 @@ Fixtures (reuse them in any tests/e2e module):
     directory for the hub database, cookie secret and homes, ports from
     18200-18299. A :class:`Hub` with ``.url``, ``.api(method, path, **kw)``,
     ``.token``, ``.admin_name``, ``.admin_password``, ``.log_path``, ``.dir``.
-    The admin has signed up through the sign-up form (admins are pre-approved).
+    The admin account exists from the start: the hub creates it from
+    ``ENERTEF_ADMIN_PASSWORD`` (``EnerTEFAuthenticator.admin_password``), as in
+    production; nobody can sign up under the admin's name.
     When a test using it fails, the end of the hub log is added to the report.
 
 ``browser`` (session), ``page`` (function), ``new_page`` (function)
@@ -52,7 +54,7 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hubharness import Hub, signup  # noqa: E402
+from hubharness import Hub  # noqa: E402
 
 HUB_CONFIG = Path(__file__).with_name("hub_config.py")
 PORT_RANGE = range(18200, 18300)
@@ -177,13 +179,20 @@ def running_hub(services_env: dict, state_dir: Path, extra_env: dict | None = No
         "ENERTEF_E2E_USER_PORTS": f"{base + 3}-{base + PORTS_PER_HUB - 1}",
         "ENERTEF_E2E_ADMIN": admin_name,
         "ENERTEF_E2E_TOKEN": token,
-        # The user servers (jupyterhub-singleuser) come from the same venv.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        # The operator's bootstrap: the hub creates the admin account from this at start.
+        "ENERTEF_ADMIN_PASSWORD": admin_password,
+        # The user servers (jupyterhub-singleuser, JupyterLab) come from the same venv, or
+        # from ENERTEF_E2E_NOTEBOOK_BIN when the hub runs in the hub image's environment
+        # (which, like the image, has no JupyterLab: the notebook image has its own).
+        "PATH": os.pathsep.join([os.environ.get("ENERTEF_E2E_NOTEBOOK_BIN", str(Path(sys.executable).parent)),
+                                 str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
     log_path = state_dir / "jupyterhub.log"
-    url = f"http://127.0.0.1:{base}"
+    # The hub's public URL: http://localhost:PORT, users at http://<name>.localhost:PORT.
+    shared = (extra_env or {}).get("ENERTEF_E2E_SHARED_ORIGIN") or os.environ.get("ENERTEF_E2E_SHARED_ORIGIN")
+    url = f"http://{'127.0.0.1' if shared else 'localhost'}:{base}"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [_jupyterhub_executable(), "-f", str(HUB_CONFIG)],
@@ -196,11 +205,7 @@ def running_hub(services_env: dict, state_dir: Path, extra_env: dict | None = No
     hub = Hub(url, token, admin_name, admin_password, log_path, state_dir, process)
     try:
         _wait_for_hub(process, url, log_path)
-        response = signup(hub, admin_name, admin_password)
-        if response.status_code != 200 or "successful" not in response.text:
-            raise RuntimeError(
-                f"admin sign-up failed ({response.status_code}):\n{response.text[-2000:]}"
-            )
+        hub.admin_session()  # the admin exists from the start (raises if it cannot log in)
         yield hub
     finally:
         _stop(process)

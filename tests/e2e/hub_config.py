@@ -22,6 +22,13 @@ c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = public_port + 1
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{public_port + 2}"
 c.ConfigurableHTTPProxy.should_start = True
+# Production-like: every user's server on an origin of its own, <name>.localhost:PORT
+# (browsers resolve *.localhost to loopback; the harness maps it for Python clients).
+from enertef_hub.origins import user_origin_settings  # noqa: E402
+
+if not os.environ.get("ENERTEF_E2E_SHARED_ORIGIN"):
+    for _name, _value in user_origin_settings(f"http://localhost:{public_port}").items():
+        setattr(c.JupyterHub, _name, _value)
 
 # -- state of this run only ----------------------------------------------------------------
 c.JupyterHub.db_url = f"sqlite:///{state_dir}/jupyterhub.sqlite"
@@ -33,8 +40,9 @@ c.JupyterHub.log_level = "DEBUG" if os.environ.get("ENERTEF_E2E_DEBUG") else "IN
 # -- the package under test ----------------------------------------------------------------
 c.JupyterHub.authenticator_class = "enertef"
 c.Authenticator.admin_users = {os.environ["ENERTEF_E2E_ADMIN"]}
-# Short lockout window so the hostile-input tests cannot lock a test account for long.
-c.EnerTEFAuthenticator.seconds_before_next_try = 5
+# Short login throttle so the hostile-input tests wait seconds, not minutes.
+c.EnerTEFAuthenticator.login_delay = 1
+c.EnerTEFAuthenticator.login_max_delay = 4
 # Re-check approval every 2 s (default 5 min) so a withdrawn approval is testable.
 c.Authenticator.auth_refresh_age = 2
 

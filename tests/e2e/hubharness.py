@@ -8,12 +8,52 @@ it never collides with another ``conftest``).
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
+from urllib.parse import urljoin
 
 import requests
+
+# ------------------------------------------------------------ *.localhost for Python
+
+_getaddrinfo = socket.getaddrinfo
+
+
+def _getaddrinfo_localhost(host, *args, **kwargs):
+    # Browsers resolve every *.localhost name to loopback (the users' origins of the
+    # test hub); glibc does not. Map them here, for this test process only.
+    if isinstance(host, str) and host.lower().rstrip(".").endswith(".localhost"):
+        host = "127.0.0.1"
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _getaddrinfo_localhost
+
+
+class LoopbackCookiePolicy(DefaultCookiePolicy):
+    """Send ``Secure`` cookies over http to ``localhost`` names, as browsers do.
+
+    With per-user origins the hub's cookies are ``__Host-`` cookies, which must be
+    ``Secure``; browsers treat ``http://localhost`` as a secure context and send
+    them, Python's cookie jar sends them over https only.
+    """
+
+    def return_ok_secure(self, cookie, request):
+        host = (request.host or "").split(":")[0].lower()
+        if host == "localhost" or host.endswith(".localhost"):
+            return True
+        return super().return_ok_secure(cookie, request)
+
+
+def new_session() -> requests.Session:
+    """A requests session that behaves like a browser towards the test hub's origins."""
+    session = requests.Session()
+    session.cookies.set_policy(LoopbackCookiePolicy())
+    return session
 
 
 @dataclass
@@ -53,7 +93,7 @@ class Hub:
 
 def form_session(hub: Hub, path: str, session: requests.Session | None = None):
     """GET a hub form page; return ``(session, xsrf_token)`` ready to POST it back."""
-    session = session or requests.Session()
+    session = session or new_session()
     response = session.get(f"{hub.url}{path}", timeout=30)
     response.raise_for_status()
     match = re.search(r'name="_xsrf" value="([^"]+)"', response.text)
@@ -133,7 +173,8 @@ def start_server(hub: Hub, username: str, timeout: float = 240) -> str:
         model = hub.api("GET", f"/users/{username}").json()
         server = model.get("servers", {}).get("")
         if server and server.get("ready"):
-            return f"{hub.url}{server['url']}"
+            # a full URL (http://<name>.localhost:PORT/user/<name>/) with per-user origins
+            return urljoin(hub.url, server["url"])
         if not server and not model.get("pending"):
             raise AssertionError(
                 f"{username}'s server stopped while starting; hub log:\n{hub.log_tail(60)}"

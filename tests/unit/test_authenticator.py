@@ -217,23 +217,73 @@ async def test_odd_login_input_is_refused_without_error(auth, data):
     assert await auth.authenticate(None, data) is None
 
 
-async def test_failed_logins_lock_the_account(auth):
+class FakeHandler:
+    """What authenticate() reads of a login request: the client address."""
+
+    def __init__(self, address: str):
+        self.request = type("Request", (), {"remote_ip": address})()
+
+
+async def test_failed_logins_slow_down_one_address_only(auth):
     auth.create_user("alice", PASSWORD)
     UserInfo.change_authorization(auth.db, "alice")
-    for _ in range(auth.allowed_failed_logins):
-        assert await auth.authenticate(None, {"username": "alice", "password": "wrong"}) is None
-    assert auth.is_blocked("alice")
-    assert await auth.authenticate(None, {"username": "alice", "password": PASSWORD}) is None
-    await asyncio.sleep(1.1)  # NativeAuthenticator's own default (0 s) would unlock now
-    assert await auth.authenticate(None, {"username": "alice", "password": PASSWORD}) is None
+    clock = [1000.0]
+    auth.login_throttle.clock = lambda: clock[0]
+    stranger, owner = FakeHandler("203.0.113.9"), FakeHandler("198.51.100.7")
+    wrong = {"username": "alice", "password": "wrong"}
+    for _ in range(auth.login_free_failures + 1):
+        assert await auth.authenticate(stranger, wrong) is None
+    # the stranger must now wait, even with the right password ...
+    assert auth.login_throttle.wait_seconds(auth.throttle_key("alice", stranger)) == auth.login_delay
+    assert await auth.authenticate(stranger, {"username": "alice", "password": PASSWORD}) is None
+    assert stranger.enertef_login_wait > 0
+    # ... while the owner, from another address, logs in at once: no lock-out.
+    assert await auth.authenticate(owner, {"username": "alice", "password": PASSWORD}) == "alice"
+    # After the wait, the right password works from the stranger's address too.
+    clock[0] += auth.login_delay + 0.1
+    assert await auth.authenticate(stranger, {"username": "alice", "password": PASSWORD}) == "alice"
+
+
+async def test_unknown_and_known_names_are_throttled_alike(auth):
+    auth.create_user("alice", PASSWORD)
+    UserInfo.change_authorization(auth.db, "alice")
+    waits = {}
+    for name in ("alice", "nosuchuser"):
+        handler = FakeHandler("203.0.113.9")
+        for _ in range(auth.login_free_failures + 2):
+            await auth.authenticate(handler, {"username": name, "password": "wrong"})
+        waits[name] = getattr(handler, "enertef_login_wait", 0)
+    assert round(waits["alice"]) == round(waits["nosuchuser"]) > 0
+
+
+def test_native_lockout_is_off(auth):
+    auth.add_login_attempt("boss")
+    assert not auth.is_blocked("boss")
 
 
 def test_defaults_are_safer_than_native_authenticators(auth):
     assert auth.minimum_password_length >= 8
     assert auth.check_common_password
-    assert auth.allowed_failed_logins > 0
-    assert auth.seconds_before_next_try >= 60  # NativeAuthenticator's real default is 0
+    assert auth.login_free_failures >= 1 and auth.login_delay > 0 and auth.login_max_delay >= 60
     assert auth.any_allow_config  # approval is the allow config: no warning at start
+
+
+def test_admin_account_is_created_from_the_operators_password(log):
+    db = orm.new_session_factory("sqlite://")()
+    operator_password = "operator-generated-9f3k2"
+    admin = Authenticator(db=db, admin_users={"boss"}, admin_password=operator_password, log=log)
+    info = admin.get_user("boss")
+    assert info is not None and info.is_authorized and info.is_valid_password(operator_password)
+    # A restart leaves the existing account (and a changed password) alone.
+    admin.change_password("boss", "changed-by-the-admin-7")
+    again = Authenticator(db=db, admin_users={"boss"}, admin_password=operator_password, log=log)
+    assert again.get_user("boss").is_valid_password("changed-by-the-admin-7")
+    db.close()
+
+
+def test_without_operator_password_no_admin_account_exists(auth):
+    assert auth.get_user("boss") is None
+    assert auth.is_admin_name("boss") and not auth.is_admin_name("alice")
 
 
 def test_every_own_setting_is_documented():
