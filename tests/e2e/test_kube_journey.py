@@ -1,0 +1,376 @@
+"""The released z2jh 4.4.0 chart on a real Kubernetes control plane, end to end.
+
+``scripts/kube.sh start`` runs a real API server (RBAC, ServiceAccount admission),
+etcd, controller-manager, scheduler and kwok on loopback. ``helm install`` puts the
+real chart in a namespace of its own with ``chart-values/jupyterhub.yaml``; the
+kubelet stand-in (``kubeharness.node``) then runs the hub pod (the chart's own
+``jupyterhub_config.py`` and ``z2jh.py`` from the rendered ConfigMap, the rendered
+Secret, our ``jupyterhub_config.d/`` where the hub image puts it, the hub
+ServiceAccount's token, so the chart's Role decides what the spawner may do), the
+proxy pod (configurable-http-proxy with the Deployment's args) and each user pod
+(the notebook image's start hook, then ``jupyterhub-singleuser``) as local processes.
+
+The journey is a user's and an admin's, in Chromium: sign-up, approval, spawn with
+the progress page, JupyterLab, an example notebook, the MLflow run in ``u_<name>``
+and the artifact in ``user-<name>``; deletion in the admin panel (pod gone, claim
+kept, access revoked), re-creation (``claim-<name>-i2``); a storage outage (a clear
+message, and the hub survives more failed spawns than the chart's
+``consecutive_failure_limit``); and, after ``helm upgrade`` with
+``Workbench.purge_on_delete: true``, deletion purging the claim too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.exceptions
+import psycopg
+import pytest
+import requests
+from playwright.sync_api import expect
+from psycopg import sql
+
+from hubharness import Hub, approve, signup
+from kubeharness.api import KubeAPI, cluster_env
+from kubeharness.node import Node
+from kubeharness.release import RELEASE, chart_dir, external_services, install, kubectl
+from test_notebooks import execute_notebook
+
+PASSWORD = "Kube-journey-passw0rd!"
+ADMIN = "hubadmin"  # chart-values/jupyterhub.yaml hub.config.Authenticator.admin_users
+FIGURES: dict[str, float] = {}
+
+
+def wait_until(what: str, predicate, timeout: float = 120, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory of processes and all their descendants, in MB."""
+    seen, stack, total = set(), list(pids), 0
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            pass
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        stack.extend(children.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+class KubeHub(Hub):
+    """The test Hub (hubharness) of a hub pod run by the kubelet stand-in."""
+
+    node: Node
+    api_server: KubeAPI
+    namespace: str
+    env: dict
+
+    def log_tail(self, lines: int = 200) -> str:
+        container = self.node.container("hub-")
+        text = container.log_path.read_text(errors="replace") if container else "(no hub pod)"
+        return "\n".join(text.splitlines()[-lines:] + ["-- node errors:", *self.node.errors[-5:]])
+
+    def log_text(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.dir.glob("pods/hub-*/log")))
+
+    def pod(self, name: str) -> dict | None:
+        return self.api_server.get(f"/api/v1/namespaces/{self.namespace}/pods/{name}", missing_ok=True)
+
+    def pvc(self, name: str) -> dict | None:
+        return self.api_server.get(f"/api/v1/namespaces/{self.namespace}/persistentvolumeclaims/{name}",
+                                   missing_ok=True)
+
+
+def running_hub_pod(node: Node):
+    container = node.container("hub-")
+    return container if container and container.process.poll() is None else None
+
+
+@pytest.fixture(scope="module")
+def kube_hub(services_env, tmp_path_factory):
+    """The chart installed on the test control plane, its hub answering through the proxy pod."""
+    started = time.monotonic()
+    env = {**os.environ, **cluster_env()}
+    FIGURES["cluster_ready_s"] = time.monotonic() - started
+    api = KubeAPI(env)
+    namespace = "e2e-" + secrets.token_hex(3)
+    state = tmp_path_factory.mktemp("kube")
+    token = secrets.token_hex(32)
+    node = Node(api, env, namespace, state, external=external_services(services_env)).start()
+    try:
+        started = time.monotonic()
+        install(env, api, namespace, services_env, state, token)
+        # Every object of the release was accepted: helm's own record of what it made.
+        manifest = kubectl(env, "get", "all,configmap,secret,pvc,role,rolebinding,serviceaccount,networkpolicy",
+                           "-n", namespace, "-o", "name")
+        for kind_name in ("deployment.apps/hub", "deployment.apps/proxy", "service/hub", "service/proxy-api",
+                          "service/proxy-public", "persistentvolumeclaim/hub-db-dir", "role.rbac.authorization.k8s.io/hub",
+                          "networkpolicy.networking.k8s.io/singleuser", "secret/hub", "configmap/hub"):
+            assert kind_name in manifest, f"{kind_name} missing after helm install:\n{manifest}"
+        proxy = wait_until("the proxy pod running", lambda: next(
+            (p for p in api.items(f"/api/v1/namespaces/{namespace}/pods?labelSelector=component%3Dproxy")
+             if p.get("status", {}).get("podIP") and p["metadata"]["name"] in node.containers), None))
+        url = f"http://{proxy['status']['podIP']}:8000"
+        hub = KubeHub(url, token, ADMIN, secrets.token_urlsafe(18), state / "hub.log", state, None)
+        hub.node, hub.api_server, hub.namespace, hub.env = node, api, namespace, env
+
+        def hub_answers():
+            if node.errors and "not supported" in node.errors[-1]:
+                raise AssertionError(node.errors[-1])
+            try:
+                return requests.get(f"{url}/hub/api/", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        try:
+            wait_until("the hub answering through the proxy", hub_answers, timeout=180)
+        except AssertionError:
+            raise AssertionError(f"hub not up; hub log:\n{hub.log_tail(80)}") from None
+        FIGURES["install_to_hub_ready_s"] = time.monotonic() - started
+        # The admin of chart-values signs up like everyone else (admins are pre-approved).
+        response = signup(hub, ADMIN, hub.admin_password)
+        assert response.status_code == 200 and "successful" in response.text, response.text[-1500:]
+        yield hub
+    finally:
+        FIGURES["rss_control_plane_mb"] = rss_mb(
+            [int((Path(env["KUBE_DIR"]) / f"{c}.pid").read_text()) for c in
+             ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+             if (Path(env["KUBE_DIR"]) / f"{c}.pid").exists()])
+        FIGURES["rss_pods_mb"] = rss_mb([c.process.pid for c in node.containers.values()])
+        node.stop()
+        subprocess_env = env
+        kubectl(subprocess_env, "delete", "namespace", namespace, "--wait=false")
+        kubectl(subprocess_env, "delete", "pv", "-l", f"enertef-test/namespace={namespace}", "--wait=false")
+        print("\nkube journey figures:", json.dumps({k: round(v, 1) for k, v in FIGURES.items()}))
+        (state / "figures.json").write_text(json.dumps(FIGURES))
+
+
+@pytest.fixture(scope="module")
+def admin_page(kube_hub, browser):
+    context = browser.new_context()
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    log_in(page, kube_hub, ADMIN, kube_hub.admin_password, "/hub/authorize")
+    page.wait_for_url(re.compile(r".*/hub/authorize$"))
+    yield page
+    context.close()
+
+
+def log_in(page, hub, username: str, password: str, next_url: str = ""):
+    page.goto(f"{hub.url}/hub/login" + (f"?next={next_url}" if next_url else ""))
+    page.fill("#username_input", username)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+
+
+def pod_env(hub: KubeHub, pod_name: str) -> dict[str, str]:
+    """The environment the kubelet stand-in gave the pod's process (resolved from the pod object)."""
+    return json.loads((hub.dir / "pods" / pod_name / "spec.json").read_text())["env"]
+
+
+def admin_s3(services_env):
+    return boto3.client("s3", endpoint_url=services_env["ENERTEF_MINIO_ENDPOINT"],
+                        aws_access_key_id=services_env["ENERTEF_MINIO_ACCESS_KEY"],
+                        aws_secret_access_key=services_env["ENERTEF_MINIO_SECRET_KEY"], region_name="us-east-1")
+
+
+def local_uri(uri: str, services_env) -> str:
+    """A user's database URI (in-cluster host) pointed at this machine's PostgreSQL."""
+    pg = urlsplit(services_env["ENERTEF_POSTGRES_ADMIN_URL"])
+    parts = urlsplit(uri)
+    return parts._replace(scheme="postgresql", netloc=f"{parts.username}:{parts.password}@{pg.hostname}:{pg.port}").geturl()
+
+
+def delete_in_admin_panel(page, hub, name: str):
+    """What an admin does: Admin → the user's "Edit User" → "Delete user"."""
+    page.goto(f"{hub.url}/hub/admin")
+    page.locator("tr", has_text=name).get_by_text("Edit User").first.click()
+    page.get_by_role("button", name="Delete user").click()
+    page.wait_for_url(re.compile(r".*/hub/admin#/$"))
+
+
+def test_journey(kube_hub, admin_page, new_page, services_env):
+    hub = kube_hub
+    started = time.monotonic()
+    name = "kjane" + secrets.token_hex(3)
+
+    # Sign-up in the browser: told to wait for an admin; the admin approves.
+    user = new_page()
+    user.set_default_timeout(60_000)
+    user.goto(f"{hub.url}/hub/signup")
+    user.fill("#username_input", name)
+    user.fill("#password_input", PASSWORD)
+    user.fill("#password_confirmation_input", PASSWORD)
+    user.click("#signup_submit")
+    expect(user.locator(".alert")).to_contain_text("waiting for approval")
+    admin_page.goto(f"{hub.url}/hub/authorize")
+    admin_page.locator(f"tr#{name}").get_by_role("button", name="Authorize", exact=True).click()
+    expect(admin_page.locator(f"tr#{name}")).to_contain_text("Yes")
+
+    # Log in: the hub spawns; the progress page shows our steps, then JupyterLab loads.
+    log_in(user, hub, name, PASSWORD)
+    user.wait_for_url(re.compile(rf".*/hub/spawn-pending/{name}.*|.*/user/{name}/.*"), timeout=60_000)
+    if "spawn-pending" in user.url:
+        expect(user.locator("#progress-log, .progress-log").first).to_contain_text(
+            "Preparing your MLflow store", timeout=60_000)
+    user.wait_for_url(re.compile(rf".*/user/{name}/lab.*"), timeout=240_000)
+    expect(user.locator("#jp-main-dock-panel")).to_be_visible(timeout=120_000)
+
+    # The pod is KubeSpawner's, made through the hub ServiceAccount (the chart's Role).
+    pod_name = f"jupyter-{name}"
+    pod = hub.pod(pod_name)
+    assert pod["metadata"]["labels"]["component"] == "singleuser-server"
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == [f"claim-{name}"]
+    assert hub.pvc(f"claim-{name}")["status"]["phase"] == "Bound"
+    env = pod_env(hub, pod_name)
+    assert env["ENERTEF_BUCKET"] == f"user-{name}"
+    assert not any(k.startswith(("ENERTEF_POSTGRES_ADMIN", "ENERTEF_MINIO_", "ENERTEF_SECRET")) for k in env)
+    # The image's start hook seeded the home (the directory standing in for the claim).
+    assert (Path(hub.api_server.get(f"/api/v1/persistentvolumes/{hub.pvc(f'claim-{name}')['spec']['volumeName']}")
+                 ["spec"]["hostPath"]["path"]) / "notebook-scripts" / "01-mlflow-tracking.ipynb").exists()
+
+    # An example notebook runs in the server's kernel, through the proxy pod.
+    server_url = f"{hub.url}/user/{name}/"
+    errors = asyncio.run(execute_notebook(server_url, hub.token, "notebook-scripts/01-mlflow-tracking.ipynb"))
+    assert not errors, "\n\n".join(errors)
+    with psycopg.connect(services_env["ENERTEF_POSTGRES_ADMIN_URL"]) as conn:
+        rows = conn.execute(sql.SQL("SELECT r.artifact_uri FROM {s}.runs r JOIN {s}.experiments e USING (experiment_id)"
+                                    " WHERE e.name = '01-getting-started' AND r.status = 'FINISHED'")
+                            .format(s=sql.Identifier(f"u_{name}"))).fetchall()
+    assert rows and rows[0][0].startswith(f"s3://user-{name}/mlflow/")
+    keys = [o["Key"] for o in admin_s3(services_env).list_objects_v2(Bucket=f"user-{name}").get("Contents", [])]
+    assert any(k.endswith("notes/hello.txt") for k in keys), keys
+    FIGURES["journey_signup_to_notebook_s"] = time.monotonic() - started
+
+    # The admin deletes the user in the admin panel: pod gone, claim kept, access revoked.
+    user_uri = local_uri(env["MLFLOW_TRACKING_URI"], services_env)
+    user_s3 = boto3.client("s3", endpoint_url=services_env["ENERTEF_MINIO_ENDPOINT"],
+                           aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    delete_in_admin_panel(admin_page, hub, name)
+    wait_until("the user's pod deleted", lambda: hub.pod(pod_name) is None, timeout=90)
+    wait_until("the user's process stopped", lambda: pod_name not in hub.node.containers, timeout=30)
+    assert hub.pvc(f"claim-{name}") is not None, "claim deleted although purge_on_delete is false"
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(user_uri, connect_timeout=5).close()
+    with pytest.raises(botocore.exceptions.ClientError):
+        user_s3.list_objects_v2(Bucket=f"user-{name}")
+
+    # The same name again is a new account: a home volume of its own.
+    assert signup(hub, name, PASSWORD).status_code == 200
+    approve(hub, name, admin=hub.admin_session())
+    hub.api("POST", f"/users/{name}/server").raise_for_status()
+    wait_until("the new user's server ready", lambda: (hub.api("GET", f"/users/{name}").json()
+                                                       .get("servers", {}).get("", {}).get("ready")), timeout=240)
+    pod = hub.pod(pod_name)
+    assert [v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"]
+            if "persistentVolumeClaim" in v] == [f"claim-{name}-i2"]
+    assert hub.pvc(f"claim-{name}-i2")["status"]["phase"] == "Bound"
+    assert hub.pvc(f"claim-{name}") is not None
+    FIGURES["journey_s"] = time.monotonic() - started
+
+
+def test_storage_outage_is_a_clear_message_and_no_crash_loop(kube_hub, new_page, services_env):
+    hub = kube_hub
+    hub_process = running_hub_pod(hub.node)
+    assert hub_process, hub.log_tail()
+    limit = 5  # the chart's hub.consecutiveFailureLimit
+    name = "koutage" + secrets.token_hex(3)
+    assert signup(hub, name, PASSWORD).status_code == 200
+    approve(hub, name, admin=hub.admin_session())
+    # MinIO goes down: its Service now leads to a port nothing listens on.
+    working = hub.node.external[("enertef-minio", 9000)]
+    hub.node.external[("enertef-minio", 9000)] = ("127.0.0.1", free_port())
+    try:
+        page = new_page()
+        log_in(page, hub, name, PASSWORD)
+        page.wait_for_url(re.compile(rf".*/hub/spawn-pending/{name}.*"), timeout=60_000)
+        expect(page.locator("#progress-log, .progress-log").first).to_contain_text(
+            "Could not prepare your workbench", timeout=90_000)
+        expect(page.locator("#progress-log, .progress-log").first).to_contain_text("MinIO")
+        wait_until("the failed spawn to finish", lambda: not hub.api("GET", f"/users/{name}").json().get("pending"))
+        for _ in range(limit + 1):
+            response = hub.api("POST", f"/users/{name}/server")
+            assert response.status_code in (201, 202, 500), response.text
+            wait_until("the failed spawn to finish",
+                       lambda: not hub.api("GET", f"/users/{name}").json().get("pending"), timeout=90)
+        time.sleep(3)  # JupyterHub aborts 2 s after the limit is reached
+        assert hub.api("GET", f"/users/{name}").json()["servers"] == {}
+    finally:
+        hub.node.external[("enertef-minio", 9000)] = working
+    # The hub process is the same one: it did not exit (no container restart).
+    assert running_hub_pod(hub.node) is hub_process, hub.log_tail()
+    assert hub_process.restarts == 0 and not [e for e in hub.node.exits if e[0].startswith("hub-")]
+    assert "consecutive spawn failures" not in hub.log_text()
+    assert requests.get(f"{hub.url}/hub/health", timeout=10).status_code == 200
+    # And the user can start once MinIO is back.
+    hub.api("POST", f"/users/{name}/server").raise_for_status()
+    wait_until("the server after the outage", lambda: (hub.api("GET", f"/users/{name}").json()
+                                                       .get("servers", {}).get("", {}).get("ready")), timeout=240)
+
+
+def test_purge_on_delete_removes_the_claim(kube_hub, admin_page, services_env):
+    hub = kube_hub
+    old_hub = running_hub_pod(hub.node)
+    proc = __import__("subprocess").run(
+        ["helm", "upgrade", RELEASE, str(chart_dir()), "--namespace", hub.namespace, "--reuse-values",
+         "--set", "hub.config.Workbench.purge_on_delete=true"],
+        capture_output=True, text=True, env=hub.env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    # The new values roll the hub Deployment (the Secret's checksum): a new hub pod.
+    wait_until("the new hub pod", lambda: (c := running_hub_pod(hub.node)) and c is not old_hub, timeout=120)
+
+    def answers():
+        try:
+            return requests.get(f"{hub.url}/hub/api/", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_until("the upgraded hub", answers, timeout=180)
+    name = "kpurge" + secrets.token_hex(3)
+    assert signup(hub, name, PASSWORD).status_code == 200
+    approve(hub, name, admin=hub.admin_session())
+    hub.api("POST", f"/users/{name}/server").raise_for_status()
+    wait_until("the server", lambda: (hub.api("GET", f"/users/{name}").json()
+                                      .get("servers", {}).get("", {}).get("ready")), timeout=240)
+    assert hub.pvc(f"claim-{name}") is not None
+    log_in(admin_page, hub, ADMIN, hub.admin_password, "/hub/admin")
+    delete_in_admin_panel(admin_page, hub, name)
+    wait_until("the claim purged", lambda: hub.pvc(f"claim-{name}") is None, timeout=90)
+    with psycopg.connect(services_env["ENERTEF_POSTGRES_ADMIN_URL"]) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (f"u_{name}",)).fetchone()[0] == 0
