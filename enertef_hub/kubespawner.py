@@ -29,11 +29,24 @@ class EnerTEFKubeSpawner(EnerTEFSpawnerMixin, KubeSpawner):
         self.pvc_name = make_incarnation_claim_name(
             self._expand_user_properties(self.pvc_name_template), result.resources.incarnation
         )
-        self.volumes = [self._with_claim(volume) for volume in self.volumes]
+        # KubeSpawner takes volumes as a list or, as z2jh's jupyterhub_config.py sets
+        # them, as a dict keyed by volume name: keep whichever shape was configured.
+        if isinstance(self.volumes, dict):
+            self.volumes = {key: self._with_claim(volume) for key, volume in self.volumes.items()}
+        else:
+            self.volumes = [self._with_claim(volume) for volume in self.volumes]
 
     def _with_claim(self, volume: dict) -> dict:
+        """The volume, its claim renamed to ``self.pvc_name`` if it is the home claim spelt out.
+
+        A claim written as ``{pvc_name}`` (z2jh's) is left alone: KubeSpawner expands it to
+        ``self.pvc_name`` when it builds the pod. A claim spelt out from the template
+        (``claim-{username}``) would still name the first incarnation's home, so it is renamed.
+        """
         claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
-        if claim is None or self._expand_all(claim) != self._expand_user_properties(self.pvc_name_template):
+        if claim is None or "{pvc_name}" in claim:
+            return volume
+        if self._expand_user_properties(claim) != self._expand_user_properties(self.pvc_name_template):
             return volume
         return {**volume, "persistentVolumeClaim": {**volume["persistentVolumeClaim"], "claimName": self.pvc_name}}
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install everything enertef-hub needs on a fresh Debian 12 machine (idempotent):
-# Debian packages (PostgreSQL 15, Chromium, shellcheck), configurable-http-proxy
-# from npm, the Python environments, and the MinIO server binary (built once from
-# its Go module and cached outside the clone).
+# Debian packages (PostgreSQL 15, Chromium, shellcheck, the headers the hub image's
+# pycurl and psycopg2 build against), configurable-http-proxy from npm, the Python
+# environments, and the binaries built once from Go modules and cached outside the
+# clone (MinIO; for the tests also Helm and a Kubernetes control plane).
 #
 #   scripts/bootstrap.sh          everything (workbench and tests)
-#   ENERTEF_SKIP_JH55=1 ...       skip the JupyterHub 5.5 test environment
+#   ENERTEF_SKIP_TEST_ENVS=1 ...  only what the workbench needs (no hub-image venv,
+#                                 no Helm or Kubernetes control plane)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -22,6 +24,16 @@ command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
 command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || need_apt+=(golang-go)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v unshare >/dev/null || need_apt+=(util-linux)
+if [ -z "${ENERTEF_SKIP_TEST_ENVS:-}" ]; then
+  # The hub image's frozen packages include pycurl and psycopg2, built from source here.
+  [ -f /usr/include/curl/curl.h ] || [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || need_apt+=(libcurl4-openssl-dev)
+  [ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
+  command -v pg_config >/dev/null || need_apt+=(libpq-dev)
+  command -v gcc >/dev/null || need_apt+=(gcc)
+  [ -f /usr/include/python3.11/Python.h ] || need_apt+=(python3-dev)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_apt[*]}"
   $SUDO apt-get update -qq
@@ -59,10 +71,35 @@ install_venv() {  # venv-dir, pip requirement args...
   "$venv/bin/pip" install -q -e ".[notebook,kube,test]" "$@"
   echo "$want" > "$stamp"
 }
+
+# The hub side as the z2jh hub image runs it (jn-tb/hub/Dockerfile): the image's frozen
+# packages (JupyterHub 5.5.0, KubeSpawner 7.0.0, ...), then enertef_hub and MLflow's
+# table code with those packages as constraints, so nothing of the image is upgraded.
+# The test extra comes on top, also constrained. Kubernetes tests run the hub here.
+FROZEN=${ENERTEF_HUB_REQUIREMENTS:-$ROOT/../shared/z2jh-4.4.0/k8s-hub-4.4.0-requirements.txt}
+install_hub_image_venv() {  # venv-dir
+  local venv=$1
+  local stamp="$venv/.enertef-stamp"
+  [ -f "$FROZEN" ] || { log "error: $FROZEN not found (the z2jh 4.4.0 hub image's frozen requirements)"; exit 1; }
+  local want mlflow_version
+  mlflow_version=$(sed -n 's/^ARG MLFLOW_VERSION=//p' jn-tb/hub/Dockerfile)
+  want=$( { cat setup.cfg "$FROZEN"; echo "$PYTHON $mlflow_version"; } | sha256sum | cut -c1-16)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return; fi
+  log "installing the hub image's Python packages into $venv"
+  if [ -x "$venv/bin/python" ] && [ "$(readlink -f "$venv/bin/python")" != "$(readlink -f "$PYTHON")" ]; then
+    rm -rf "$venv"
+  fi
+  [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -r "$FROZEN"
+  "$venv/bin/pip" install -q -c "$FROZEN" -e ".[kube,test]" "mlflow-skinny==$mlflow_version" sqlalchemy alembic
+  echo "$want" > "$stamp"
+}
 install_venv .venv
-if [ -z "${ENERTEF_SKIP_JH55:-}" ]; then
-  # The z2jh 4.4.0 hub image runs JupyterHub 5.5: the login flow is tested on it too.
-  install_venv .venv-jh55 "jupyterhub==5.5.0"
+if [ -z "${ENERTEF_SKIP_TEST_ENVS:-}" ]; then
+  install_hub_image_venv .venv-hub
+  # Helm (renders the released z2jh chart in tests) and the Kubernetes control plane.
+  scripts/build-k8s.sh >/dev/null
 fi
 
 # -- MinIO ---------------------------------------------------------------------------

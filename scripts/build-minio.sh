@@ -8,6 +8,12 @@ MINIO_VERSION=${ENERTEF_MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
 CACHE=${ENERTEF_CACHE_DIR:-/var/cache/enertef-hub}
 BIN_DIR=$CACHE/minio-$MINIO_VERSION
 if [ ! -x "$BIN_DIR/minio" ]; then
+  # One build at a time: a second caller waits here, then finds the binary cached.
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.build-minio.lock"
+  flock 9
+fi
+if [ ! -x "$BIN_DIR/minio" ]; then
   command -v go >/dev/null || { echo "[build-minio] error: Go is needed to build MinIO (apt-get install golang or see README)" >&2; exit 1; }
   echo "[build-minio] building MinIO $MINIO_VERSION (first time only, a few minutes)" >&2
   mkdir -p "$BIN_DIR.tmp"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README, CI): set up a fresh machine, start the real services,
-# and run every tier: unit, integration, e2e; then the login flow again on
-# JupyterHub 5.5 (the version in the z2jh 4.4.0 hub image).
+# and run every tier: unit, integration, security, e2e on JupyterHub 6; then, in the
+# z2jh 4.4.0 hub image's own Python environment (.venv-hub: JupyterHub 5.5.0,
+# KubeSpawner 7.0.0, the image's frozen packages), the login flow and everything
+# Kubernetes (the released chart on a real control plane).
 #
 #   scripts/run-tests.sh                 everything
 #   scripts/run-tests.sh tests/unit      only some tests (pytest arguments), on JupyterHub 6
@@ -19,11 +21,11 @@ if [ $# -gt 0 ]; then
 fi
 
 status=0
-echo "== JupyterHub $(.venv/bin/python -c 'import jupyterhub; print(jupyterhub.__version__)'): unit, integration, e2e"
-.venv/bin/python -m pytest -p no:cacheprovider tests/unit tests/integration tests/e2e || status=$?
-echo "== JupyterHub $(.venv-jh55/bin/python -c 'import jupyterhub; print(jupyterhub.__version__)'): login flow"
-.venv-jh55/bin/python -m pytest -p no:cacheprovider -m jupyterhub_login tests/e2e || status=$?
-echo "== JupyterHub 5.5: the hub as z2jh boots it, and the pod manifest"
-.venv-jh55/bin/python -m pytest -p no:cacheprovider tests/integration/test_z2jh_boot.py \
-  tests/unit/test_kube_pod_manifest.py tests/unit/test_jupyterhub_config_d.py || status=$?
+echo "== JupyterHub $(.venv/bin/python -c 'import jupyterhub; print(jupyterhub.__version__)'): unit, integration, security, e2e"
+.venv/bin/python -m pytest -p no:cacheprovider -m "not hub_image" \
+  tests/unit tests/integration tests/security tests/e2e || status=$?
+echo "== the hub image's environment ($(.venv-hub/bin/python -c 'import jupyterhub, kubespawner; print("JupyterHub", jupyterhub.__version__, "KubeSpawner", kubespawner.__version__)')): login flow, Kubernetes"
+# User servers come from .venv: the hub image, like the chart's, has no JupyterLab.
+ENERTEF_E2E_NOTEBOOK_BIN=$ROOT/.venv/bin .venv-hub/bin/python -m pytest -p no:cacheprovider \
+  -m "jupyterhub_login or hub_image" tests/e2e || status=$?
 exit $status

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import string
 import subprocess
 from pathlib import Path
@@ -29,17 +30,38 @@ def load_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-def start_services(state_dir: Path | None = None, pg_port: int | None = None, minio_port: int | None = None) -> dict[str, str]:
-    """Start PostgreSQL and MinIO (or reuse running ones); return their environment."""
-    env = dict(os.environ)
-    if state_dir is not None:
-        env.update(ENERTEF_STATE_DIR=str(state_dir), ENERTEF_PG_PORT=str(pg_port),
-                   ENERTEF_MINIO_PORT=str(minio_port), ENERTEF_MINIO_CONSOLE_PORT=str(minio_port + 1))
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now (the kernel's choice)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+PRIVATE_SERVICE_KEYS = ("ENERTEF_STATE_DIR", "ENERTEF_PG_PORT", "ENERTEF_MINIO_PORT", "ENERTEF_MINIO_CONSOLE_PORT")
+
+
+def private_services_env(state_dir: Path) -> dict[str, str]:
+    """Environment for scripts/services.sh that puts a private PostgreSQL and MinIO in ``state_dir``.
+
+    Every port is chosen free at run time, so a service another program holds is never hit.
+    """
+    return {"ENERTEF_STATE_DIR": str(state_dir), "ENERTEF_PG_PORT": str(free_port()),
+            "ENERTEF_MINIO_PORT": str(free_port()), "ENERTEF_MINIO_CONSOLE_PORT": str(free_port())}
+
+
+def start_services(private_env: dict[str, str] | None = None) -> dict[str, str]:
+    """Start PostgreSQL and MinIO (or reuse running ones); return their environment.
+
+    ``private_env`` (from :func:`private_services_env`) starts a private pair instead of
+    the shared one in the checkout's ``.local``.
+    """
+    env = {**os.environ, **(private_env or {})}
     proc = subprocess.run([str(REPO / "scripts" / "services.sh"), "start"], env=env,
                           capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         pytest.fail(f"could not start PostgreSQL/MinIO:\n{proc.stderr[-3000:]}", pytrace=False)
-    return load_env_file((state_dir or REPO / ".local") / "services.env")
+    state_dir = Path(private_env["ENERTEF_STATE_DIR"]) if private_env else REPO / ".local"
+    return load_env_file(state_dir / "services.env")
 
 
 @pytest.fixture(scope="session")

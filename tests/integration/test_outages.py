@@ -22,7 +22,7 @@ from traitlets.config import Config
 
 from enertef_hub.errors import ServiceUnavailableError
 from enertef_hub.workbench import Workbench
-from tests.conftest import start_services, unique_name
+from tests.conftest import PRIVATE_SERVICE_KEYS, private_services_env, start_services, unique_name
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +30,12 @@ def private_services():
     # Not under pytest's tmp_path: that is private to root, and PostgreSQL runs as postgres.
     state = Path(tempfile.mkdtemp(prefix="enertef-outage-", dir="/var/tmp"))
     os.chmod(state, 0o755)
-    env = start_services(state, pg_port=55532, minio_port=59100)
+    private_env = private_services_env(state)
+    # The private ports and state directory stay in the environment, to restart the pair.
+    env = {**start_services(private_env), **private_env}
     yield env
     subprocess.run([os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "services.sh"), "stop"],
-                   env={**os.environ, "ENERTEF_STATE_DIR": str(state), "ENERTEF_PG_PORT": "55532",
-                        "ENERTEF_MINIO_PORT": "59100"}, check=False)
+                   env={**os.environ, **private_env}, check=False)
     shutil.rmtree(state, ignore_errors=True)
 
 
@@ -134,7 +135,7 @@ async def test_minio_down_gives_clear_error_and_rolls_back_the_database(workbenc
         with pytest.raises(ServiceUnavailableError, match="MinIO"):
             await workbench.provision(name)
     finally:
-        start_services(Path(env["ENERTEF_MINIO_PID_FILE"]).parent, pg_port=55532, minio_port=59100)
+        start_services({key: env[key] for key in PRIVATE_SERVICE_KEYS})
     assert what_exists(env, name) == NOTHING
     result = await workbench.provision(name)
     assert result.created

@@ -1,7 +1,8 @@
 """The Helm values under chart-values/: valid for their charts, consistent with each other.
 
-No cluster here: the z2jh values are validated against the chart's own values schema
-(``../shared/z2jh-4.4.0/values.schema.json``), and the promises the values make
+The z2jh values are rendered by a real ``helm template`` of the released chart
+(``../shared/z2jh-4.4.0/chart/``), which validates them against the chart's own values
+schema; the rendered objects and the promises the values make
 (which Secret feeds the hub, what user pods may reach, how big every volume is) are
 checked against the manifests and scripts that must keep them.
 """
@@ -19,11 +20,11 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import z2jh_emulation  # noqa: E402
+import z2jh_chart  # noqa: E402
 
-REPO = z2jh_emulation.REPO
+REPO = z2jh_chart.REPO
 VALUES = REPO / "chart-values"
-K8S_VERSION = z2jh_emulation.pinned_k8s_version()  # the k3s that scripts/start.sh pins
+K8S_VERSION = z2jh_chart.pinned_k8s_version()  # the k3s that scripts/start.sh pins
 
 HUB_ENV = ("ENERTEF_POSTGRES_ADMIN_URL", "ENERTEF_MINIO_ENDPOINT", "ENERTEF_MINIO_ACCESS_KEY",
            "ENERTEF_MINIO_SECRET_KEY", "ENERTEF_SECRET_KEY")
@@ -48,24 +49,30 @@ def start_sh() -> str:
     return (REPO / "scripts" / "start.sh").read_text()
 
 
-def test_z2jh_values_validate_against_the_chart_schema(z2jh_values):
-    schema_file = z2jh_emulation.Z2JH_DIR / "values.schema.json"
-    assert schema_file.is_file(), f"the z2jh 4.4.0 values schema is expected at {schema_file}"
-    schema = json.loads(schema_file.read_text())
-    # Helm validates the merged values (chart defaults + ours), so do the same, and ours alone
-    # must not use keys the chart does not know either (additionalProperties: false).
-    jsonschema.validate(z2jh_emulation.load_values(), schema)
+@pytest.fixture(scope="module")
+def rendered() -> list[dict]:
+    return z2jh_chart.render()
+
+
+def test_z2jh_values_validate_against_the_chart_schema(z2jh_values, rendered):
+    # helm template validated the merged values against the chart's values.schema.json;
+    # ours alone must not use keys the chart does not know either (additionalProperties).
+    schema = json.loads((z2jh_chart.Z2JH_DIR / "values.schema.json").read_text())
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(z2jh_values), key=str)
     unknown = [e.message for e in errors if e.validator == "additionalProperties"]
     assert not unknown, unknown
+    assert z2jh_chart.find(rendered, "Deployment", "hub")
 
 
-def test_schema_check_can_fail(z2jh_values):
-    """The schema really constrains our values (a typo in a key is caught)."""
-    schema = json.loads((z2jh_emulation.Z2JH_DIR / "values.schema.json").read_text())
-    broken = z2jh_emulation.deep_merge(z2jh_values, {"singleuser": {"storag": {"capacity": "10Gi"}}})
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(broken, schema)
+def test_every_rendered_object_is_valid_kubernetes(rendered):
+    for obj in rendered:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_schema_check_can_fail():
+    """Helm refuses a typo in a key (the schema really constrains our values)."""
+    with pytest.raises(z2jh_chart.HelmError, match="storag"):
+        z2jh_chart.render({"singleuser": {"storag": {"capacity": "10Gi"}}})
 
 
 def test_hub_uses_our_classes_and_image(z2jh_values, start_sh):
@@ -230,12 +237,12 @@ def test_admin_and_example_team_names_are_valid_names(z2jh_values):
         assert normalize_team_name(team) == team
 
 
-def test_hub_may_reach_postgresql_and_minio():
+def test_hub_may_reach_postgresql_and_minio(rendered):
     """The hub administers both: its own egress policy must allow in-cluster addresses."""
-    merged = z2jh_emulation.load_values()
-    hub_policy = merged["hub"]["networkPolicy"]
-    assert hub_policy["enabled"] is True
-    assert hub_policy["egressAllowRules"]["privateIPs"] is True
+    policy = z2jh_chart.find(rendered, "NetworkPolicy", "hub")
+    cidrs = {peer["ipBlock"]["cidr"] for rule in policy["spec"]["egress"] for peer in rule.get("to", [])
+             if "ipBlock" in peer}
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= cidrs
 
 
 def test_a_deleted_users_home_follows_the_same_keep_or_purge_policy(z2jh_values):

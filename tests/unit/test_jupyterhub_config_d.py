@@ -1,4 +1,9 @@
-"""jupyterhub_config.d/: the snippets z2jh runs after hub.config (tests/z2jh_emulation.py)."""
+"""jupyterhub_config.d/: the snippets the hub image adds, run by the released chart's config.
+
+The chart is rendered by a real ``helm template`` and its own jupyterhub_config.py runs
+them in the hub image's environment (tests/z2jh_chart.py): hub.config first, then
+jupyterhub_config.d/*.py sorted, then hub.extraConfig.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +14,33 @@ import pytest
 from traitlets.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import z2jh_emulation  # noqa: E402
+import z2jh_chart  # noqa: E402
+
+SECRETS = z2jh_chart.example_secrets()
 
 
-def values_with_hub_config(hub_config: dict) -> dict:
-    """Chart defaults plus ours, with hub.config replaced (the chart's own default kept underneath)."""
-    values = z2jh_emulation.load_values()
-    defaults = z2jh_emulation.load_values(z2jh_emulation.Z2JH_DIR / "values.yaml")
-    values["hub"]["config"] = z2jh_emulation.deep_merge(defaults["hub"]["config"], hub_config)
-    return values
+def hub_config(*overrides: dict, our_values: bool = True) -> dict:
+    """The hub's config section by section, as the chart's jupyterhub_config.py leaves it."""
+    objects = z2jh_chart.render(*overrides, our_values=our_values)
+    secrets = SECRETS if our_values else {}
+    answer = z2jh_chart.run_in_hub_pod(objects, {"mode": "config"}, secrets)
+    return answer["config"]
 
 
 def test_our_values_name_our_classes():
-    c = z2jh_emulation.build_config()
-    assert c.JupyterHub.spawner_class == "enertef-kube"
-    assert c.JupyterHub.authenticator_class == "enertef"
+    config = hub_config()
+    assert config["JupyterHub"]["spawner_class"] == "enertef-kube"
+    assert config["JupyterHub"]["authenticator_class"] == "enertef"
 
 
 def test_stock_chart_classes_are_replaced_by_ours():
     """A deployer who only swaps the hub image gets our classes, not the chart's dummy login."""
-    values = values_with_hub_config({})
-    assert values["hub"]["config"]["JupyterHub"]["authenticator_class"] == "dummy"  # the chart's default
-    c = z2jh_emulation.build_config(values=values)
-    assert c.JupyterHub.spawner_class == "enertef-kube"
-    assert c.JupyterHub.authenticator_class == "enertef"
+    defaults = z2jh_chart.render(our_values=False)
+    values = z2jh_chart.find(defaults, "Secret", "hub")
+    assert "authenticator_class: dummy" in z2jh_chart._object_data(values)["values.yaml"].decode()
+    config = hub_config(our_values=False)
+    assert config["JupyterHub"]["spawner_class"] == "enertef-kube"
+    assert config["JupyterHub"]["authenticator_class"] == "enertef"
 
 
 @pytest.mark.parametrize("choice", [
@@ -40,22 +48,21 @@ def test_stock_chart_classes_are_replaced_by_ours():
     {"JupyterHub": {"authenticator_class": "ldapauthenticator.LDAPAuthenticator"}},
 ])
 def test_a_deployers_explicit_choice_is_kept(choice):
-    c = z2jh_emulation.build_config(values=values_with_hub_config(choice))
+    config = hub_config({"hub": {"config": choice}}, our_values=False)
     for key, value in choice["JupyterHub"].items():
-        assert c.JupyterHub[key] == value
+        assert config["JupyterHub"][key] == value
 
 
 def test_extra_config_still_has_the_last_word():
-    values = values_with_hub_config({})
-    values["hub"]["extraConfig"] = {"zz": "c.JupyterHub.spawner_class = 'simple'"}
-    assert z2jh_emulation.build_config(values=values).JupyterHub.spawner_class == "simple"
+    config = hub_config({"hub": {"extraConfig": {"zz": "c.JupyterHub.spawner_class = 'simple'"}}})
+    assert config["JupyterHub"]["spawner_class"] == "simple"
 
 
 def test_outside_z2jh_nothing_changes():
-    """The single-machine mode may load these snippets too: with no chart spawner preset, no-op."""
+    """The single-machine mode loads these snippets too: with no chart spawner preset, no-op."""
     c = Config()
     c.JupyterHub.authenticator_class = "dummy"
-    names = z2jh_emulation.exec_config_d(c)
-    assert names == sorted(p.name for p in z2jh_emulation.CONFIG_D.glob("*.py"))
+    for snippet in sorted(z2jh_chart.CONFIG_D.glob("*.py")):
+        exec(compile(snippet.read_text(), str(snippet), "exec"), {"c": c})
     assert "spawner_class" not in c.JupyterHub
     assert c.JupyterHub.authenticator_class == "dummy"

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from z2jh_emulation import pinned_k8s_version  # noqa: E402
+from z2jh_chart import pinned_k8s_version  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST_DIR = REPO / "chart-values" / "manifests"

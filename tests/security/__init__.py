@@ -1,0 +1,1 @@
+"""Security tier: each attack a hostile user tried, replayed against the real services."""
