@@ -121,7 +121,7 @@ import (
 EOF
   local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
   local ver_flags="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-  (cd "$WORK/kube" && go mod tidy -e >&2 || true)
+  (cd "$WORK/kube" && { go mod tidy -e >&2 || true; })
   for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     [ -x "$BIN_DIR/$c" ] && continue
     (cd "$WORK/kube" && go build -ldflags "$LDFLAGS $ver_flags" -o "$WORK/bin/$c" "k8s.io/kubernetes/cmd/$c" >&2)
