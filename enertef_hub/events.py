@@ -32,3 +32,12 @@ def log_event(log: logging.Logger, event: str, username: str | None, actor: str 
     record = make_event(event, username, actor, **fields)
     log.info("%s %s", EVENT_PREFIX, json.dumps(record, sort_keys=True, default=str))
     return record
+
+
+def as_data(text: str) -> str:
+    """``text`` from an untrusted source, made safe to log: one quoted line that is never an event.
+
+    JSON-quoting keeps it on one line; the event prefix is broken up so that a log
+    reader looking for ``enertef-event`` never takes a user's text for an event.
+    """
+    return json.dumps(str(text)).replace(EVENT_PREFIX, "enertef-\\u0065vent")

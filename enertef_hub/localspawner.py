@@ -13,6 +13,7 @@ no isolation between users and exists only for tests and development.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pwd
 import shutil
@@ -21,9 +22,12 @@ import time
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from tornado import web
 from traitlets import Bool, Unicode, default
 
+from . import sysaccounts
 from .errors import ConfigurationError, ProvisioningError
+from .events import as_data
 from .naming import make_system_username
 from .spawnermixin import EnerTEFSpawnerMixin
 from .workbench import ProvisionResult
@@ -113,23 +117,85 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
     async def _ensure_system_user(self):
         name = self.system_username
         try:
-            pwd.getpwnam(name)
+            entry = pwd.getpwnam(name)
         except KeyError:
-            self.log.info("Creating system user %s for %s", name, self.user.name)
+            # An explicit uid: above every uid a deleted account's process or file still holds.
+            uid = sysaccounts.choose_uid()
+            self.log.info("Creating system user %s (uid %d) for %s", name, uid, self.user.name)
             os.makedirs(self.home_root, exist_ok=True)
             await self._run("useradd", "--create-home", "--home-dir", self.home_dir, "--shell", "/bin/bash",
-                            "--user-group", "--comment", f"JupyterHub user {self.user.name}", name)
+                            "--uid", str(uid), "--user-group", "--comment", f"JupyterHub user {self.user.name}",
+                            name)
+        else:
+            if not os.path.isdir(self.home_dir):
+                # The account outlived its home (e.g. an older deletion that failed half way).
+                self.log.warning("System user %s has no home: making a new, empty one", name)
+                os.makedirs(self.home_dir, mode=0o700)
+                os.chown(self.home_dir, entry.pw_uid, entry.pw_gid)
         # Private home: other users' servers must not read it.
         os.chmod(self.home_dir, 0o700)
 
     async def _seed_home(self):
-        # Seeding runs as the user, never as root: the home is user-controlled, and
-        # a root process writing there could be tricked by a symlink.
-        summary = await self._run(
-            sys.executable, "-m", "enertef_hub.provisioners.seeding",
-            "--source", self.notebook_scripts_dir, "--home", self.home_dir, as_user=True,
-        )
-        self.log.info("Seeded home of %s: %s", self.user.name, summary)
+        """Merge the notebook scripts into the home; a problem there is reported, never fatal.
+
+        Seeding runs as the user, never as root: the home is user-controlled, and a
+        root process writing there could be tricked by a symlink. Python runs in
+        isolated mode (``-I``): the working directory (the home), ``PYTHON*``
+        variables and the user's site-packages stay off ``sys.path``, so nothing the
+        user puts in their home can stand in for our module. Its output is parsed
+        as one JSON object and only ever logged quoted, so it can never pass for a
+        lifecycle event in the hub log.
+        """
+        kwargs = {} if self.run_as_hub_user else {"preexec_fn": set_user_setuid(self.system_username, chdir=False)}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-m", "enertef_hub.provisioners.seeding", "--json",
+                "--source", self.notebook_scripts_dir, "--home", self.home_dir,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+                env={"PATH": "/usr/bin:/bin", "HOME": self.home_dir, "LANG": "C.UTF-8"}, cwd="/", **kwargs,
+            )
+            try:
+                output, _ = await asyncio.wait_for(proc.communicate(), 60)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+                output = b""
+        except OSError as exc:
+            output = str(exc).encode()
+        report = _parse_seed_report(output)
+        if report is None:
+            self.log.warning("Seeding the home of %s failed; output: %s", self.user.name,
+                             as_data(output.decode(errors="replace")[-500:]))
+            self._enertef_progress(36, "Your notebook scripts were not updated (the copy step failed);"
+                                       " your server starts anyway. Ask an admin if this persists.")
+        elif not report["seeded"]:
+            self.log.warning("Home of %s not seeded: %s", self.user.name, as_data(report["error"]))
+            self._enertef_progress(36, f"Your notebook scripts were not updated: {report['error'][:300]}"
+                                       " Your server starts anyway.")
+        else:
+            self.log.info("Seeded home of %s: %s", self.user.name, as_data(json.dumps(report["counts"])))
+            if report["refused"]:
+                skipped = ", ".join(report["refused"][:10])
+                self._enertef_progress(36, f"Notebook scripts: skipped {len(report['refused'])} file(s) because a"
+                                           f" symlink or something that is not a regular file is in the way"
+                                           f" ({skipped}). Rename it to get the current version.")
+
+    async def end_user_processes(self) -> list[int]:
+        """End every process of this user's system account (withdrawn approval, deletion).
+
+        Returns the pids still alive afterwards. Never touches the hub's own
+        account (``run_as_hub_user``).
+        """
+        if self.run_as_hub_user:
+            return []
+        try:
+            uid = pwd.getpwnam(self.system_username).pw_uid
+        except KeyError:
+            return []
+        left = await sysaccounts.end_processes(uid)
+        if left:
+            self.log.error("Processes %s of %s (uid %d) survived SIGKILL", left, self.system_username, uid)
+        return left
 
     async def delete_forever(self):
         """The user was deleted in the Hub: archive or purge their home.
@@ -139,8 +205,30 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
         system account removed; with ``Workbench.purge_on_delete`` it is deleted.
         """
         home = self.home_dir
-        if not os.path.isdir(home):
-            return
+        if not self.run_as_hub_user:
+            # Nothing of the account may outlive it: a detached process would keep
+            # its uid and could later act as (and read) a new account given that uid.
+            left = await self.end_user_processes()
+            if left:
+                raise web.HTTPError(
+                    500, f"User {self.user.name} was not fully deleted: processes {left} of system user"
+                    f" {self.system_username} could not be ended. Their access to the MLflow store and"
+                    " storage is already revoked; end those processes and delete the user again.")
+        if os.path.isdir(home):
+            await self._archive_or_purge_home(home)
+        if not self.run_as_hub_user:
+            try:
+                pwd.getpwnam(self.system_username)
+            except KeyError:
+                return
+            try:
+                await self._run("userdel", self.system_username)
+            except ProvisioningError as exc:
+                raise web.HTTPError(
+                    500, f"User {self.user.name} was not fully deleted: removing system user"
+                    f" {self.system_username} failed ({exc}). Delete the user again once that is fixed.") from None
+
+    async def _archive_or_purge_home(self, home: str):
         if self.workbench.purge_on_delete:
             shutil.rmtree(home)
             self.log.info("Deleted home %s of deleted user %s", home, self.user.name)
@@ -152,12 +240,6 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
                 await self._run("chown", "-R", "root:root", archive)
                 os.chmod(archive, 0o700)
             self.log.info("Archived home of deleted user %s to %s", self.user.name, archive)
-        if not self.run_as_hub_user:
-            try:
-                pwd.getpwnam(self.system_username)
-            except KeyError:
-                return
-            await self._run("userdel", self.system_username)
 
     # -- LocalProcessSpawner, for a user who is not the hub user's name ---------------
 
@@ -186,3 +268,21 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
         if self.run_as_hub_user:
             return paths
         return await super().move_certs(paths)
+
+
+def _parse_seed_report(output: bytes) -> dict | None:
+    """The seeding step's JSON report, checked field by field; None if it is anything else."""
+    lines = output.decode(errors="replace").strip().splitlines()
+    try:
+        report = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    if not isinstance(report, dict) or not isinstance(report.get("seeded"), bool):
+        return None
+    if not report["seeded"]:
+        return {"seeded": False, "error": str(report.get("error", "unknown reason"))}
+    counts, refused = report.get("counts"), report.get("refused")
+    if not isinstance(counts, dict) or not isinstance(refused, list):
+        return None
+    return {"seeded": True, "counts": {str(k): int(v) for k, v in counts.items() if isinstance(v, int)},
+            "refused": [str(r) for r in refused]}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from .approval import spawn_allowed
 from .environment import without_admin_secrets
 from .errors import EnerTEFError, ProvisioningError
 from .naming import InvalidNameError, normalize_team_name
@@ -60,6 +61,12 @@ class EnerTEFSpawnerMixin:
         self._enertef_wakeup = asyncio.Event()
         self._enertef_done = False
         try:
+            if not spawn_allowed(getattr(self, "authenticator", None), self.user.name):
+                # A token minted while approved, or an admin, must not bring a withdrawn user back.
+                message = ("Your account is not approved (or its approval was withdrawn), so your"
+                           " server cannot start. Ask an admin to approve it.")
+                self._enertef_progress(100, message)
+                raise ProvisioningError(message)
             self._enertef_progress(10, "Preparing your MLflow store and object storage…")
             try:
                 result = await self.workbench.provision(self.user.name, teams=self.team_names(), actor="spawner")

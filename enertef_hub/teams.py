@@ -99,9 +99,15 @@ class TeamSync:
                     await self.minio.set_team_member(team, member.minio_user, True)
                 await self.registry.set_member(conn, team.team, username, True)
             else:
+                # While a member, the user could act as the team: the sweeps take
+                # back whatever they opened with it (grants, functions, bucket policy).
+                swept: list[str] = []
                 if member is not None:
-                    await self.postgres.revoke_team(conn, team, member)
+                    swept += await self.postgres.revoke_team(conn, team, member)
                     await self.minio.set_team_member(team, member.minio_user, False)
+                swept += await self.minio.sweep_bucket(team.bucket)
                 await self.registry.set_member(conn, team.team, username, False)
-        if not recorded or not grant:
-            events.log_event(self.log, "team-granted" if grant else "team-revoked", username, actor, team=team.team)
+        if grant and not recorded:
+            events.log_event(self.log, "team-granted", username, actor, team=team.team)
+        elif not grant:
+            events.log_event(self.log, "team-revoked", username, actor, team=team.team, swept=swept)

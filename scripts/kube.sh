@@ -125,6 +125,13 @@ launch() {
   echo $! > "$KUBE_DIR/$name.pid"
 }
 
+# alive_and NAME COMMAND...: fail at once if NAME exited, else run COMMAND
+alive_and() {
+  local name=$1; shift
+  pid_alive "$name" || die "$name exited (log: $KUBE_DIR/$name.log)"
+  "$@" 2>/dev/null
+}
+
 wait_for() {
   local what=$1 seconds=$2; shift 2
   local deadline=$((SECONDS + seconds))
@@ -163,7 +170,7 @@ start() {
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
     --initial-cluster "default=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync --log-level warn
-  wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
+  wait_for etcd 30 alive_and etcd curl -fsS -o /dev/null "http://127.0.0.1:$etcd_port/health"
 
   log "starting kube-apiserver on https://127.0.0.1:$api_port"
   launch kube-apiserver "$bin/kube-apiserver" \
@@ -177,7 +184,7 @@ start() {
     --enable-admission-plugins NamespaceLifecycle,ServiceAccount,LimitRanger,DefaultStorageClass,ResourceQuota,NodeRestriction \
     --service-cluster-ip-range "$SERVICE_CIDR" \
     --endpoint-reconciler-type none \
-    --allow-privileged true \
+    --allow-privileged=true \
     --profiling=false
   make_kubeconfig admin "$api_port"
   make_kubeconfig controller-manager "$api_port"
@@ -196,14 +203,14 @@ start() {
     echo "export KUBE_DIR=$KUBE_DIR"
     echo "export PATH=$bin:\$PATH"
   } > "$ENV_FILE"
-  wait_for kube-apiserver 90 api_ready
+  wait_for kube-apiserver 120 alive_and kube-apiserver api_ready
 
   log "starting kube-controller-manager, kube-scheduler and kwok"
   launch kube-controller-manager "$bin/kube-controller-manager" \
     --kubeconfig "$KUBE_DIR/controller-manager.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$cm_port" \
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
-    --use-service-account-credentials true \
+    --use-service-account-credentials=true \
     --service-cluster-ip-range "$SERVICE_CIDR" \
     --leader-elect=false --profiling=false
   launch kube-scheduler "$bin/kube-scheduler" \

@@ -64,8 +64,34 @@ minio_binary() {
 pg_running() { [ -f "$PG_DATA/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; }
 minio_running() { curl -fsS "http://127.0.0.1:$MINIO_PORT/minio/health/live" >/dev/null 2>&1; }
 
+# Who may connect to what: users' roles (members of enertef_users) reach only the
+# MLflow database, never "postgres" or "template1"; the superuser and the hub's admin
+# role reach every database. Rewritten at every start, so existing clusters get it.
+write_pg_hba() {
+  local hba="$PG_DATA/pg_hba.conf"
+  cat > "$hba.new" <<'HBA'
+# Written by enertef-hub scripts/services.sh at every start: edits here are lost.
+# TYPE  DATABASE  USER                    ADDRESS        METHOD
+local   all       postgres,enertef_admin                 scram-sha-256
+host    all       postgres,enertef_admin  127.0.0.1/32   scram-sha-256
+local   mlflow    all                                    scram-sha-256
+host    mlflow    all                     127.0.0.1/32   scram-sha-256
+local   all       all                                    reject
+host    all       all                     127.0.0.1/32   reject
+host    all       all                     ::1/128        reject
+HBA
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$hba.new"
+  chmod 600 "$hba.new"
+  mv "$hba.new" "$hba"
+}
+
 start_postgres() {
-  if pg_running; then log "PostgreSQL already runs on 127.0.0.1:$PG_PORT"; return; fi
+  if pg_running; then
+    write_pg_hba
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" reload >/dev/null
+    log "PostgreSQL already runs on 127.0.0.1:$PG_PORT"
+    return
+  fi
   [ -x "$PG_BIN/initdb" ] || die "PostgreSQL 15 is not installed ($PG_BIN/initdb missing): run scripts/bootstrap.sh"
   if [ ! -f "$PG_DATA/PG_VERSION" ]; then
     log "creating PostgreSQL cluster in $PG_DATA"
@@ -87,6 +113,7 @@ fsync = off
 synchronous_commit = off
 EOF
   fi
+  write_pg_hba
   log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
   as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 60 start >/dev/null \
     || { tail -20 "$PG_DATA/server.log" >&2; die "PostgreSQL did not start (log above)"; }

@@ -21,7 +21,7 @@ from minio import Minio, MinioAdmin
 from minio.credentials import StaticProvider
 from minio.deleteobjects import DeleteObject
 from minio.error import MinioAdminException, S3Error
-from traitlets import Float, Unicode, default
+from traitlets import Bool, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import ConfigurationError, ProvisioningError, ServiceUnavailableError
@@ -29,15 +29,55 @@ from ..naming import TeamResources, UserResources
 from .minio_admin import FastMinioAdmin
 
 
-def make_bucket_policy(buckets: list[str]) -> dict:
-    """IAM policy allowing everything on ``buckets`` and their objects, nothing else (pure)."""
+#: Bump when the policies below change: a user whose policy lacks this marker gets
+#: the current one at the next spawn (MinIO keeps the statement ids we set).
+POLICY_VERSION = "enertefv2"
+
+#: What a user (and a team) may do in their own bucket: objects, nothing about the bucket.
+OBJECT_ACTIONS = [
+    "s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketVersions", "s3:ListBucketMultipartUploads",
+    "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion",
+    "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
+    "s3:GetObjectTagging", "s3:PutObjectTagging", "s3:DeleteObjectTagging",
+]
+
+#: Bucket settings that would let a user open their bucket to others (a bucket
+#: policy makes it anonymous), send its events or copies elsewhere, or make data
+#: expire: denied unless ``MinioProvisioner.allow_bucket_settings``.
+BUCKET_SETTING_ACTIONS = [
+    "s3:PutBucketPolicy", "s3:DeleteBucketPolicy", "s3:PutLifecycleConfiguration",
+    "s3:PutBucketNotification", "s3:PutReplicationConfiguration", "s3:ResetBucketReplicationState",
+    "s3:PutBucketVersioning", "s3:PutBucketObjectLockConfiguration", "s3:PutEncryptionConfiguration",
+    "s3:PutBucketTagging", "s3:PutBucketCors", "s3:DeleteBucket", "s3:ForceDeleteBucket",
+    "s3:BypassGovernanceRetention", "s3:PutObjectRetention", "s3:PutObjectLegalHold",
+]
+
+#: Credentials a user could make for themselves that outlive a revocation of their
+#: own key: denied unless ``MinioProvisioner.allow_service_accounts``.
+SERVICE_ACCOUNT_ACTIONS = ["admin:CreateServiceAccount", "admin:UpdateServiceAccount"]
+
+
+def make_bucket_policy(buckets: list[str], *, allow_bucket_settings: bool = False,
+                       allow_service_accounts: bool = False) -> dict:
+    """IAM policy of a user or team: object operations on ``buckets`` only (pure).
+
+    Explicit denies, not just the absence of an allow: a deny also wins over any
+    other policy MinIO may combine with this one (a team group's, a session policy).
+    MinIO has no IAM action for STS ``AssumeRole`` of its own users, so STS
+    credentials cannot be denied here; every revocation removes them instead.
+    """
     resources = []
     for bucket in buckets:
         resources += [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": resources}],
-    }
+    statements = [{"Sid": f"{POLICY_VERSION}objects", "Effect": "Allow",
+                   "Action": ["s3:*"] if allow_bucket_settings else OBJECT_ACTIONS, "Resource": resources}]
+    if not allow_bucket_settings:
+        statements.append({"Sid": f"{POLICY_VERSION}settings", "Effect": "Deny",
+                           "Action": BUCKET_SETTING_ACTIONS, "Resource": ["arn:aws:s3:::*"]})
+    if not allow_service_accounts:
+        statements.append({"Sid": f"{POLICY_VERSION}credentials", "Effect": "Deny",
+                           "Action": SERVICE_ACCOUNT_ACTIONS})
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 class MinioProvisioner(LoggingConfigurable):
@@ -92,6 +132,24 @@ class MinioProvisioner(LoggingConfigurable):
         help="""Seconds to wait for MinIO to connect, and for each answer, before
         telling the user it is unreachable. Admin requests are small, so a MinIO that
         takes longer is treated as down.""",
+    )
+
+    allow_bucket_settings = Bool(
+        False,
+        config=True,
+        help="""Let users (and teams) change the settings of their own bucket: bucket
+        policy, lifecycle, notification, replication, versioning, object lock, tags,
+        and delete the bucket. False (default): users may only read, write, list and
+        delete objects. Allowing it lets a user make their bucket anonymous (readable
+        and writable without credentials); revocations still remove bucket policies.""",
+    )
+
+    allow_service_accounts = Bool(
+        False,
+        config=True,
+        help="""Let users create MinIO service accounts (access keys) for themselves.
+        False (default): denied by their policy. Every revocation (deletion, withdrawn
+        approval, rotation) removes a user's service accounts either way.""",
     )
 
     def __init__(self, **kwargs):
@@ -160,7 +218,25 @@ class MinioProvisioner(LoggingConfigurable):
         info = self._user_info(admin, resources.minio_user)
         if not info or info.get("status") != "enabled" or resources.policy not in _policies(info):
             return False
+        if not self._policy_is_current(admin, resources.policy, [resources.bucket]):
+            return False  # made by an older version, or the allow_* settings changed
         return s3.bucket_exists(resources.bucket)
+
+    def make_policy(self, buckets: list[str]) -> dict:
+        """The policy of a user or team reaching ``buckets``, as the settings say."""
+        return make_bucket_policy(buckets, allow_bucket_settings=self.allow_bucket_settings,
+                                  allow_service_accounts=self.allow_service_accounts)
+
+    def _policy_is_current(self, admin: MinioAdmin, name: str, buckets: list[str]) -> bool:
+        text = self._admin_lookup(admin.policy_info, name, "XMinioAdminNoSuchPolicy")
+        if text is None:
+            return False
+        try:
+            statements = json.loads(text).get("Statement") or []
+        except (ValueError, AttributeError):
+            return False
+        wanted = {st.get("Sid") for st in self.make_policy(buckets)["Statement"]}
+        return {st.get("Sid") for st in statements if isinstance(st, dict)} == wanted
 
     async def ensure_user(self, resources: UserResources, secret: str) -> list[tuple[str, str]]:
         """Create or repair alice's bucket, policy and user; return what was created."""
@@ -175,7 +251,7 @@ class MinioProvisioner(LoggingConfigurable):
                 created.append(("bucket", resources.bucket))
             if not self._policy_exists(admin, resources.policy):
                 created.append(("policy", resources.policy))
-            admin.policy_add(resources.policy, policy=make_bucket_policy([resources.bucket]))
+            admin.policy_add(resources.policy, policy=self.make_policy([resources.bucket]))
             if not self._user_info(admin, resources.minio_user):
                 created.append(("user", resources.minio_user))
             # Creates the user, or sets the (derived) secret and re-enables it.
@@ -203,16 +279,89 @@ class MinioProvisioner(LoggingConfigurable):
             except Exception as exc:  # undo is best effort; the next spawn repairs
                 self.log.warning("Could not undo MinIO %s %s: %s", kind, name, _describe(exc))
 
-    async def revoke_user(self, resources: UserResources):
-        """Remove alice's MinIO user (her keys stop working at once); keep her bucket."""
-        await self._run(self._revoke_user, resources)
+    async def revoke_user(self, resources: UserResources) -> list[str]:
+        """Remove alice's MinIO user and every key she made; keep her bucket.
 
-    def _revoke_user(self, resources: UserResources):
+        Her own key, her service accounts and her STS credentials stop working at
+        once: the service accounts are deleted one by one and her STS credentials
+        revoked (MinIO has no IAM action to forbid a user's ``AssumeRole``, and
+        removing a user leaves its STS credentials in place, ready to work again
+        for a re-created user of the same name). A later provisioning creates the
+        user again, as new. Returns what was removed.
+        """
+        return await self._run(self._revoke_user, resources)
+
+    def _revoke_user(self, resources: UserResources) -> list[str]:
         _, admin = self._get_clients()
+        removed = []
+        # Also when the user is gone already: its STS credentials may still be there.
+        admin.revoke_sts(resources.minio_user)
         if self._user_info(admin, resources.minio_user):
+            for key in self._service_accounts(admin, resources.minio_user):
+                admin.delete_service_account(key)
+                removed.append(f"service account {key}")
             admin.user_remove(resources.minio_user)
+            removed.append(f"user {resources.minio_user}")
         if self._policy_exists(admin, resources.policy):
             admin.policy_remove(resources.policy)
+        return removed
+
+    async def sweep_bucket(self, bucket: str, *, dry_run: bool = False) -> list[str]:
+        """Remove what a user may have set on ``bucket`` to open it to others.
+
+        A bucket policy (e.g. anonymous read/write), lifecycle rules (which could
+        expire kept data), event notifications and replication. Returns what was
+        found (and, unless ``dry_run``, removed): ``enertef-hub check`` uses the
+        dry run to audit a running system.
+        """
+        return await self._run(self._sweep_bucket, bucket, dry_run)
+
+    def _sweep_bucket(self, bucket: str, dry_run: bool) -> list[str]:
+        s3, _ = self._get_clients()
+        if not s3.bucket_exists(bucket):
+            return []
+        found = []
+        if _or_none(s3.get_bucket_policy, bucket, "NoSuchBucketPolicy"):
+            found.append(f"bucket {bucket}: bucket policy")
+            if not dry_run:
+                s3.delete_bucket_policy(bucket)
+        if _or_none(s3.get_bucket_lifecycle, bucket, "NoSuchLifecycleConfiguration"):
+            found.append(f"bucket {bucket}: lifecycle rules")
+            if not dry_run:
+                s3.delete_bucket_lifecycle(bucket)
+        notification = _or_none(s3.get_bucket_notification, bucket, "")
+        if notification is not None and (notification.cloud_func_config_list or notification.queue_config_list
+                                         or notification.topic_config_list):
+            found.append(f"bucket {bucket}: event notifications")
+            if not dry_run:
+                s3.delete_bucket_notification(bucket)
+        if _or_none(s3.get_bucket_replication, bucket, "ReplicationConfigurationNotFoundError"):
+            found.append(f"bucket {bucket}: replication")
+            if not dry_run:
+                s3.delete_bucket_replication(bucket)
+        return found
+
+    async def access_keys(self) -> dict[str, list[tuple[str, str]]]:
+        """Every user's service accounts and STS credentials: user -> [(kind, access key)] (for ``check``)."""
+        return await self._run(self._access_keys)
+
+    def _access_keys(self) -> dict[str, list[tuple[str, str]]]:
+        _, admin = self._get_clients()
+        keys: dict[str, list[tuple[str, str]]] = {}
+        for user, info in admin.list_access_keys().items():
+            for kind, field in (("service account", "serviceAccounts"), ("STS credential", "stsKeys")):
+                keys.setdefault(user, []).extend((kind, k["accessKey"]) for k in info.get(field) or [])
+        return keys
+
+    def _service_accounts(self, admin: MinioAdmin, access_key: str) -> list[str]:
+        try:
+            text = admin.list_service_account(access_key)
+        except MinioAdminException as exc:
+            if _admin_code(exc) == "XMinioAdminNoSuchUser":
+                return []
+            raise
+        accounts = json.loads(text or "{}").get("accounts") or []
+        return sorted(a["accessKey"] for a in accounts if a.get("accessKey"))
 
     async def purge_user(self, resources: UserResources):
         """Revoke alice and delete her bucket with every object in it."""
@@ -257,7 +406,7 @@ class MinioProvisioner(LoggingConfigurable):
         s3, admin = self._get_clients()
         if not s3.bucket_exists(team.bucket):
             s3.make_bucket(team.bucket)
-        admin.policy_add(team.policy, policy=make_bucket_policy([team.bucket]))
+        admin.policy_add(team.policy, policy=self.make_policy([team.bucket]))
 
     async def set_team_member(self, team: TeamResources, access_key: str, member: bool):
         """Put a user in, or take them out of, the team's group (effective at once)."""
@@ -314,6 +463,16 @@ class MinioProvisioner(LoggingConfigurable):
     def _group_info(self, admin: MinioAdmin, group: str) -> dict:
         info = self._admin_lookup(admin.group_info, group, "XMinioAdminNoSuchGroup")
         return {} if info is None else json.loads(info)
+
+
+def _or_none(call, bucket: str, missing: str):
+    """``call(bucket)``, or None when S3 answers with the ``missing`` error code."""
+    try:
+        return call(bucket)
+    except S3Error as exc:
+        if exc.code == missing or (missing and exc.code.startswith("NoSuch")):
+            return None
+        raise
 
 
 def _policies(info: dict) -> list[str]:

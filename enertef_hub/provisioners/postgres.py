@@ -26,6 +26,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..errors import ConfigurationError, ProvisioningError, ServiceUnavailableError
 from ..naming import TeamResources, UserResources
+from . import pg_sweep
 
 
 class PostgresProvisioner(LoggingConfigurable):
@@ -254,18 +255,37 @@ class PostgresProvisioner(LoggingConfigurable):
             sql.SQL("ALTER SCHEMA {schema} OWNER TO {role}").format(schema=sql.Identifier(schema), role=role)
         )
 
-    async def revoke_user(self, conn: psycopg.AsyncConnection, resources: UserResources):
-        """Stop alice from logging in, at once: no password, NOLOGIN, sessions ended."""
+    async def revoke_user(self, conn: psycopg.AsyncConnection, resources: UserResources) -> list[str]:
+        """Stop alice from logging in, at once, and close every path she opened into her store.
+
+        No password, NOLOGIN, her sessions ended; then the sweep
+        (:mod:`.pg_sweep`): grants she gave others or ``PUBLIC`` on her schema,
+        roles she granted her role to, her default privileges and ``SECURITY
+        DEFINER`` functions are taken back, and whatever she owns outside her
+        schema goes to that schema's owner. Her data stays. Returns what the
+        sweep changed.
+        """
         cur = await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (resources.role,))
         if await cur.fetchone() is None:
-            return
+            return []
         await conn.execute(
             sql.SQL("ALTER ROLE {role} NOLOGIN PASSWORD NULL").format(role=sql.Identifier(resources.role))
         )
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
-            (resources.role,),
-        )
+        await pg_sweep.terminate_sessions(conn, resources.role)
+        return await pg_sweep.sweep(conn, resources.role, resources.schema, members_allowed=False)
+
+    async def end_sessions(self, conn: psycopg.AsyncConnection, role: str) -> int:
+        """End every open session of ``role`` (rotation: the old password's sessions go too)."""
+        return await pg_sweep.terminate_sessions(conn, role)
+
+    async def audit_user(self, conn: psycopg.AsyncConnection, resources: UserResources) -> list[str]:
+        """What a sweep of alice's store would change now (``enertef-hub check``)."""
+        return [a.description for a in await pg_sweep.plan_sweep(
+            conn, resources.role, resources.schema, members_allowed=False)]
+
+    async def audit_team(self, conn: psycopg.AsyncConnection, team: TeamResources) -> list[str]:
+        """What a sweep of a team's store would change now (``enertef-hub check``)."""
+        return [a.description for a in await pg_sweep.plan_sweep(conn, team.role, team.schema, members_allowed=True)]
 
     async def purge_user(self, conn: psycopg.AsyncConnection, resources: UserResources):
         """Delete alice's schema with all her MLflow data, and her role."""
@@ -299,27 +319,28 @@ class PostgresProvisioner(LoggingConfigurable):
             )
         )
 
-    async def revoke_team(self, conn: psycopg.AsyncConnection, team: TeamResources, member: UserResources):
-        """Take alice out of the team's role, and end her sessions.
+    async def revoke_team(self, conn: psycopg.AsyncConnection, team: TeamResources, member: UserResources) -> list[str]:
+        """Take alice out of the team's role, end her sessions, and sweep the team's store.
 
         A session that already switched to the team role would keep its privileges
-        after REVOKE, so her open sessions are ended: revocation is immediate.
+        after REVOKE, so her open sessions are ended: revocation is immediate. While
+        a member she could act as the team role; the sweep (:mod:`.pg_sweep`) takes
+        back the grants, default privileges, ``SECURITY DEFINER`` functions and
+        objects elsewhere that she could have made with it. Returns what it changed.
         """
         cur = await conn.execute(
             "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
             " JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = %s AND u.rolname = %s",
             (team.role, member.role),
         )
-        if await cur.fetchone() is None:
-            return
-        await conn.execute(
-            sql.SQL("REVOKE {team} FROM {member}").format(
-                team=sql.Identifier(team.role), member=sql.Identifier(member.role)
+        if await cur.fetchone() is not None:
+            await conn.execute(
+                sql.SQL("REVOKE {team} FROM {member}").format(
+                    team=sql.Identifier(team.role), member=sql.Identifier(member.role)
+                )
             )
-        )
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (member.role,)
-        )
+            await pg_sweep.terminate_sessions(conn, member.role)
+        return await pg_sweep.sweep(conn, team.role, team.schema, members_allowed=True)
 
     async def store_state(self, conn: psycopg.AsyncConnection, resources: UserResources) -> dict:
         """What exists of alice's store (for ``status`` and fast-path checks)."""

@@ -341,13 +341,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--source", required=True, type=Path, help="folder of scripts shipped with the image")
     parser.add_argument("--home", default=Path.home(), type=Path, help="the user's home folder (default: $HOME)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (for the hub, which reads it as data) instead of a summary")
     args = parser.parse_args(argv)
     try:
         report = seed_home(args.source, args.home)
     except SeedingError as exc:
-        print(f"notebook-scripts: not seeded: {exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"seeded": False, "error": str(exc)}))
+        else:
+            print(f"notebook-scripts: not seeded: {exc}", file=sys.stderr)
         return 1
-    print(report.summary())
+    if args.json:
+        counts = {name: len(getattr(report, name)) for name in
+                  ("created", "updated", "unchanged", "kept_edited", "kept_deleted")}
+        print(json.dumps({"seeded": True, "counts": counts, "refused": report.refused}))
+    else:
+        print(report.summary())
     return 0
 
 

@@ -96,8 +96,18 @@ def test_derived_secrets_are_stable_and_separate():
 
 def test_bucket_policy_reaches_only_the_bucket():
     policy = make_bucket_policy(["user-alice"])
+    allow, *denies = policy["Statement"]
+    assert allow["Effect"] == "Allow" and "s3:*" not in allow["Action"]
+    assert allow["Resource"] == ["arn:aws:s3:::user-alice", "arn:aws:s3:::user-alice/*"]
+    denied = {action for statement in denies for action in statement["Action"]}
+    assert {"s3:PutBucketPolicy", "s3:PutLifecycleConfiguration", "admin:CreateServiceAccount"} <= denied
+    assert all(statement["Effect"] == "Deny" for statement in denies)
+
+
+def test_bucket_policy_settings_only_when_allowed():
+    policy = make_bucket_policy(["user-alice"], allow_bucket_settings=True, allow_service_accounts=True)
     (statement,) = policy["Statement"]
-    assert statement["Resource"] == ["arn:aws:s3:::user-alice", "arn:aws:s3:::user-alice/*"]
+    assert statement["Action"] == ["s3:*"]
 
 
 def test_cli_masks_secrets_in_human_output():

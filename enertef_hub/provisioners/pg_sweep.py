@@ -1,0 +1,256 @@
+"""PostgreSQL sweep: take back every path into a store that its users could have opened.
+
+A role that owns a schema (a user's ``u_alice``, a team's ``t_team1``) can, while
+someone holds it, hand its data to others in ways that outlive the revocation of
+that someone: grants to other roles or to ``PUBLIC``, default privileges that grant
+future tables, membership in the role itself (PostgreSQL 15 lets a session user
+grant its own role), ``SECURITY DEFINER`` functions that run as the role wherever
+they are called from (a trigger on another user's table keeps calling one without
+any privilege check), and objects owned by the role in another user's schema.
+
+:func:`plan_sweep` lists, as SQL statements, what must change so that only the
+owning role (and the hub's admin) holds anything of the store; :func:`sweep`
+executes them. ``enertef-hub check`` shows the plan without executing it, so an
+admin can audit a running system. Statements are built with ``psycopg.sql`` from
+names read out of the catalogue; a routine's argument list is PostgreSQL's own
+rendering (``pg_get_function_identity_arguments``), already quoted by the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+#: pg_class.relkind -> the keyword ALTER/GRANT use for it.
+_RELATION_KEYWORDS = {
+    "r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE", "f": "FOREIGN TABLE",
+}
+_GRANT_KEYWORDS = {"r": "TABLE", "p": "TABLE", "v": "TABLE", "m": "TABLE", "f": "TABLE", "S": "SEQUENCE"}
+_ROUTINE_KEYWORDS = {"f": "FUNCTION", "p": "PROCEDURE", "a": "AGGREGATE", "w": "FUNCTION"}
+#: pg_default_acl.defaclobjtype -> ALTER DEFAULT PRIVILEGES object class.
+_DEFAULT_ACL_KEYWORDS = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS"}
+
+
+@dataclass(frozen=True)
+class SweepAction:
+    """One change of the sweep: what it closes (for people) and the statement that does it."""
+
+    description: str
+    statement: sql.Composable
+
+
+async def _rows(conn: psycopg.AsyncConnection, query: str, params: dict) -> list[tuple]:
+    cur = await conn.execute(query, params)
+    return await cur.fetchall()
+
+
+def _grantee(name: str | None) -> sql.Composable:
+    return sql.SQL("PUBLIC") if name is None else sql.Identifier(name)
+
+
+def _routine(nsp: str, name: str, args: str) -> sql.Composable:
+    return sql.SQL("{}({})").format(sql.Identifier(nsp, name), sql.SQL(args))
+
+
+async def plan_reown(conn: psycopg.AsyncConnection, role: str, schema: str) -> list[SweepAction]:
+    """Statements that make ``role`` own everything in ``schema``, and nothing elsewhere.
+
+    Objects of other roles in the schema become the role's; objects of the role in
+    another schema are given to that schema's owner (so a function or view left in
+    alice's schema runs as alice, never as the team).
+    """
+    params = {"role": role, "schema": schema}
+    actions: list[SweepAction] = []
+    for (owner,) in await _rows(conn, """
+            SELECT pg_get_userbyid(n.nspowner) FROM pg_namespace n
+            WHERE n.nspname = %(schema)s AND n.nspowner <> (SELECT oid FROM pg_roles WHERE rolname = %(role)s)""",
+            params):
+        actions.append(SweepAction(f"schema {schema} owned by {owner}", sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(
+            sql.Identifier(schema), sql.Identifier(role))))
+    # Sequences owned by a column follow their table; ALTER on them would fail.
+    relations = await _rows(conn, """
+        SELECT c.relkind, n.nspname, c.relname, pg_get_userbyid(c.relowner),
+               CASE WHEN n.nspname = %(schema)s THEN %(role)s ELSE pg_get_userbyid(n.nspowner) END
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND n.nspname NOT LIKE 'pg\\_%%'
+          AND ((n.nspname = %(schema)s AND pg_get_userbyid(c.relowner) <> %(role)s)
+               OR (n.nspname <> %(schema)s AND pg_get_userbyid(c.relowner) = %(role)s))
+          AND NOT (c.relkind = 'S' AND EXISTS (
+                SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
+        ORDER BY c.relkind DESC, n.nspname, c.relname""", params)
+    for kind, nsp, name, owner, new_owner in relations:
+        actions.append(SweepAction(
+            f"{_RELATION_KEYWORDS[kind].lower()} {nsp}.{name} owned by {owner}",
+            sql.SQL("ALTER {} {} OWNER TO {}").format(
+                sql.SQL(_RELATION_KEYWORDS[kind]), sql.Identifier(nsp, name), sql.Identifier(new_owner))))
+    routines = await _rows(conn, """
+        SELECT p.prokind, n.nspname, p.proname, pg_get_function_identity_arguments(p.oid),
+               pg_get_userbyid(p.proowner),
+               CASE WHEN n.nspname = %(schema)s THEN %(role)s ELSE pg_get_userbyid(n.nspowner) END
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname NOT LIKE 'pg\\_%%'
+          AND ((n.nspname = %(schema)s AND pg_get_userbyid(p.proowner) <> %(role)s)
+               OR (n.nspname <> %(schema)s AND pg_get_userbyid(p.proowner) = %(role)s))
+        ORDER BY n.nspname, p.proname""", params)
+    for kind, nsp, name, args, owner, new_owner in routines:
+        keyword = _ROUTINE_KEYWORDS.get(kind, "ROUTINE")
+        actions.append(SweepAction(
+            f"{keyword.lower()} {nsp}.{name}({args}) owned by {owner}",
+            sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(keyword), _routine(nsp, name, args),
+                                                     sql.Identifier(new_owner))))
+    types = await _rows(conn, """
+        SELECT n.nspname, t.typname, pg_get_userbyid(t.typowner),
+               CASE WHEN n.nspname = %(schema)s THEN %(role)s ELSE pg_get_userbyid(n.nspowner) END
+        FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        WHERE t.typtype IN ('c', 'd', 'e', 'r') AND n.nspname NOT LIKE 'pg\\_%%'
+          AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+          AND ((n.nspname = %(schema)s AND pg_get_userbyid(t.typowner) <> %(role)s)
+               OR (n.nspname <> %(schema)s AND pg_get_userbyid(t.typowner) = %(role)s))
+        ORDER BY n.nspname, t.typname""", params)
+    for nsp, name, owner, new_owner in types:
+        actions.append(SweepAction(
+            f"type {nsp}.{name} owned by {owner}",
+            sql.SQL("ALTER TYPE {} OWNER TO {}").format(sql.Identifier(nsp, name), sql.Identifier(new_owner))))
+    return actions
+
+
+async def plan_privileges(conn: psycopg.AsyncConnection, role: str, schema: str, *,
+                          members_allowed: bool) -> list[SweepAction]:
+    """Statements that leave privileges on ``schema`` and ``role``'s objects to ``role`` (and the admin) only.
+
+    ``members_allowed``: a team role keeps its members (the hub grants them);
+    a user's role may have no member but the admin, so any other is revoked.
+    """
+    params = {"role": role, "schema": schema}
+    actions: list[SweepAction] = []
+    # Grants to anyone but the owning role and the admin (current_user), PUBLIC
+    # included. Routines without an ACL are executable by PUBLIC by default.
+    grants = await _rows(conn, """
+        WITH target AS (SELECT oid FROM pg_namespace WHERE nspname = %(schema)s),
+        keep AS (SELECT oid FROM pg_roles WHERE rolname IN (%(role)s, current_user))
+        SELECT 'SCHEMA', NULL, %(schema)s, NULL, g.name FROM (
+            SELECT DISTINCT CASE a.grantee WHEN 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END AS name
+            FROM pg_namespace n, aclexplode(n.nspacl) a
+            WHERE n.oid IN (SELECT oid FROM target) AND a.grantee NOT IN (SELECT oid FROM keep)) g
+        UNION ALL
+        SELECT DISTINCT 'REL:' || c.relkind::text, n.nspname, c.relname, NULL,
+               CASE a.grantee WHEN 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND n.oid IN (SELECT oid FROM target)
+          AND a.grantee NOT IN (SELECT oid FROM keep)
+        UNION ALL
+        SELECT DISTINCT 'FN:' || p.prokind::text, n.nspname, p.proname, pg_get_function_identity_arguments(p.oid),
+               CASE a.grantee WHEN 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace,
+             aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+        WHERE n.oid IN (SELECT oid FROM target) AND a.grantee NOT IN (SELECT oid FROM keep)
+        UNION ALL
+        SELECT DISTINCT 'TYPE', n.nspname, t.typname, NULL,
+               CASE a.grantee WHEN 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END
+        FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace, aclexplode(t.typacl) a
+        WHERE n.oid IN (SELECT oid FROM target) AND t.typacl IS NOT NULL
+          AND a.grantee NOT IN (SELECT oid FROM keep)
+        UNION ALL
+        SELECT DISTINCT 'LO', NULL, l.oid::text, NULL,
+               CASE a.grantee WHEN 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END
+        FROM pg_largeobject_metadata l, aclexplode(l.lomacl) a
+        WHERE pg_get_userbyid(l.lomowner) = %(role)s AND a.grantee NOT IN (SELECT oid FROM keep)
+        ORDER BY 1, 2, 3""", params)
+    for kind, nsp, name, args, grantee in grants:
+        who = grantee or "PUBLIC"
+        if kind == "SCHEMA":
+            target = sql.SQL("SCHEMA {}").format(sql.Identifier(name))
+            what = f"schema {name}"
+        elif kind.startswith("REL:"):
+            target = sql.SQL("{} {}").format(sql.SQL(_GRANT_KEYWORDS[kind[4:]]), sql.Identifier(nsp, name))
+            what = f"{_RELATION_KEYWORDS[kind[4:]].lower()} {nsp}.{name}"
+        elif kind.startswith("FN:"):
+            target = sql.SQL("{} {}").format(sql.SQL("ROUTINE" if kind[3:] != "a" else "FUNCTION"),
+                                             _routine(nsp, name, args))
+            what = f"routine {nsp}.{name}({args})"
+        elif kind == "TYPE":
+            target = sql.SQL("TYPE {}").format(sql.Identifier(nsp, name))
+            what = f"type {nsp}.{name}"
+        else:
+            target = sql.SQL("LARGE OBJECT {}").format(sql.Literal(int(name)))
+            what = f"large object {name}"
+        actions.append(SweepAction(f"{what}: privileges of {who}", sql.SQL("REVOKE ALL ON {} FROM {} CASCADE").format(
+            target, _grantee(grantee))))
+    # Default privileges the role set for its future objects, for anyone else.
+    defaults = await _rows(conn, """
+        SELECT DISTINCT d.defaclobjtype, n.nspname,
+               CASE a.grantee WHEN 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END
+        FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace, aclexplode(d.defaclacl) a
+        WHERE pg_get_userbyid(d.defaclrole) = %(role)s
+          AND a.grantee NOT IN (SELECT oid FROM pg_roles WHERE rolname IN (%(role)s, current_user))
+        ORDER BY 1, 2, 3""", params)
+    for objtype, nsp, grantee in defaults:
+        keyword = _DEFAULT_ACL_KEYWORDS.get(objtype)
+        if keyword is None:
+            continue
+        scope = sql.SQL(" IN SCHEMA {}").format(sql.Identifier(nsp)) if nsp else sql.SQL("")
+        actions.append(SweepAction(
+            f"default privileges of {role} on future {keyword.lower()}{' in ' + nsp if nsp else ''}"
+            f" for {grantee or 'PUBLIC'}",
+            sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {}{} REVOKE ALL ON {} FROM {} CASCADE").format(
+                sql.Identifier(role), scope, sql.SQL(keyword), _grantee(grantee))))
+    # Functions that run as the role: made to run as their caller instead.
+    for kind, nsp, name, args in await _rows(conn, """
+            SELECT p.prokind, n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)
+            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE p.prosecdef AND (n.nspname = %(schema)s OR pg_get_userbyid(p.proowner) = %(role)s)
+            ORDER BY 2, 3""", params):
+        keyword = _ROUTINE_KEYWORDS.get(kind, "ROUTINE")
+        actions.append(SweepAction(
+            f"{keyword.lower()} {nsp}.{name}({args}) runs as its owner (SECURITY DEFINER)",
+            sql.SQL("ALTER {} {} SECURITY INVOKER").format(sql.SQL(keyword), _routine(nsp, name, args))))
+    if not members_allowed:
+        for (member,) in await _rows(conn, """
+                SELECT pg_get_userbyid(m.member) FROM pg_auth_members m
+                WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = %(role)s)
+                  AND pg_get_userbyid(m.member) <> current_user ORDER BY 1""", params):
+            actions.append(SweepAction(f"role {role} granted to {member}", sql.SQL("REVOKE {} FROM {} CASCADE").format(
+                sql.Identifier(role), sql.Identifier(member))))
+    return actions
+
+
+async def plan_sweep(conn: psycopg.AsyncConnection, role: str, schema: str, *,
+                     members_allowed: bool) -> list[SweepAction]:
+    """Everything :func:`sweep` would change, without changing anything (for ``check``)."""
+    if not await _role_exists(conn, role):
+        return []
+    return (await plan_reown(conn, role, schema)
+            + await plan_privileges(conn, role, schema, members_allowed=members_allowed))
+
+
+async def sweep(conn: psycopg.AsyncConnection, role: str, schema: str, *, members_allowed: bool) -> list[str]:
+    """Re-own and re-grant ``schema`` so only ``role`` (and the admin) holds anything; return what changed.
+
+    Run inside the caller's transaction. Ownership first: ``ALTER ... OWNER`` also
+    moves the old owner's privileges, which the second pass then sees.
+    """
+    if not await _role_exists(conn, role):
+        return []
+    done = []
+    for action in await plan_reown(conn, role, schema):
+        await conn.execute(action.statement)
+        done.append(action.description)
+    for action in await plan_privileges(conn, role, schema, members_allowed=members_allowed):
+        await conn.execute(action.statement)
+        done.append(action.description)
+    return done
+
+
+async def terminate_sessions(conn: psycopg.AsyncConnection, role: str) -> int:
+    """End every session logged in as ``role``; returns how many."""
+    cur = await conn.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s", (role,))
+    return int((await cur.fetchone())[0])
+
+
+async def _role_exists(conn: psycopg.AsyncConnection, role: str) -> bool:
+    cur = await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+    return await cur.fetchone() is not None
