@@ -68,14 +68,14 @@ class EnerTEFAuthenticator(NativeAuthenticator):
         Accounts that exist are left alone (change a password at
         ``/hub/change-password``). Admin names can never be signed up, so nobody can
         take an admin name before the operator does. Defaults to the
-        ``ENERTEF_ADMIN_PASSWORD`` environment variable (``scripts/workbench.sh``
+        ``ENERTEF_HUB_ADMIN_PASSWORD`` environment variable (``scripts/workbench.sh``
         generates it into ``.local/admin-password``; on Kubernetes it comes from Secret
         ``enertef-hub``); never passed to users' servers.""",
     )
 
     @default("admin_password")
     def _default_admin_password(self):
-        return os.environ.get("ENERTEF_ADMIN_PASSWORD", "")
+        return os.environ.get("ENERTEF_HUB_ADMIN_PASSWORD", "")
 
     login_free_failures = Integer(
         3,

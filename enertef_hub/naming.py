@@ -23,10 +23,17 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-#: Longest accepted username. Bucket names stop at 63 characters and PostgreSQL
-#: identifiers at 63 bytes; 32 leaves room for prefixes and incarnation suffixes
-#: and matches the usual limit of system account names (used in local mode).
-MAX_NAME_LENGTH = 32
+#: Longest accepted username: the tightest limit of every mode it must spawn in.
+#: Single-machine mode runs a server as system account ``jupyter-<name>``, and
+#: system account names stop at 32 characters (useradd, utmp): 32 - 8 = 24.
+#: Everything else has room to spare at 24 (+ incarnation suffixes): PostgreSQL
+#: identifiers 63 bytes (``u_<name>_<n>``), bucket names 63 (``user-<name>-<n>``),
+#: Kubernetes pod names and label values 63 (``jupyter-<name>``), PVC names 253
+#: (``claim-<name>-i<n>``), a DNS label of a per-user origin 63 (``<name>.<host>``).
+MAX_NAME_LENGTH = 24
+#: Longest accepted team (JupyterHub group) name: teams get no system account, so
+#: only the 63-character limits apply (``team-<name>``, ``t_<name>``).
+MAX_TEAM_NAME_LENGTH = 32
 
 #: Names refused at sign-up even though they are letters and digits: they are the
 #: names of database, storage, operating-system or hub internals, and an account
@@ -57,7 +64,7 @@ def normalize_username(name: str) -> str:
     (Cyrillic ``а``, full-width letters, ligatures) are refused rather than folded,
     so that two visibly identical names can never be two accounts.
     """
-    return _check_name(name, kind="Username")
+    return _check_name(name, kind="Username", limit=MAX_NAME_LENGTH)
 
 
 def normalize_team_name(name: str) -> str:
@@ -66,16 +73,14 @@ def normalize_team_name(name: str) -> str:
     Team names follow the same rules as usernames: they become a PostgreSQL role
     and schema and a MinIO bucket.
     """
-    return _check_name(name, kind="Team name")
+    return _check_name(name, kind="Team name", limit=MAX_TEAM_NAME_LENGTH)
 
 
-def _check_name(name: object, kind: str) -> str:
+def _check_name(name: object, kind: str, limit: int) -> str:
     if not isinstance(name, str) or name == "":
         raise InvalidNameError(f"{kind} is empty: choose a name of letters and digits.")
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidNameError(
-            f"{kind} is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}."
-        )
+    if len(name) > limit:
+        raise InvalidNameError(f"{kind} is {len(name)} characters long; the limit is {limit}.")
     if not name.isascii():
         raise InvalidNameError(
             f"{kind} {_show(name)} contains non-ASCII characters; use only the letters"

@@ -20,7 +20,7 @@ if float(_interval) > 0:
             # beside the hub, never in a user's server.
             # (The admin's bootstrap password is the hub's alone.)
             "environment": {
-                k: v for k, v in os.environ.items() if k.startswith("ENERTEF_") and k != "ENERTEF_ADMIN_PASSWORD"
+                k: v for k, v in os.environ.items() if k.startswith("ENERTEF_") and k != "ENERTEF_HUB_ADMIN_PASSWORD"
             },
         }
     ]

@@ -210,6 +210,8 @@ ensure_secrets() {
     printf 'ENERTEF_POSTGRES_ADMIN_URL=postgresql://enertef_admin:%s@enertef-postgresql:5432/mlflow\n' "$pg_admin"
     printf 'ENERTEF_MINIO_ACCESS_KEY=enertefadmin\nENERTEF_MINIO_SECRET_KEY=%s\n' "$minio_root"
     printf 'ENERTEF_SECRET_KEY=%s\n' "$key"
+    # The hub creates the admin account (hub.config Authenticator.admin_users) from it.
+    printf 'ENERTEF_HUB_ADMIN_PASSWORD=%s\n' "$(random_secret 24)"
   } | create_secret enertef-hub
 }
 
@@ -241,6 +243,7 @@ install_all() {
   hm upgrade --install enertef jupyterhub/jupyterhub --version "$Z2JH_CHART_VERSION" \
     -f "$ROOT/chart-values/jupyterhub.yaml" \
     --set "hub.image.tag=$tag" --set "singleuser.image.tag=$tag" \
+    --set "hub.config.JupyterHub.subdomain_host=http://localhost:$HUB_PORT" \
     --wait --timeout 15m >/dev/null
 }
 
@@ -296,10 +299,11 @@ report_status() {
   pods=$(kc get pods --no-headers 2>/dev/null | awk '{print "    " $1 "  " $2 "  " $3}')
   cat >&2 <<EOF
 [start] enertef-hub runs on k3d cluster '$CLUSTER' (namespace $NAMESPACE):
-    JupyterHub      http://127.0.0.1:$HUB_PORT   (sign up as 'hubadmin' first: admins approve other sign-ups)
+    JupyterHub      http://localhost:$HUB_PORT   (log in as 'hubadmin'; users' servers at http://<name>.localhost:$HUB_PORT)
     MinIO console   http://127.0.0.1:$MINIO_CONSOLE_PORT   user enertefadmin
     pgAdmin         http://127.0.0.1:$PGADMIN_PORT   user admin@example.com
   Passwords (never printed; read them when needed):
+    kubectl --context $KCTX -n $NAMESPACE get secret enertef-hub -o jsonpath='{.data.ENERTEF_HUB_ADMIN_PASSWORD}' | base64 -d
     kubectl --context $KCTX -n $NAMESPACE get secret enertef-minio -o jsonpath='{.data.rootPassword}' | base64 -d
     kubectl --context $KCTX -n $NAMESPACE get secret enertef-pgadmin -o jsonpath='{.data.password}' | base64 -d
   Pods:

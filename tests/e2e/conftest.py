@@ -16,7 +16,7 @@ Fixtures (reuse them in any tests/e2e module):
     18200-18299. A :class:`Hub` with ``.url``, ``.api(method, path, **kw)``,
     ``.token``, ``.admin_name``, ``.admin_password``, ``.log_path``, ``.dir``.
     The admin account exists from the start: the hub creates it from
-    ``ENERTEF_ADMIN_PASSWORD`` (``EnerTEFAuthenticator.admin_password``), as in
+    ``ENERTEF_HUB_ADMIN_PASSWORD`` (``EnerTEFAuthenticator.admin_password``), as in
     production; nobody can sign up under the admin's name.
     When a test using it fails, the end of the hub log is added to the report.
 
@@ -180,7 +180,7 @@ def running_hub(services_env: dict, state_dir: Path, extra_env: dict | None = No
         "ENERTEF_E2E_ADMIN": admin_name,
         "ENERTEF_E2E_TOKEN": token,
         # The operator's bootstrap: the hub creates the admin account from this at start.
-        "ENERTEF_ADMIN_PASSWORD": admin_password,
+        "ENERTEF_HUB_ADMIN_PASSWORD": admin_password,
         # The user servers (jupyterhub-singleuser, JupyterLab) come from the same venv, or
         # from ENERTEF_E2E_NOTEBOOK_BIN when the hub runs in the hub image's environment
         # (which, like the image, has no JupyterLab: the notebook image has its own).

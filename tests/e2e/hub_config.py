@@ -41,8 +41,8 @@ c.JupyterHub.log_level = "DEBUG" if os.environ.get("ENERTEF_E2E_DEBUG") else "IN
 c.JupyterHub.authenticator_class = "enertef"
 c.Authenticator.admin_users = {os.environ["ENERTEF_E2E_ADMIN"]}
 # Short login throttle so the hostile-input tests wait seconds, not minutes.
-c.EnerTEFAuthenticator.login_delay = 1
-c.EnerTEFAuthenticator.login_max_delay = 4
+c.EnerTEFAuthenticator.login_delay = 2
+c.EnerTEFAuthenticator.login_max_delay = 8
 # Re-check approval every 2 s (default 5 min) so a withdrawn approval is testable.
 c.Authenticator.auth_refresh_age = 2
 
@@ -92,7 +92,7 @@ c.JupyterHub.services = [{"name": "e2e-tests", "api_token": os.environ["ENERTEF_
 c.JupyterHub.load_roles = [
     {
         "name": "e2e-tests",
-        "scopes": ["admin:users", "admin:servers", "access:servers", "list:users", "admin:groups"],
+        "scopes": ["admin:users", "admin:servers", "access:servers", "list:users", "admin:groups", "read:tokens"],
         "services": ["e2e-tests"],
     }
 ]

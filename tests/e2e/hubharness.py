@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -34,26 +34,44 @@ def _getaddrinfo_localhost(host, *args, **kwargs):
 socket.getaddrinfo = _getaddrinfo_localhost
 
 
-class LoopbackCookiePolicy(DefaultCookiePolicy):
-    """Send ``Secure`` cookies over http to ``localhost`` names, as browsers do.
+def _is_localhost(request) -> bool:
+    host = urlsplit(request.get_full_url()).hostname or ""
+    return host == "localhost" or host.endswith(".localhost")
 
-    With per-user origins the hub's cookies are ``__Host-`` cookies, which must be
-    ``Secure``; browsers treat ``http://localhost`` as a secure context and send
-    them, Python's cookie jar sends them over https only.
-    """
 
-    def return_ok_secure(self, cookie, request):
-        host = (request.host or "").split(":")[0].lower()
-        if host == "localhost" or host.endswith(".localhost"):
-            return True
-        return super().return_ok_secure(cookie, request)
+def _return_ok_secure(self, cookie, request, _original=DefaultCookiePolicy.return_ok_secure):
+    # With per-user origins the hub's cookies are __Host- cookies, which are Secure;
+    # browsers send Secure cookies to http://localhost (a potentially trustworthy
+    # origin), Python's cookie jar only over https.
+    return _is_localhost(request) or _original(self, cookie, request)
+
+
+def _return_ok_domain(self, cookie, request, _original=DefaultCookiePolicy.return_ok_domain):
+    # JupyterHub sets its session-id cookie with Domain=localhost; browsers keep it as
+    # a cookie of the host localhost, Python's jar (which calls that host
+    # "localhost.local") would never send it back, and every request would get a new
+    # session id (and so a new XSRF token).
+    if cookie.domain == ".localhost" and _is_localhost(request):
+        return (urlsplit(request.get_full_url()).hostname or "") == "localhost"
+    return _original(self, cookie, request)
+
+
+def _domain_return_ok(self, domain, request, _original=DefaultCookiePolicy.domain_return_ok):
+    if domain == ".localhost" and _is_localhost(request):
+        return True
+    return _original(self, domain, request)
+
+
+# requests merges cookies into fresh jars with the default policy, so the policy is
+# patched where it is defined (this test process only).
+DefaultCookiePolicy.return_ok_secure = _return_ok_secure
+DefaultCookiePolicy.return_ok_domain = _return_ok_domain
+DefaultCookiePolicy.domain_return_ok = _domain_return_ok
 
 
 def new_session() -> requests.Session:
     """A requests session that behaves like a browser towards the test hub's origins."""
-    session = requests.Session()
-    session.cookies.set_policy(LoopbackCookiePolicy())
-    return session
+    return requests.Session()
 
 
 @dataclass

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hubharness import signup_and_approve, start_server
+from hubharness import form_session, signup_and_approve, start_server
 from tests.conftest import unique_name
 
 PASSWORD = "Attack-e2e-passw0rd!"
@@ -201,3 +201,23 @@ def test_admin_visiting_the_attackers_page_loses_nothing(hub, attacker, new_page
     # The admin's session still works on the hub (the attack did not log her out either).
     page.goto(f"{hub.url}/hub/home")
     assert "/hub/login" not in page.url
+
+
+def test_the_hub_login_is_never_served_on_a_users_origin(hub, attacker, page):
+    # The proxy sends /hub/ of every host to the hub: logging in on the attacker's host
+    # would give her pages a same-origin hub session. The login page moves to the hub's
+    # host, and a login form posted to her host is refused.
+    attacker_origin = attacker.split("/user/", 1)[0]
+    if attacker_origin == hub.url:
+        pytest.skip("shared origin (ENERTEF_E2E_SHARED_ORIGIN): no user host to check")
+    page.goto(f"{attacker_origin}/hub/login?next=/hub/home")
+    assert page.url.startswith(f"{hub.url}/hub/login"), page.url
+    session, xsrf = form_session(hub, "/hub/login")
+    posted = session.post(
+        f"{attacker_origin}/hub/login",
+        data={"_xsrf": xsrf, "username": hub.admin_name, "password": hub.admin_password},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert posted.status_code == 403, posted.status_code
+    assert not [c for c in session.cookies if "login" in c.name and "localhost.local" not in c.domain]

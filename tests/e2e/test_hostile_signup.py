@@ -21,7 +21,7 @@ import boto3
 import psycopg
 import pytest
 import requests
-from hubharness import approve, form_session, login_session, signup
+from hubharness import approve, form_session, login_session, new_session, signup
 from minio import MinioAdmin
 from minio.credentials import StaticProvider
 
@@ -128,8 +128,17 @@ def test_hostile_username_is_refused_with_the_reason(hub, nothing_created, name,
     assert f"<i>{MARK}" not in response.text  # echoed input is escaped
 
 
-def test_name_taken_in_any_case_is_refused(hub, nothing_created):
-    assert_refused(signup(hub, hub.admin_name.upper(), PASSWORD), 409, "already taken")
+def test_admin_name_cannot_be_signed_up_in_any_case(hub, nothing_created):
+    # The admin's account is the operator's (EnerTEFAuthenticator.admin_password):
+    # a sign-up under an admin name is refused, whether or not the account exists yet.
+    assert_refused(signup(hub, hub.admin_name.upper(), PASSWORD), 403, "reserved for an administrator")
+
+
+def test_name_taken_in_any_case_is_refused(hub):
+    name = MARK + "taken"
+    assert signup(hub, name, PASSWORD).status_code == 200
+    assert_refused(signup(hub, name.upper(), PASSWORD), 409, "already taken")
+    assert admin_post(hub, f"/hub/discard/{name}").status_code == 302
 
 
 @pytest.mark.parametrize(
@@ -303,18 +312,47 @@ def test_discarding_a_sign_up_removes_it(hub, nothing_created):
     assert name not in signup_records(hub)
 
 
-def test_password_guessing_locks_the_account_for_a_while(hub):
-    # hub_config.py: seconds_before_next_try = 5; allowed_failed_logins keeps its default.
-    name = MARK + "guess"
-    assert signup(hub, name, PASSWORD).status_code == 200
-    approve(hub, name)
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connect from another loopback address (127.0.0.2, ...): another client for the hub."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def post_login_from(hub, address: str, fields: dict):
+    session = new_session()
+    session.mount("http://", SourceAddressAdapter(address))
+    session, token = form_session(hub, "/hub/login", session=session)
+    return session.post(
+        f"{hub.url}/hub/login", data={"_xsrf": token, **fields}, allow_redirects=False, timeout=60
+    )
+
+
+@pytest.mark.parametrize("exists", [True, False], ids=["existing name", "unknown name"])
+def test_password_guessing_slows_down_one_address_and_never_locks_the_owner_out(hub, exists):
+    # hub_config.py: login_delay = 2 s, doubling up to login_max_delay = 8 s, after
+    # login_free_failures (3) failures per (name, address).
+    name = MARK + ("guess" if exists else "ghost")
+    if exists:
+        assert signup(hub, name, PASSWORD).status_code == 200
+        approve(hub, name)
+    stranger = "127.0.0.3" if exists else "127.0.0.4"
     for attempt in range(4):
-        response = post_login(hub, {"username": name, "password": f"wrong{attempt}"})
+        response = post_login_from(hub, stranger, {"username": name, "password": f"wrong{attempt}"})
         assert_refused(response, 403, "Invalid username or password")
-    # the 5th failure locks the account, and says so
-    assert_refused(post_login(hub, {"username": name, "password": "wrong4"}), 403, "Too many failed")
-    locked = post_login(hub, {"username": name, "password": PASSWORD})
-    assert_refused(locked, 403, "Too many failed logins")
-    time.sleep(6.5)
-    login_session(hub, name, PASSWORD)  # raises if still refused
-    hub.api("DELETE", f"/users/{name}")
+    # Now the stranger's address waits, with the same words whether the name exists or not.
+    waiting = post_login_from(hub, stranger, {"username": name, "password": PASSWORD})
+    assert_refused(waiting, 403, "Too many failed logins with this name from your address")
+    if exists:
+        # The owner, from another address, logs in at once: no lock-out.
+        owner = post_login_from(hub, "127.0.0.5", {"username": name, "password": PASSWORD})
+        assert owner.status_code == 302, owner.text[-1500:]
+        # And the stranger, after the wait, with the right password, too.
+        time.sleep(2.5)
+        assert post_login_from(hub, stranger, {"username": name, "password": PASSWORD}).status_code == 302
+        hub.api("DELETE", f"/users/{name}")

@@ -2,8 +2,10 @@
 
 import pytest
 
+from enertef_hub.kubespawner import make_incarnation_claim_name
 from enertef_hub.naming import (
     MAX_NAME_LENGTH,
+    MAX_TEAM_NAME_LENGTH,
     InvalidNameError,
     make_system_username,
     make_team_resources,
@@ -42,7 +44,7 @@ def test_accepted_names_are_lowercased(given, expected):
         ("alice_smith", "only letters"),
         ("o'brien", "only letters"),
         ('al"ice', "only letters"),
-        ("Robert'); DROP TABLE students;--", "only letters"),
+        ("Bob'); DROP TABLE t;--", "only letters"),
         ("bob;drop", "only letters"),
         ("x' OR '1'='1", "only letters"),
         ("alice\x00", "only letters"),
@@ -96,10 +98,29 @@ def test_incarnation_must_be_positive_integer(incarnation):
         make_user_resources("alice", incarnation)
 
 
-def test_longest_name_fits_postgres_and_s3_limits():
-    res = make_user_resources("a" * MAX_NAME_LENGTH, 999)
+def test_longest_name_fits_every_mode():
+    # A name accepted at sign-up must spawn everywhere: system account (useradd: 32),
+    # PostgreSQL identifiers (63 bytes), S3 buckets (63), Kubernetes pod names and
+    # label values (63), PVC names (253), a DNS label of the user's origin (63).
+    longest = "a" * MAX_NAME_LENGTH
+    res = make_user_resources(longest, 999)
     assert len(res.role.encode()) <= 63
-    assert 3 <= len(res.bucket) <= 63
+    assert 3 <= len(res.bucket) <= 63 and len(res.minio_user) <= 63
+    assert len(make_system_username(longest)) <= 32
+    assert len(f"jupyter-{longest}") <= 63  # z2jh pod name and hub.jupyter.org/username label
+    assert len(make_incarnation_claim_name(f"claim-{longest}", 999)) <= 63
+    assert len(longest) <= 63  # <name>.localhost
+
+
+def test_the_name_limit_is_the_system_account_limit():
+    assert MAX_NAME_LENGTH == 32 - len("jupyter-")
+    with pytest.raises(InvalidNameError, match="limit is 24"):
+        normalize_username("a" * 25)
+
+
+def test_longest_team_name_fits_postgres_and_s3_limits():
+    team = make_team_resources("t" * MAX_TEAM_NAME_LENGTH)
+    assert len(team.role.encode()) <= 63 and len(team.bucket) <= 63
 
 
 def test_team_names_follow_the_same_rules():

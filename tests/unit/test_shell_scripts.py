@@ -254,7 +254,7 @@ def test_first_run_builds_installs_and_keeps_secrets_off_the_command_line(fake):
     # Port-forwards run in the background with pid files, on the configured ports.
     pids = fake.pids()
     assert len(pids) == 3 and all(alive(p) for p in pids)
-    assert "http://127.0.0.1:18050" in proc.stderr
+    assert "http://localhost:18050" in proc.stderr
 
 
 def test_second_run_changes_nothing_and_reports_status(fake):
@@ -267,7 +267,7 @@ def test_second_run_changes_nothing_and_reports_status(fake):
         "create secret", " apply ", "delete"))]
     assert changing == []
     assert "already installed" in proc.stderr
-    assert "JupyterHub      http://127.0.0.1:18050" in proc.stderr
+    assert "JupyterHub      http://localhost:18050" in proc.stderr
     assert "hub-5c7d9" in proc.stderr  # the pod status
     # Running it once more does not start a second set of port-forwards.
     pids = fake.pids()
