@@ -3,7 +3,8 @@
     enertef-hub provision USER [--json]      create or repair; print the server environment
     enertef-hub deprovision USER [--purge]   revoke access everywhere (--purge: delete data)
     enertef-hub restore USER --incarnation N give USER the kept data of a deleted account
-    enertef-hub rotate USER                  new credentials (running servers need a restart)
+    enertef-hub rotate USER                  new credentials; old keys and sessions end
+    enertef-hub suspend USER                 withdrawn approval: no store/storage access, data kept
     enertef-hub status [USER] [--json]       lifecycle state and resources
     enertef-hub check                        connectivity and configuration doctor
     enertef-hub sync [--loop SECONDS]        team memberships := JupyterHub's groups
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rotate", help="give USER new credentials")
     p.add_argument("user")
     p.add_argument("--no-tables", action="store_true", help="do not wait for MLflow's tables")
+    p = sub.add_parser("suspend", help="take USER's database and storage access away, keep the data")
+    p.add_argument("user")
     p = sub.add_parser("status", help="lifecycle state and resources")
     p.add_argument("user", nargs="?")
     p.add_argument("--json", action="store_true")
@@ -94,7 +97,7 @@ async def run(args, workbench: Workbench) -> int:
             result = await workbench.restore(args.user, args.incarnation, actor=actor)
         else:
             result = await workbench.rotate(args.user, actor=actor)
-            print("Running servers keep the old credentials until they are restarted.", file=sys.stderr)
+            print("Old keys and sessions were ended: running servers need a restart.", file=sys.stderr)
         if not getattr(args, "no_tables", False):
             await workbench.ensure_mlflow_tables(result)
         if getattr(args, "json", False):
@@ -108,6 +111,11 @@ async def run(args, workbench: Workbench) -> int:
         done = await workbench.deprovision(args.user, purge=args.purge, actor=actor)
         print(f"{done['user']}: access revoked for incarnations {done['revoked'] or 'none'};"
               f" data {'deleted for ' + str(done['purged']) if done['purged'] else 'kept'}")
+        return 0
+    if args.command == "suspend":
+        done = await workbench.suspend(args.user, actor=actor)
+        print(f"{done['user']}: access suspended for incarnations {done['suspended'] or 'none'}; data kept."
+              " The next spawn after approval restores it.")
         return 0
     if args.command == "status":
         status = await (workbench.status(args.user) if args.user else workbench.accounts())
@@ -130,8 +138,9 @@ async def run(args, workbench: Workbench) -> int:
     if args.command == "check":
         rows = await workbench.check()
         for what, ok, detail in rows:
-            print(f"{'ok ' if ok else 'FAIL'} {what}: {detail}")
-        return 0 if all(ok for _, ok, _ in rows) else 1
+            # None: a finding to look at (the revocation audit), not a broken service.
+            print(f"{'ok ' if ok else 'WARN' if ok is None else 'FAIL'} {what}: {detail}")
+        return 0 if all(ok is not False for _, ok, _ in rows) else 1
     raise AssertionError(args.command)
 
 

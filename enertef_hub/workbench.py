@@ -29,7 +29,13 @@ from .accounts import Account, AccountRegistry
 from .credentials import derive_secret
 from .environment import make_user_environment
 from .errors import ConfigurationError, ProvisioningError
-from .naming import UserResources, make_team_resources, make_user_resources, normalize_username
+from .naming import (
+    InvalidNameError,
+    UserResources,
+    make_team_resources,
+    make_user_resources,
+    normalize_username,
+)
 from .provisioners.minio import MinioProvisioner
 from .provisioners.postgres import PostgresProvisioner
 from .teams import TeamSync
@@ -256,13 +262,17 @@ class Workbench(SingletonConfigurable):
                 await self._registry.lock_username(conn, name)
                 for account in await self._registry.all(conn, name):
                     resources = make_user_resources(name, account.incarnation)
+                    if account.state != "purged":
+                        # Every kept incarnation is swept again: what a user opened
+                        # before the sweeps existed is closed by the next deletion.
+                        swept = await self.postgres.revoke_user(conn, resources)
+                        swept += await self.minio.revoke_user(resources)
+                        swept += await self.minio.sweep_bucket(resources.bucket)
                     if account.state == "active":
-                        await self.postgres.revoke_user(conn, resources)
-                        await self.minio.revoke_user(resources)
                         await self._registry.set_state(conn, account, "deleted", bump=True)
                         done["revoked"].append(account.incarnation)
-                        events.log_event(self.log, "deprovisioned", name, actor,
-                                         incarnation=account.incarnation, data="purged" if purge else "kept")
+                        events.log_event(self.log, "deprovisioned", name, actor, incarnation=account.incarnation,
+                                         data="purged" if purge else "kept", swept=swept)
                     if purge and account.state != "purged":
                         await self.postgres.purge_user(conn, resources)
                         await self.minio.purge_user(resources)
@@ -300,7 +310,12 @@ class Workbench(SingletonConfigurable):
         return await self.provision(name, actor=actor)
 
     async def rotate(self, username: str, actor: str | None = None) -> ProvisionResult:
-        """Give ``username`` new credentials now; running servers keep the old ones until restarted."""
+        """Give ``username`` new credentials now; every old one stops working.
+
+        The MinIO user is made anew, which also ends the service accounts and STS
+        credentials made from the old key, and the database sessions opened with
+        the old password are ended. A running server loses access until restarted.
+        """
         name = normalize_username(username)
         async with self.postgres.connection() as conn:
             async with conn.transaction():
@@ -309,8 +324,76 @@ class Workbench(SingletonConfigurable):
                 if account is None:
                     raise ProvisioningError(f"{name} has no active account to rotate; provision it first.")
                 await self._registry.rotate(conn, account)
-        events.log_event(self.log, "rotated", name, actor)
-        return await self.provision(name, actor=actor)
+                resources = make_user_resources(name, account.incarnation)
+                removed = await self.minio.revoke_user(resources)
+            teams = await self._registry.teams_of(conn, name)
+        # Provisioning with the recorded teams puts the new MinIO user back in the team groups.
+        result = await self.provision(name, teams=teams, actor=actor)
+        async with self.postgres.connection() as conn:
+            sessions = await self.postgres.end_sessions(conn, resources.role)
+        events.log_event(self.log, "rotated", name, actor, removed=removed, sessions_ended=sessions)
+        return result
+
+    async def suspend(self, username: str, actor: str | None = None) -> dict:
+        """Withdrawn approval: take away database and storage access, keep the data.
+
+        Like a deletion's revocation (NOLOGIN, sessions ended, the sweep, the MinIO
+        user and every key made from it removed) but the account stays active: the
+        next provisioning, once an admin approves the user again, restores access
+        with fresh credentials (the generation is bumped, so old secrets stay dead).
+        """
+        name = normalize_username(username)
+        done = {"user": name, "suspended": [], "swept": []}
+        async with self.postgres.connection() as conn:
+            async with conn.transaction():
+                await self._registry.lock_username(conn, name)
+                account = await self._registry.active(conn, name)
+                if account is not None:
+                    resources = make_user_resources(name, account.incarnation)
+                    done["swept"] = await self.postgres.revoke_user(conn, resources)
+                    done["swept"] += await self.minio.revoke_user(resources)
+                    done["swept"] += await self.minio.sweep_bucket(resources.bucket)
+                    await self._registry.rotate(conn, account)
+                    done["suspended"].append(account.incarnation)
+        events.log_event(self.log, "suspended", name, actor, incarnations=done["suspended"], swept=done["swept"])
+        return done
+
+    async def audit(self) -> list[str]:
+        """Everything the revocation sweeps would remove now, in every store and bucket.
+
+        Grants, default privileges, ``SECURITY DEFINER`` functions, foreign-owned
+        objects and role memberships in users' and teams' schemas; bucket policies
+        and other bucket settings; users' service accounts. Empty on a clean system.
+        """
+        findings = []
+        async with self.postgres.connection() as conn:
+            accounts = [a for a in await self._registry.list_all(conn) if a["state"] != "purged"]
+            for row in accounts:
+                resources = make_user_resources(row["username"], row["incarnation"])
+                findings += [f"user {resources.username}: {f}" for f in await self.postgres.audit_user(conn, resources)]
+            cur = await conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 't\\_%' AND NOT rolcanlogin")
+            teams = []
+            for (role,) in await cur.fetchall():
+                try:
+                    team = make_team_resources(role[2:])
+                except InvalidNameError:
+                    continue
+                if team.role == role:  # a team role of ours, not one that merely looks like it
+                    teams.append(team)
+            for team in teams:
+                findings += [f"team {team.team}: {f}" for f in await self.postgres.audit_team(conn, team)]
+        for row in accounts:
+            resources = make_user_resources(row["username"], row["incarnation"])
+            findings += [f"user {resources.username}: {f}" for f in await self.minio.sweep_bucket(
+                resources.bucket, dry_run=True)]
+        # One admin call lists every user's service accounts and STS credentials.
+        keys = await self.minio.access_keys()
+        for row in accounts:
+            resources = make_user_resources(row["username"], row["incarnation"])
+            findings += [f"user {resources.username}: {kind} {key}" for kind, key in keys.get(resources.minio_user, [])]
+        for team in teams:
+            findings += [f"team {team.team}: {f}" for f in await self.minio.sweep_bucket(team.bucket, dry_run=True)]
+        return findings
 
     # -- inspection -------------------------------------------------------------------
 
@@ -376,6 +459,14 @@ class Workbench(SingletonConfigurable):
                          f" ({(time.perf_counter() - started) * 1000:.1f} ms)"))
         except Exception as exc:
             rows.append(("minio", False, str(exc)))
+        try:
+            findings = await self.audit()
+            rows.append(("revocation audit", True if not findings else None,
+                         "nothing a revocation sweep would remove" if not findings else
+                         f"{len(findings)} found (removed by the next revocation of their user or team):\n    "
+                         + "\n    ".join(findings)))
+        except Exception as exc:
+            rows.append(("revocation audit", False, str(exc)))
         return rows
 
     async def close(self):
