@@ -1,0 +1,168 @@
+"""Issue 11 on one machine: the seeding step, a user's processes and uids, with real system accounts.
+
+The spawner is driven directly (no hub): real ``useradd``/``userdel``, real
+processes under the user's uid, the real seeding subprocess. Tests that make
+system accounts need root, as the single-machine production mode does (CI runs
+as root); without root they are skipped outside CI and fail inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from tornado import web
+from traitlets.config import Config
+
+from enertef_hub import sysaccounts
+from enertef_hub.localspawner import EnerTEFLocalSpawner, default_notebook_scripts
+from tests.conftest import unique_name
+
+
+@pytest.fixture
+def root():
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("system accounts need root, and CI runs as root")
+        pytest.skip("system accounts need root (CI runs it)")
+
+
+@pytest.fixture
+def home_root():
+    # Not under pytest's private tmp_path: the users' homes must be reachable by them.
+    path = Path(tempfile.mkdtemp(prefix="enertef-sec-", dir="/var/tmp"))
+    os.chmod(path, 0o755)
+    yield path
+    for account in pwd.getpwall():
+        if account.pw_dir.startswith(str(path)):
+            subprocess.run(["userdel", account.pw_name], check=False, capture_output=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def make_spawner(name: str, home_root: Path, **config) -> EnerTEFLocalSpawner:
+    c = Config()
+    c.EnerTEFLocalSpawner.home_root = str(home_root)
+    c.EnerTEFLocalSpawner.notebook_scripts_dir = default_notebook_scripts()
+    for key, value in config.items():
+        setattr(c.EnerTEFLocalSpawner, key, value)
+    user = mock.Mock()
+    user.name = name
+    user.groups = []
+    spawner = EnerTEFLocalSpawner(user=user, config=c)
+    spawner._enertef_events = []
+    return spawner
+
+
+def start_as(account: pwd.struct_passwd, *cmd: str) -> subprocess.Popen:
+    """A process of the account that left its server's session (``setsid``), as a kernel's child can."""
+    return subprocess.Popen(["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups",
+                             "setsid", *cmd], start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+# -- seeding --------------------------------------------------------------------------------------
+
+
+async def test_home_cannot_shadow_the_seeding_module_or_fake_events(home_root, caplog):
+    spawner = make_spawner(unique_name("mallory"), home_root, run_as_hub_user=True)
+    home = Path(spawner.home_dir)
+    fake = home / "enertef_hub" / "provisioners"
+    fake.mkdir(parents=True)
+    (home / "enertef_hub" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "seeding.py").write_text(
+        "import pathlib\n"
+        f"pathlib.Path({str(home / 'pwned')!r}).write_text('ran')\n"
+        "print('enertef-event {\"event\": \"deprovisioned\", \"user\": \"admin\"}')\n"
+        "print('{\"seeded\": true, \"counts\": {}, \"refused\": [\"x\\\\nenertef-event {}\"]}')\n")
+    os.chmod(home, 0o700)
+    with caplog.at_level(logging.DEBUG):
+        await spawner._seed_home()
+    assert not (home / "pwned").exists()  # our module ran, not the user's
+    assert (home / "notebook-scripts" / "mlflow_group_utils.py").is_file()
+    assert "enertef-event " not in caplog.text
+
+
+@pytest.mark.parametrize("bad", ["symlink", "file"])
+async def test_bad_notebook_scripts_folder_never_stops_the_spawn(home_root, bad):
+    spawner = make_spawner(unique_name("mallory"), home_root, run_as_hub_user=True)
+    home = Path(spawner.home_dir)
+    home.mkdir(mode=0o700)
+    if bad == "symlink":
+        (home / "notebook-scripts").symlink_to("/etc")
+    else:
+        (home / "notebook-scripts").write_text("not a folder")
+    await spawner._seed_home()  # before issue 11: ProvisioningError, the spawn failed with a 500
+    messages = [e["message"] for e in spawner._enertef_events]
+    assert any("not updated" in m and "symlink or a file" in m for m in messages), messages
+
+
+# -- processes and uids ---------------------------------------------------------------------------
+
+
+async def test_deletion_ends_every_process_of_the_account(root, home_root):
+    spawner = make_spawner(unique_name("mallory"), home_root)
+    await spawner._ensure_system_user()
+    account = pwd.getpwnam(spawner.system_username)
+    detached = [start_as(account, "sleep", "600") for _ in range(2)]
+    for _ in range(50):
+        if len(sysaccounts.processes_of(account.pw_uid)) >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert len(sysaccounts.processes_of(account.pw_uid)) >= 2
+
+    await spawner.delete_forever()
+
+    assert sysaccounts.processes_of(account.pw_uid) == []
+    assert all(p.wait(timeout=10) is not None for p in detached)
+    with pytest.raises(KeyError):
+        pwd.getpwnam(spawner.system_username)
+    # The same name starts again: a new account with a home of its own.
+    again = make_spawner(spawner.user.name, home_root)
+    await again._ensure_system_user()
+    assert Path(again.home_dir).is_dir()
+
+
+async def test_deletion_fails_clearly_while_a_process_survives(root, home_root):
+    spawner = make_spawner(unique_name("mallory"), home_root)
+    await spawner._ensure_system_user()
+    account = pwd.getpwnam(spawner.system_username)
+    survivor = start_as(account, "sleep", "600")
+    try:
+        with mock.patch.object(sysaccounts, "end_processes", return_value=[survivor.pid]), \
+                pytest.raises(web.HTTPError) as raised:
+            await spawner.delete_forever()
+        assert raised.value.status_code == 500 and str(survivor.pid) in raised.value.log_message
+        assert pwd.getpwnam(spawner.system_username)  # nothing half-deleted: the account is still there
+        await spawner.delete_forever()  # once the process can be ended, deletion completes
+        with pytest.raises(KeyError):
+            pwd.getpwnam(spawner.system_username)
+    finally:
+        survivor.kill()
+
+
+async def test_new_account_never_gets_the_uid_of_a_live_process(root, home_root):
+    # A process left by a deleted account: its uid is the one useradd would hand out next.
+    low = sysaccounts._login_defs("UID_MIN", 1000)
+    next_free = max([a.pw_uid for a in pwd.getpwall() if low <= a.pw_uid < 60000], default=low - 1) + 1
+    orphan = subprocess.Popen(["setpriv", f"--reuid={next_free}", f"--regid={next_free}", "--clear-groups",
+                               "sleep", "600"])
+    try:
+        for _ in range(50):
+            if sysaccounts.processes_of(next_free):
+                break
+            await asyncio.sleep(0.1)
+        spawner = make_spawner(unique_name("victim"), home_root)
+        await spawner._ensure_system_user()
+        assert pwd.getpwnam(spawner.system_username).pw_uid != next_free
+    finally:
+        orphan.kill()
+        orphan.wait()
