@@ -50,10 +50,26 @@ def user_origin_settings(hub_url: str) -> dict[str, object]:
             " http://localhost:PORT on one machine, or a host name with wildcard DNS"
         )
     origin = f"{parts.scheme}://{parts.netloc.lower()}"
-    return {
-        "subdomain_host": origin,
-        "cookie_host_prefix_enabled": parts.scheme == "https" or is_loopback_name(host),
-    }
+    host_prefix = parts.scheme == "https" or is_loopback_name(host)
+    settings: dict[str, object] = {"subdomain_host": origin, "cookie_host_prefix_enabled": host_prefix}
+    if host_prefix and parts.scheme == "http":
+        # JupyterHub marks __Host- cookies Secure itself, except the OAuth state cookie of
+        # users' servers on http (JupyterHub 5.5 and 6.1): without Secure the browser
+        # drops it and every login to a server fails ("oauth state does not match").
+        # cookie_options reach the hub's cookies and, through
+        # JUPYTERHUB_COOKIE_OPTIONS, the servers'.
+        settings["tornado_settings"] = {"cookie_options": {"secure": True}}
+    return settings
+
+
+def apply_user_origins(jupyterhub_config, hub_url: str) -> None:
+    """Set :func:`user_origin_settings` on ``c.JupyterHub``, merging ``tornado_settings``."""
+    for name, value in user_origin_settings(hub_url).items():
+        if name == "tornado_settings":
+            merged = dict(jupyterhub_config.get("tornado_settings", {}) or {})
+            merged["cookie_options"] = {**merged.get("cookie_options", {}), **value["cookie_options"]}
+            value = merged
+        setattr(jupyterhub_config, name, value)
 
 
 def user_url(hub_url: str, username: str, path: str = "") -> str:

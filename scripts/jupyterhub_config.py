@@ -18,11 +18,10 @@ os.makedirs(os.path.join(STATE, "hub"), mode=0o700, exist_ok=True)
 # Each user's server gets an origin of its own (<name>.<host>), so a page a user
 # serves cannot act with a visitor's hub session (enertef_hub.origins explains it).
 # http://localhost:PORT needs no DNS; another host needs wildcard DNS (and TLS).
-from enertef_hub.origins import loopback_bind_url, user_origin_settings  # noqa: E402
+from enertef_hub.origins import apply_user_origins, loopback_bind_url  # noqa: E402
 
 HUB_URL = os.environ.get("ENERTEF_HUB_URL", "http://localhost:8000")
-for _name, _value in user_origin_settings(HUB_URL).items():
-    setattr(c.JupyterHub, _name, _value)
+apply_user_origins(c.JupyterHub, HUB_URL)
 c.JupyterHub.bind_url = os.environ.get("ENERTEF_HUB_BIND_URL") or loopback_bind_url(HUB_URL)
 c.JupyterHub.db_url = f"sqlite:///{STATE}/hub/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = f"{STATE}/hub/jupyterhub_cookie_secret"

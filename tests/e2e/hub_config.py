@@ -24,11 +24,10 @@ c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{public_port + 2}"
 c.ConfigurableHTTPProxy.should_start = True
 # Production-like: every user's server on an origin of its own, <name>.localhost:PORT
 # (browsers resolve *.localhost to loopback; the harness maps it for Python clients).
-from enertef_hub.origins import user_origin_settings  # noqa: E402
+from enertef_hub.origins import apply_user_origins  # noqa: E402
 
 if not os.environ.get("ENERTEF_E2E_SHARED_ORIGIN"):
-    for _name, _value in user_origin_settings(f"http://localhost:{public_port}").items():
-        setattr(c.JupyterHub, _name, _value)
+    apply_user_origins(c.JupyterHub, f"http://localhost:{public_port}")
 
 # -- state of this run only ----------------------------------------------------------------
 c.JupyterHub.db_url = f"sqlite:///{state_dir}/jupyterhub.sqlite"
@@ -55,7 +54,7 @@ c.EnerTEFLocalSpawner.home_root = f"{state_dir}/homes"
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 120
 # Answer a spawn request at once (202) so tests can follow the progress events.
-c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
+c.JupyterHub.tornado_settings = {**c.JupyterHub.get("tornado_settings", {}), "slow_spawn_timeout": 0}
 c.Spawner.default_url = "/lab"
 
 _first, _last = (int(p) for p in os.environ["ENERTEF_E2E_USER_PORTS"].split("-"))

@@ -11,6 +11,7 @@ through the hub's proxy and sees the run and the curves.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import re
 import secrets
@@ -104,6 +105,13 @@ async def execute_notebook(server_url: str, token: str, path: str) -> list[str]:
     return errors
 
 
+def run_coroutine(coroutine):
+    """asyncio.run in a thread of its own: once a test of the session has opened the
+    browser, Playwright's sync API keeps an event loop running in this thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def libpq_uri(sqlalchemy_uri: str) -> str:
     return urlunsplit(urlsplit(sqlalchemy_uri)._replace(scheme="postgresql"))
 
@@ -122,7 +130,7 @@ def test_seeded_scripts_and_launcher_entries(user) -> None:
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_example_notebook_runs_in_the_server(user, notebook) -> None:
-    errors = asyncio.run(execute_notebook(user["url"], user["token"], f"notebook-scripts/{notebook}"))
+    errors = run_coroutine(execute_notebook(user["url"], user["token"], f"notebook-scripts/{notebook}"))
     assert not errors, "\n\n".join(errors)
 
 
@@ -163,14 +171,17 @@ def test_browser_sees_the_run_in_mlflow_and_the_curves_in_tensorboard(hub, user,
             sql.SQL("SELECT experiment_id FROM {}.experiments WHERE name = '01-getting-started'")
             .format(sql.Identifier(schema))
         ).fetchone()
-    page.goto(f"{hub.url}/user/{name}/mlflow/#/experiments/{experiment_id}/runs")
+    # The user's own origin (http://<name>.localhost:PORT/user/<name>/...).
+    page.goto(f"{user['url']}mlflow/#/experiments/{experiment_id}/runs")
     expect(page.get_by_text("first-run").first).to_be_visible(timeout=60_000)
 
-    page.goto(f"{hub.url}/user/{name}/tensorboard/#timeseries")
+    page.goto(f"{user['url']}tensorboard/#timeseries")
     expect(page.get_by_text("accuracy/val").first).to_be_visible(timeout=90_000)
     # The same data the dashboard draws, fetched through the hub with the user's cookies:
     # one run (the notebook's TensorBoardLogger()) with both curves and the weights histogram.
-    tags = page.request.get(f"{hub.url}/user/{name}/tensorboard/data/plugin/scalars/tags").json()
+    # (fetched by the page itself: Playwright's own request client cannot resolve *.localhost)
+    fetch_json = "url => fetch(url, {credentials: 'same-origin'}).then(r => r.json())"
+    tags = page.evaluate(fetch_json, f"{user['url']}tensorboard/data/plugin/scalars/tags")
     assert any({"loss/train", "accuracy/val"} <= set(run_tags) for run_tags in tags.values()), tags
-    histograms = page.request.get(f"{hub.url}/user/{name}/tensorboard/data/plugin/histograms/tags").json()
+    histograms = page.evaluate(fetch_json, f"{user['url']}tensorboard/data/plugin/histograms/tags")
     assert any("weights" in run_tags for run_tags in histograms.values()), histograms

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from hubharness import server_environment, server_pid, signup_and_approve, start_server
+from enertef_hub.naming import MAX_NAME_LENGTH
+from hubharness import server_environment, server_pid, signup, signup_and_approve, start_server
 from tests.conftest import unique_name
 
 from .conftest import running_hub
@@ -91,3 +92,16 @@ def test_deleting_a_user_removes_the_account_and_locks_the_home_away(system_hub)
     (archive,) = [p for p in home.parent.iterdir() if p.name.startswith(f"jupyter-{carol}.deleted-")]
     assert archive.stat().st_uid == 0 and stat.S_IMODE(archive.stat().st_mode) == 0o700
     assert (archive / "results.txt").read_text() == "carol's work"  # kept, not deleted
+
+
+def test_the_longest_name_sign_up_accepts_spawns_as_a_system_account(system_hub):
+    # Sign-up accepts names up to naming.MAX_NAME_LENGTH (24): jupyter-<name> is then
+    # exactly 32 characters, the system account limit, and the server starts.
+    longest = unique_name("l" * (MAX_NAME_LENGTH - 8))
+    assert len(longest) == MAX_NAME_LENGTH
+    start_server(system_hub, signup_and_approve(system_hub, longest, "correct horse battery 4"))
+    account = pwd.getpwnam(f"jupyter-{longest}")
+    assert len(account.pw_name) == 32
+    assert os.stat(f"/proc/{server_pid(system_hub, longest)}").st_uid == account.pw_uid
+    # One more character is refused at sign-up, before anything exists.
+    assert signup(system_hub, longest + "x", "correct horse battery 5").status_code == 400

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from enertef_hub.origins import loopback_bind_url, user_origin_settings, user_url
+from enertef_hub.origins import apply_user_origins, loopback_bind_url, user_origin_settings, user_url
 
 
 @pytest.mark.parametrize(
@@ -17,9 +17,24 @@ from enertef_hub.origins import loopback_bind_url, user_origin_settings, user_ur
     ],
 )
 def test_settings(url, subdomain_host, host_prefix):
-    assert user_origin_settings(url) == {
-        "subdomain_host": subdomain_host,
-        "cookie_host_prefix_enabled": host_prefix,
+    settings = user_origin_settings(url)
+    assert settings["subdomain_host"] == subdomain_host
+    assert settings["cookie_host_prefix_enabled"] is host_prefix
+    # __Host- cookies on http://localhost: every cookie Secure (users' OAuth state too)
+    secure_http = host_prefix and url.lower().startswith("http:")
+    assert ("tornado_settings" in settings) is secure_http
+
+
+def test_apply_merges_tornado_settings():
+    from traitlets.config import Config
+
+    c = Config()
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0, "cookie_options": {"samesite": "Lax"}}
+    apply_user_origins(c.JupyterHub, "http://localhost:8000")
+    assert c.JupyterHub.subdomain_host == "http://localhost:8000"
+    assert c.JupyterHub.tornado_settings == {
+        "slow_spawn_timeout": 0,
+        "cookie_options": {"samesite": "Lax", "secure": True},
     }
 
 
