@@ -37,11 +37,13 @@ class KubeAPI:
     def __init__(self, env: dict[str, str]):
         self.url = env["KUBE_API_URL"]
         self.session = requests.Session()
-        self.session.verify = env["KUBE_CA"]
+        self.ca = env["KUBE_CA"]
         self.session.cert = (env["KUBE_ADMIN_CERT"], env["KUBE_ADMIN_KEY"])
 
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
         kwargs.setdefault("timeout", 30)
+        # Per request: REQUESTS_CA_BUNDLE in the environment would override a session's.
+        kwargs.setdefault("verify", self.ca)
         return self.session.request(method, self.url + path, **kwargs)
 
     def get(self, path: str, missing_ok: bool = False) -> dict | None:

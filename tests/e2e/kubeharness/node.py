@@ -67,7 +67,7 @@ def image_profile(image: str) -> ImageProfile | None:
     """The local stand-in of a container image, or None for an image nothing plays."""
     system_path = "/usr/local/bin:/usr/bin:/bin"
     if "configurable-http-proxy" in image:
-        return ImageProfile("proxy", system_path, "/srv/configurable-http-proxy", 65534, 65534, python=False)
+        return ImageProfile("proxy", system_path, "/", 65534, 65534, python=False)
     if "enertef-hub" in image or "k8s-hub" in image:
         # jn-tb/hub/Dockerfile: z2jh's hub image plus our package and config snippets.
         return ImageProfile(
@@ -120,6 +120,7 @@ class Forwarder:
 
     def __init__(self, ip: str, port: int, resolve):
         self.resolve = resolve
+        self.service: tuple[str, int] | None = None
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -130,6 +131,7 @@ class Forwarder:
         self.sock.listen(128)
         self.sock.settimeout(0.5)
         self.closed = False
+        self.connections: set[socket.socket] = set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -153,6 +155,7 @@ class Forwarder:
             return
         upstream.settimeout(None)
         client.settimeout(None)
+        self.connections |= {client, upstream}
         threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
         self._pipe(client, upstream)
 
@@ -171,9 +174,19 @@ class Forwarder:
                     pass
                 s.close()
 
+    def drop_connections(self):
+        """Break every open connection, as when the endpoint behind them goes away."""
+        for conn in list(self.connections):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.connections.clear()
+
     def close(self):
         self.closed = True
         self.sock.close()
+        self.drop_connections()
 
 
 @dataclass
@@ -203,6 +216,14 @@ class Node:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.api_host, self.api_port = "127.0.0.1", env["KUBE_API_PORT"]
+        self.proxy_public: tuple[str, int] | None = None  #: where a port-forward to proxy-public leads
+
+    def set_external(self, service: str, port: int, target: tuple[str, int]):
+        """Lead Service ``service:port`` to ``target`` from now on, breaking open connections."""
+        self.external[(service, port)] = target
+        for forwarder in self.forwarders.values():
+            if forwarder.service == (service, port):
+                forwarder.drop_connections()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -298,6 +319,7 @@ class Node:
                 if key not in self.forwarders:
                     name = service["metadata"]["name"]
                     self.forwarders[key] = Forwarder(ip, port["port"], lambda n=name, p=port: self._endpoint(n, p))
+                    self.forwarders[key].service = (name, port["port"])
         for key in set(self.forwarders) - wanted:
             self.forwarders.pop(key).close()
 
@@ -520,12 +542,17 @@ class Node:
                 env[item["name"]] = expand(item["value"], env)
                 continue
             ref = item.get("valueFrom", {})
-            if "secretKeyRef" in ref:
-                secret = self.api.get(f"/api/v1/namespaces/{self.ns}/secrets/{ref['secretKeyRef']['name']}")
-                env[item["name"]] = base64.b64decode(secret["data"][ref["secretKeyRef"]["key"]]).decode()
-            elif "configMapKeyRef" in ref:
-                cm = self.api.get(f"/api/v1/namespaces/{self.ns}/configmaps/{ref['configMapKeyRef']['name']}")
-                env[item["name"]] = cm["data"][ref["configMapKeyRef"]["key"]]
+            if "secretKeyRef" in ref or "configMapKeyRef" in ref:
+                key_ref = ref.get("secretKeyRef") or ref["configMapKeyRef"]
+                kind = "secrets" if "secretKeyRef" in ref else "configmaps"
+                obj = self.api.get(f"/api/v1/namespaces/{self.ns}/{kind}/{key_ref['name']}",
+                                   missing_ok=key_ref.get("optional", False)) or {}
+                value = (obj.get("data") or {}).get(key_ref["key"])
+                if value is None:
+                    if key_ref.get("optional"):
+                        continue  # an optional key that is absent: the variable is not set
+                    raise RuntimeError(f"pod {pod['metadata']['name']}: {kind} {key_ref['name']} has no key {key_ref['key']}")
+                env[item["name"]] = base64.b64decode(value).decode() if kind == "secrets" else value
             elif "fieldRef" in ref:
                 env[item["name"]] = self._field(pod, ref["fieldRef"]["fieldPath"])
             elif "resourceFieldRef" in ref:

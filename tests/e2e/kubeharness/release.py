@@ -47,7 +47,7 @@ def secret_manifest(name: str, namespace: str, data: dict[str, str]) -> dict:
     }
 
 
-def make_secrets(namespace: str, services_env: dict[str, str]) -> list[dict]:
+def make_secrets(namespace: str, services_env: dict[str, str], hub_admin_password: str) -> list[dict]:
     """The four Secrets of ``scripts/start.sh`` (shape: chart-values/manifests/secrets.example.yaml).
 
     PostgreSQL and MinIO are this machine's (``scripts/services.sh``), so their
@@ -67,7 +67,8 @@ def make_secrets(namespace: str, services_env: dict[str, str]) -> list[dict]:
             "ENERTEF_POSTGRES_ADMIN_URL": admin_url,
             "ENERTEF_MINIO_ACCESS_KEY": services_env["ENERTEF_MINIO_ACCESS_KEY"],
             "ENERTEF_MINIO_SECRET_KEY": services_env["ENERTEF_MINIO_SECRET_KEY"],
-            "ENERTEF_SECRET_KEY": services_env["ENERTEF_SECRET_KEY"]}),
+            "ENERTEF_SECRET_KEY": services_env["ENERTEF_SECRET_KEY"],
+            "ENERTEF_HUB_ADMIN_PASSWORD": hub_admin_password}),
     ]
 
 
@@ -79,11 +80,13 @@ def external_services(services_env: dict[str, str]) -> dict[tuple[str, int], tup
             ("enertef-minio", 9000): (minio.hostname, minio.port or 80)}
 
 
-def overlay_values(api_token: str, extra: dict | None = None) -> dict:
-    """What differs from chart-values/jupyterhub.yaml on this machine: only a test API token.
+def overlay_values(api_token: str, public_url: str, extra: dict | None = None) -> dict:
+    """What differs from chart-values/jupyterhub.yaml on this machine.
 
-    The token is a JupyterHub service of the chart (``hub.services``) with a role
-    (``hub.loadRoles``), so the test can ask the hub REST API about users and servers.
+    - a test API token: a JupyterHub service of the chart (``hub.services``) with a
+      role (``hub.loadRoles``), so the test can ask the hub REST API about users;
+    - if the values give users origins of their own (``subdomain_host``), the
+      hub's public URL here (the port of the test's port-forward).
     """
     values = {
         "hub": {
@@ -94,13 +97,17 @@ def overlay_values(api_token: str, extra: dict | None = None) -> dict:
             }},
         },
     }
+    chart_values = yaml.safe_load((REPO / "chart-values" / "jupyterhub.yaml").read_text())
+    if chart_values["hub"].get("config", {}).get("JupyterHub", {}).get("subdomain_host"):
+        values["hub"]["config"] = {"JupyterHub": {"subdomain_host": public_url}}
     for key, value in (extra or {}).items():
         values.setdefault(key, {}).update(value)
     return values
 
 
 def install(env: dict[str, str], api: KubeAPI, namespace: str, services_env: dict[str, str],
-            work_dir: Path, api_token: str, extra_values: dict | None = None) -> str:
+            work_dir: Path, api_token: str, public_url: str, hub_admin_password: str,
+            extra_values: dict | None = None) -> str:
     """Create the namespace, apply manifests and Secrets, ``helm install``; return helm's output."""
     kubectl(env, "create", "namespace", namespace)
     docs = []
@@ -109,14 +116,14 @@ def install(env: dict[str, str], api: KubeAPI, namespace: str, services_env: dic
             if doc:
                 doc["metadata"]["namespace"] = namespace
                 docs.append(doc)
-    docs += make_secrets(namespace, services_env)
+    docs += make_secrets(namespace, services_env, hub_admin_password)
     # MinIO is installed from its own chart in a real deployment: its Service here.
     docs.append({"apiVersion": "v1", "kind": "Service",
                  "metadata": {"name": "enertef-minio", "namespace": namespace},
                  "spec": {"ports": [{"name": "http", "port": 9000, "targetPort": 9000}]}})
     kubectl(env, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
     overlay = work_dir / "overlay-values.yaml"
-    overlay.write_text(yaml.safe_dump(overlay_values(api_token, extra_values)))
+    overlay.write_text(yaml.safe_dump(overlay_values(api_token, public_url, extra_values)))
     overlay.chmod(0o600)
     proc = subprocess.run(
         ["helm", "install", RELEASE, str(chart_dir()), "--namespace", namespace,
