@@ -8,6 +8,8 @@
     enertef-hub status [USER] [--json]       lifecycle state and resources
     enertef-hub check                        connectivity and configuration doctor
     enertef-hub sync [--loop SECONDS]        team memberships := JupyterHub's groups
+    enertef-hub upgrade-stores [--jobs N]    bring every MLflow store to this MLflow's schema
+    enertef-hub usage [--json]               sizes in PostgreSQL and MinIO, quotas, last activity
 
 Settings come from ``--config FILE`` (a ``jupyterhub_config.py``) and the
 ``ENERTEF_*`` environment variables, exactly as in the hub. Exit codes: 0 done,
@@ -20,13 +22,17 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 
 from traitlets.config import Config, PyFileConfigLoader
 
+from . import events
 from .errors import EnerTEFError
 from .hubapi import fetch_groups
 from .naming import InvalidNameError
+from .store_upgrades import ProgressBar
+from .usage import collect_usage, format_usage
 from .workbench import Workbench
 
 SECRET_NAMES = ("AWS_SECRET_ACCESS_KEY",)
@@ -85,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", type=float, metavar="SECONDS",
                    help="repeat every SECONDS (as a hub service); the bound on revocation delay")
     p.add_argument("--api-url", help="JupyterHub API URL (default $JUPYTERHUB_API_URL)")
+    p = sub.add_parser("usage", help="bytes in PostgreSQL and MinIO per user, team and kept account")
+    p.add_argument("--json", action="store_true", help="machine-readable (sizes in bytes)")
+    p = sub.add_parser("upgrade-stores", help="upgrade every user and team MLflow store made by an older MLflow")
+    p.add_argument("--jobs", type=int, default=2, metavar="N", help="stores upgraded at once (default 2)")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
     return parser
 
 
@@ -122,7 +133,13 @@ async def run(args, workbench: Workbench) -> int:
         print(json.dumps(status, indent=2, default=str) if args.json or not args.user else _format_status(status))
         return 0
     if args.command == "sync":
-        while True:
+        # As a hub service it is stopped with SIGINT/SIGTERM: end the wait at once
+        # (the hub otherwise waits for its stop timeouts before its own shutdown).
+        stop = asyncio.Event()
+        if args.loop:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        while not stop.is_set():
             try:
                 groups = await asyncio.to_thread(fetch_groups, args.api_url)
                 report = await workbench.sync_teams(groups, actor="sync")
@@ -134,7 +151,18 @@ async def run(args, workbench: Workbench) -> int:
                 print(f"error: team sync failed, retrying in {args.loop} s: {exc}", file=sys.stderr, flush=True)
             if not args.loop:
                 return 0
-            await asyncio.sleep(args.loop)
+            try:
+                await asyncio.wait_for(stop.wait(), args.loop)
+            except asyncio.TimeoutError:
+                pass
+        print("team sync stopped", file=sys.stderr, flush=True)
+        return 0
+    if args.command == "usage":
+        rows = await collect_usage(workbench)
+        print(json.dumps(rows, indent=2) if args.json else format_usage(rows, workbench.quotas.postgres_soft_limit))
+        return 0
+    if args.command == "upgrade-stores":
+        return await upgrade_stores(workbench, args.jobs, args.json)
     if args.command == "check":
         rows = await workbench.check()
         for what, ok, detail in rows:
@@ -142,6 +170,40 @@ async def run(args, workbench: Workbench) -> int:
             print(f"{'ok ' if ok else 'WARN' if ok is None else 'FAIL'} {what}: {detail}")
         return 0 if all(ok is not False for _, ok, _ in rows) else 1
     raise AssertionError(args.command)
+
+
+async def upgrade_stores(workbench: Workbench, jobs: int, as_json: bool) -> int:
+    """Upgrade every behind store; one line per failure; exit 1 if any failed.
+
+    Resumable by design: a store already at the head is skipped, so running it
+    again after an interruption or a failure does only what is left.
+    """
+    stores = await workbench.all_mlflow_stores()
+    head = await workbench.upgrader.head() if any(s.revision for s in stores) else None
+    behind = await workbench.upgrader.behind(stores)
+    print(f"{len(stores)} stores; {len(behind)} behind MLflow"
+          f" {head['mlflow'] if head else '(none has tables)'}"
+          f"{' schema ' + head['head'] if head else ''}", file=sys.stderr)
+    bar = ProgressBar(len(behind), sys.stderr)
+    outcomes = await workbench.upgrader.ensure_all(
+        behind, jobs, on_done=lambda store, outcome: bar.update(store.schema, not isinstance(outcome, Exception)))
+    failed = [(store, outcome) for store, outcome in outcomes if isinstance(outcome, Exception)]
+    for store, outcome in outcomes:
+        if not isinstance(outcome, Exception):
+            events.log_event(workbench.log, "store-upgraded", store.name, "cli", store=store.schema,
+                             revision_from=outcome["from"], revision_to=outcome["to"], seconds=outcome["seconds"])
+    if as_json:
+        print(json.dumps({
+            "stores": len(stores), "head": head,
+            "upgraded": [{"store": s.schema, **o} for s, o in outcomes if not isinstance(o, Exception)],
+            "failed": [{"store": s.schema, "error": str(o)} for s, o in failed],
+        }, indent=2))
+    else:
+        print(f"{len(behind) - len(failed)} upgraded, {len(failed)} failed,"
+              f" {len(stores) - len(behind)} already current or empty")
+        for store, exc in failed:
+            print(f"FAIL {store.kind} store {store.schema}: {exc}")
+    return 1 if failed else 0
 
 
 def _format_status(status: dict) -> str:

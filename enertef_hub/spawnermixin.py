@@ -79,6 +79,14 @@ class EnerTEFSpawnerMixin:
             self._enertef_progress(30, f"MLflow store {result.resources.schema} and bucket"
                                        f" {result.resources.bucket} ready")
             await self.prepare_home(result)
+            # A store made by an older MLflow must be upgraded before the server's
+            # MLflow touches it (MLflow refuses an out-of-date schema).
+            try:
+                if await self.workbench.upgrade_mlflow_stores(result, lambda m: self._enertef_progress(35, m)):
+                    self._enertef_progress(38, "MLflow store upgraded")
+            except EnerTEFError as exc:
+                self._enertef_progress(100, f"Could not upgrade your MLflow store: {exc}")
+                raise
             # MLflow's first migration takes seconds: run it while the server starts.
             tables = asyncio.ensure_future(self.workbench.ensure_mlflow_tables(result))
             self._enertef_progress(40, "Starting your server…")

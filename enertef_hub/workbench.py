@@ -14,7 +14,6 @@ created in this attempt, so nothing half-made remains.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
@@ -38,7 +37,9 @@ from .naming import (
 )
 from .provisioners.minio import MinioProvisioner
 from .provisioners.postgres import PostgresProvisioner
+from .store_upgrades import Store, StoreUpgrader, sqlalchemy_uri
 from .teams import TeamSync
+from .usage import Quotas
 
 
 @dataclass
@@ -93,9 +94,11 @@ class Workbench(SingletonConfigurable):
         return sys.executable
 
     mlflow_tables_timeout = Integer(
-        180,
+        600,
         config=True,
-        help="""Seconds to wait for the MLflow tables of a new store to be created.""",
+        help="""Seconds one MLflow store may take to get its tables (a new store, ~1.5 s)
+        or to be upgraded to a newer MLflow's schema (large stores take longest). Past
+        it the migration is stopped and rolled back, leaving the store as it was.""",
     )
 
     postgres = Instance(PostgresProvisioner)
@@ -112,6 +115,8 @@ class Workbench(SingletonConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._registry = AccountRegistry(self.postgres.registry_schema)
+        self.upgrader = StoreUpgrader(self.mlflow_python, self.mlflow_tables_timeout, parent=self, log=self.log)
+        self.quotas = Quotas(parent=self, log=self.log)
         self.teams = TeamSync(self.postgres, self.minio, self._registry, self.log)
 
     # -- provisioning -----------------------------------------------------------
@@ -134,7 +139,18 @@ class Workbench(SingletonConfigurable):
             async with self.postgres.connection() as conn:
                 result.teams = await self._registry.teams_of(conn, name)
         result.environment["ENERTEF_TEAMS"] = ",".join(result.teams)
+        await self.ensure_bucket_quotas(result)
         return result
+
+    async def ensure_bucket_quotas(self, result: ProvisionResult):
+        """Give the user's bucket and their teams' buckets the quotas of :class:`~.usage.Quotas`."""
+        quotas = {result.resources.bucket: self.quotas.user_quota(result.resources.username, result.teams)}
+        for team in result.teams:
+            quotas[make_team_resources(team).bucket] = self.quotas.team_quota(team)
+        try:
+            await self.quotas.ensure(self.minio, quotas)
+        except Exception as exc:  # the workbench works without; the admin is told
+            self.log.warning("Bucket quotas of %s not applied: %s", result.resources.username, exc)
 
     async def _provision_user(self, name: str, actor, started: float) -> ProvisionResult:
         async with self.postgres.connection() as conn:
@@ -191,59 +207,90 @@ class Workbench(SingletonConfigurable):
     def _minio_secret(self, resources: UserResources, account: Account) -> str:
         return derive_secret(self.secret_key, "minio", resources, account.generation)
 
-    async def ensure_mlflow_tables(self, result: ProvisionResult):
-        """Create MLflow's tables in the user's schema unless they exist (as the user's role).
+    def mlflow_stores(self, result: ProvisionResult) -> list[Store]:
+        """The user's store and their teams' stores, each with the environment that acts as its role.
 
-        Runs MLflow in a subprocess so the hub never imports it; the secrets go
-        through the subprocess's environment, never its command line.
+        A team store is reached with the member's credentials and ``-c role=<team role>``,
+        so what MLflow creates there belongs to the team.
         """
-        if not self.prepare_mlflow_tables:
-            return
-        stores = [(result.resources, result.environment)]
+        stores = [Store("user", result.resources.username, result.resources.schema, result.environment)]
         for team_name in result.teams:
             team = make_team_resources(team_name)
             env = dict(result.environment)
             env["MLFLOW_TRACKING_URI"] = tracking_uri_with_options(
                 env["MLFLOW_TRACKING_URI"], f"-c role={team.role} -c search_path={team.schema}")
             env["ENERTEF_MLFLOW_ARTIFACT_ROOT"] = f"s3://{team.bucket}/mlflow"
-            stores.append((team, env))
-        async with self.postgres.connection() as conn:
-            missing = [(res, env) for res, env in stores
-                       if not (await self.postgres.store_state(conn, res))["mlflow_tables"]]
-        await asyncio.gather(*(self._create_mlflow_tables(result.resources.username, env) for _, env in missing))
+            stores.append(Store("team", team.team, team.schema, env))
+        return stores
 
-    async def _create_mlflow_tables(self, username: str, environment: dict[str, str]):
-        env = dict(os.environ)
-        for key in list(env):
-            if key.startswith("ENERTEF_") or key.startswith("AWS_") or key.startswith("MLFLOW_"):
-                del env[key]
-        env.update(environment)
-        proc = await asyncio.create_subprocess_exec(
-            self.mlflow_python, "-m", "enertef_hub.mlflow_tables",
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            output, _ = await asyncio.wait_for(proc.communicate(), self.mlflow_tables_timeout)
-        except asyncio.TimeoutError:
-            proc.kill()
-            raise ProvisioningError(
-                "Preparing your MLflow store took too long. Your server can still be used;"
-                " ask an admin to check the database load."
-            ) from None
-        if proc.returncode != 0:
-            text = output.decode(errors="replace")[-2000:]
-            for secret in (environment["AWS_SECRET_ACCESS_KEY"], self._password_in(environment)):
-                text = text.replace(secret, "***")  # never a secret in the hub's log
-            self.log.error("Preparing MLflow tables of %s failed:\n%s", username, text)
-            raise ProvisioningError(
-                "Preparing your MLflow store failed (details in the hub log). Ask an admin to"
-                " run `enertef-hub check`."
-            )
+    async def upgrade_mlflow_stores(self, result: ProvisionResult, progress=None) -> list[Store]:
+        """Upgrade the user's and teams' stores that an older MLflow made (before the server starts).
+
+        ``progress(message)`` is told what is upgraded. Raises StoreUpgradeError naming
+        the store when one cannot be upgraded; its data is then as it was.
+        """
+        stores = self.mlflow_stores(result)
+        async with self.postgres.connection() as conn:
+            await self.upgrader.read_revisions(conn, stores)
+        behind = await self.upgrader.behind(stores)
+        if behind and progress is not None:
+            head = await self.upgrader.head()
+            progress(f"Upgrading MLflow store{'s' if len(behind) > 1 else ''} "
+                     f"{', '.join(s.schema for s in behind)} to MLflow {head['mlflow']}'s schema"
+                     " (as the store's own role, under its lock; this can take a minute)…")
+        for store, outcome in await self.upgrader.ensure_all(behind, jobs=len(behind)):
+            if isinstance(outcome, Exception):
+                raise outcome
+            events.log_event(self.log, "store-upgraded", result.resources.username, "spawner",
+                             store=store.schema, revision_from=outcome["from"], revision_to=outcome["to"],
+                             seconds=outcome["seconds"])
+        return behind
+
+    async def ensure_mlflow_tables(self, result: ProvisionResult):
+        """Create MLflow's tables in the user's and teams' stores unless they exist; upgrade old ones.
+
+        Runs MLflow in a subprocess so the hub never imports it; the secrets go
+        through the subprocess's environment, never its command line.
+        """
+        stores = self.mlflow_stores(result)
+        async with self.postgres.connection() as conn:
+            await self.upgrader.read_revisions(conn, stores)
+        head = (await self.upgrader.head())["head"] if any(s.revision for s in stores) else None
+        todo = [s for s in stores if (s.revision is None and self.prepare_mlflow_tables)
+                or (s.revision is not None and s.revision != head)]
+        for _store, outcome in await self.upgrader.ensure_all(todo, jobs=len(todo)):
+            if isinstance(outcome, Exception):
+                raise outcome
+
+    async def all_mlflow_stores(self) -> list[Store]:
+        """Every active user's store and every team's store, for ``enertef-hub upgrade-stores``.
+
+        The migration connects with the admin role and acts as the store's role
+        (``-c role=``; the admin role is a member of every store role), so stores of
+        users who never log in are upgraded too, their tables still owned by them.
+        """
+        base = sqlalchemy_uri(self.postgres.admin_url)
+        stores = []
+        async with self.postgres.connection() as conn:
+            accounts = [a for a in await self._registry.list_all(conn) if a["state"] == "active"]
+            teams = sorted(await self._registry.team_members(conn))
+            for account in accounts:
+                res = make_user_resources(account["username"], account["incarnation"])
+                stores.append(Store("user", res.username, res.schema, self._admin_store_env(base, res.role, res.schema, res.bucket)))
+            for team_name in teams:
+                team = make_team_resources(team_name)
+                cur = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (team.schema,))
+                if await cur.fetchone():
+                    stores.append(Store("team", team.team, team.schema, self._admin_store_env(base, team.role, team.schema, team.bucket)))
+            await self.upgrader.read_revisions(conn, stores)
+        return stores
 
     @staticmethod
-    def _password_in(environment: dict[str, str]) -> str:
-        userinfo = environment["MLFLOW_TRACKING_URI"].split("://", 1)[1].split("@", 1)[0]
-        return userinfo.split(":", 1)[1]
+    def _admin_store_env(base_uri: str, role: str, schema: str, bucket: str) -> dict[str, str]:
+        return {
+            "MLFLOW_TRACKING_URI": tracking_uri_with_options(base_uri, f"-c role={role} -c search_path={schema}"),
+            "ENERTEF_MLFLOW_ARTIFACT_ROOT": f"s3://{bucket}/mlflow",
+        }
 
     # -- revocation, purge, restore, rotation --------------------------------------
 

@@ -23,6 +23,8 @@ CLASSES = [
     ("enertef_hub.workbench", "Workbench", False),
     ("enertef_hub.provisioners.postgres", "PostgresProvisioner", False),
     ("enertef_hub.provisioners.minio", "MinioProvisioner", False),
+    ("enertef_hub.store_upgrades", "StoreUpgrader", False),
+    ("enertef_hub.usage", "Quotas", False),
     ("enertef_hub.authenticator", "EnerTEFAuthenticator", True),
     ("enertef_hub.localspawner", "EnerTEFLocalSpawner", True),
 ]

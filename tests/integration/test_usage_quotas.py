@@ -1,0 +1,94 @@
+"""``enertef-hub usage`` reports what was written; MinIO's bucket quota stops an upload."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from botocore.exceptions import ClientError
+from psycopg import sql
+from traitlets.config import Config
+
+from enertef_hub.workbench import Workbench
+from tests.conftest import REPO, unique_name
+from tests.integration.test_provisioning import s3_client
+
+MiB = 1024 * 1024
+
+
+def schema_bytes(admin_conn, schema: str) -> int:
+    """Size of a schema's tables, from pg_tables (independently of the code under test)."""
+    return admin_conn.execute(
+        "SELECT coalesce(sum(pg_total_relation_size(format('%%I.%%I', schemaname, tablename)::regclass)), 0)"
+        " FROM pg_tables WHERE schemaname = %s", (schema,)).fetchone()[0]
+
+
+def usage(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "enertef_hub.cli", "usage", *args], capture_output=True,
+                          text=True, timeout=600, cwd=REPO)
+
+
+async def test_usage_reports_the_bytes_and_objects_written(workbench, admin_conn):
+    team = unique_name("usageteam")
+    alice = await workbench.provision(unique_name("usagealice"), teams=[team])
+    gone = await workbench.provision(unique_name("usagegone"), teams=[])
+    s3 = s3_client(alice.environment)
+    for i, size in enumerate((1000, 20_000, 300_000)):
+        s3.put_object(Bucket=alice.resources.bucket, Key=f"data/{i}.bin", Body=b"x" * size)
+    s3.put_object(Bucket=f"team-{team}", Key="shared.bin", Body=b"y" * 4321)
+    s3_client(gone.environment).put_object(Bucket=gone.resources.bucket, Key="kept.bin", Body=b"z" * 777)
+    # 2 MiB of rows in alice's schema, written as alice (she owns it).
+    schema = alice.resources.schema
+    admin_conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(alice.resources.role)))
+    admin_conn.execute(sql.SQL("CREATE TABLE {} AS SELECT repeat('a', 1000) AS pad FROM generate_series(1, 2048)")
+                       .format(sql.Identifier(schema, "mydata")))
+    admin_conn.execute("RESET ROLE")
+    await workbench.deprovision(gone.resources.username, purge=False)
+
+    proc = usage("--json")
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {(r["kind"], r["name"], r["incarnation"]): r for r in json.loads(proc.stdout)}
+    mine = rows[("user", alice.resources.username, 1)]
+    assert (mine["minio_bytes"], mine["objects"], mine["state"]) == (321_000, 3, "active")
+    assert mine["postgres_bytes"] == schema_bytes(admin_conn, schema) >= 2048 * 1000
+    assert mine["last_activity"] and mine["bucket_quota"] == 2 * 1024 * MiB  # the default quota
+    kept = rows[("user", gone.resources.username, 1)]
+    assert (kept["state"], kept["minio_bytes"], kept["objects"]) == ("deleted", 777, 1)
+    shared = rows[("team", team, None)]
+    assert (shared["minio_bytes"], shared["objects"], shared["members"]) == (4321, 1, [alice.resources.username])
+    assert shared["bucket_quota"] == 10 * 1024 * MiB
+
+    text = usage()
+    assert text.returncode == 0 and alice.resources.username in text.stdout and "313.5 KiB" in text.stdout
+
+
+@pytest.fixture
+async def tight_workbench(services):
+    """A workbench of its own, whose quota overrides a test may change."""
+    wb = Workbench(config=Config())
+    yield wb
+    await wb.close()
+
+
+async def test_a_bucket_quota_stops_an_upload_with_minios_own_error(tight_workbench):
+    name, group = unique_name("quotauser"), unique_name("tightgroup")
+    tight_workbench.quotas.user_bucket_quota_overrides = {name: "1MiB", f"group:{group}": "3MiB"}
+    result = await tight_workbench.provision(name, teams=[])
+    s3 = s3_client(result.environment)
+    s3.put_object(Bucket=result.resources.bucket, Key="small.bin", Body=b"s" * (MiB // 2))
+
+    with pytest.raises(ClientError) as refused:
+        s3.put_object(Bucket=result.resources.bucket, Key="big.bin", Body=b"b" * (2 * MiB))
+
+    assert refused.value.response["Error"]["Code"] == "XMinioAdminBucketQuotaExceeded"
+    assert "quota" in refused.value.response["Error"]["Message"].lower()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=result.resources.bucket).get("Contents", [])]
+    assert keys == ["small.bin"]
+
+    # A group's override applies to its members at their next spawn.
+    tight_workbench.quotas.user_bucket_quota_overrides = {f"group:{group}": "3MiB"}
+    await tight_workbench.provision(name, teams=[group])
+    s3.put_object(Bucket=result.resources.bucket, Key="big.bin", Body=b"b" * (2 * MiB))
