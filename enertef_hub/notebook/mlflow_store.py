@@ -19,12 +19,24 @@ artifact root, chosen in this order:
 3. a team store (URI option ``-c role=t_<team>``): ``s3://team-<team>/mlflow``;
 4. ``$ENERTEF_MLFLOW_ARTIFACT_ROOT`` (``s3://user-alice/mlflow``), set by the hub;
 5. MLflow's default (``./mlruns``).
+
+Runs are also attributed to the hub user (``$JUPYTERHUB_USER``, set by JupyterHub in
+every server) instead of the operating-system account MLflow reads by default
+(``jupyter-alice`` on one machine, ``jovyan`` for everyone on Kubernetes), so a
+team store tells who ran what. A ``mlflow.user`` tag the caller set explicitly is kept.
+
+In a Jupyter kernel, MLflow's informational log lines ("Creating a new experiment")
+are printed as ordinary output instead of stderr, which Jupyter shows in red as if
+something had failed; warnings and errors stay on stderr.
 """
 
 from __future__ import annotations
 
+import getpass
+import logging
 import os
 import re
+import sys
 from urllib.parse import parse_qs, urlsplit
 
 #: Environment variable the hub sets in each server: the user's artifact root.
@@ -65,4 +77,69 @@ def make_tracking_store(store_uri: str, artifact_uri: str | None = None, **kwarg
 
     if artifact_uri is None:
         artifact_uri = make_default_artifact_root(store_uri)
-    return _get_sqlalchemy_store(store_uri, artifact_uri)
+    store = _get_sqlalchemy_store(store_uri, artifact_uri)
+    if "ipykernel" in sys.modules:
+        show_mlflow_info_as_output()
+    hub_user = os.environ.get(HUB_USER_ENV)
+    if hub_user:
+        attribute_runs_to(store, hub_user)
+    return store
+
+
+#: Set by JupyterHub in every single-user server: the hub username.
+HUB_USER_ENV = "JUPYTERHUB_USER"
+_USER_TAG = "mlflow.user"
+
+
+def make_run_attribution(user_id: str, tags, hub_user: str, os_user: str | None):
+    """``(user_id, tags)`` with MLflow's OS-account default replaced by *hub_user* (pure).
+
+    Only the default is replaced (the value MLflow took from the OS account, or
+    none); a ``mlflow.user`` tag the caller chose stays as it is.
+    """
+    from mlflow.entities import RunTag
+
+    defaults = {None, "", "unknown", os_user}
+    new_tags = []
+    for tag in tags or []:
+        if tag.key == _USER_TAG and tag.value in defaults:
+            tag = RunTag(_USER_TAG, hub_user)
+        new_tags.append(tag)
+    if not any(t.key == _USER_TAG for t in new_tags):
+        new_tags.append(RunTag(_USER_TAG, hub_user))
+    return (hub_user if user_id in defaults else user_id), new_tags
+
+
+def attribute_runs_to(store, hub_user: str):
+    """Make *store* record *hub_user* as the creator of runs MLflow attributes to the OS account."""
+    if getattr(store, "_enertef_hub_user", None) == hub_user:
+        return  # MLflow caches stores: patch each once
+    create_run = type(store).create_run
+    try:
+        os_user = getpass.getuser()
+    except Exception:  # no login name at all (some containers)
+        os_user = None
+
+    def create_run_as_hub_user(experiment_id, user_id, start_time, tags, run_name):
+        user_id, tags = make_run_attribution(user_id, tags, hub_user, os_user)
+        return create_run(store, experiment_id, user_id, start_time, tags, run_name)
+
+    store.create_run = create_run_as_hub_user
+    store._enertef_hub_user = hub_user
+
+
+def show_mlflow_info_as_output() -> None:
+    """Send MLflow's INFO lines to stdout, keep WARNING and above on stderr (idempotent)."""
+    logger = logging.getLogger("mlflow")
+    if any(getattr(h, "_enertef_info", False) for h in logger.handlers):
+        return
+    for handler in list(logger.handlers):
+        if isinstance(handler, logging.StreamHandler):
+            handler.addFilter(lambda record: record.levelno >= logging.WARNING)
+            info = logging.StreamHandler(sys.stdout)
+            info.setFormatter(handler.formatter)
+            info.setLevel(handler.level)
+            info.addFilter(lambda record: record.levelno < logging.WARNING)
+            info._enertef_info = True
+            logger.addHandler(info)
+            return

@@ -17,6 +17,9 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 
+#: JupyterLab launcher section of the workbench's tools (not the catch-all "Other").
+LAUNCHER_CATEGORY = "Workbench"
+
 #: Where TensorBoard looks for event files and TensorBoardLogger writes them.
 TENSORBOARD_LOGDIR_ENV = "ENERTEF_TENSORBOARD_LOGDIR"
 
@@ -69,7 +72,7 @@ def setup_mlflow_ui() -> dict:
         "launcher_entry": {
             "title": "MLflow",
             "icon_path": str(_HERE / "mlflow.svg"),
-            "category": "Other",
+            "category": LAUNCHER_CATEGORY,
         },
         "new_browser_tab": True,
     }
@@ -86,7 +89,7 @@ def setup_tensorboard() -> dict:
         "launcher_entry": {
             "title": "TensorBoard",
             "icon_path": str(_HERE / "tensorboard.svg"),
-            "category": "Other",
+            "category": LAUNCHER_CATEGORY,
         },
         "new_browser_tab": True,
     }

@@ -308,17 +308,21 @@ def test_example_notebook_runs_top_to_bottom_in_a_fresh_home(server_env, noteboo
     env = dict(server_env, HOME=str(home), ENERTEF_TENSORBOARD_LOGDIR=str(home / "tensorboard-logs"))
     # The notebook must find the helpers next to itself, as in JupyterLab.
     env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
-    run_python(
+    out = run_python(
         f"""
-        import nbformat
+        import json, nbformat
         from nbclient import NotebookClient
         nb = nbformat.read({notebook!r}, as_version=4)
         NotebookClient(nb, timeout=120, kernel_name="python3", resources={{"metadata": {{"path": "."}}}}).execute()
+        print(json.dumps([o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]))
         """,
         env,
         home / "notebook-scripts",
     )
     assert not (home / "notebook-scripts" / "mlruns").exists()
+    # Jupyter shows stderr in red: MLflow's informational lines must not land there.
+    stderr = json.loads(out.strip().splitlines()[-1])
+    assert not [text for text in stderr if " INFO " in text], stderr
 
 
 # -- teams -----------------------------------------------------------------------

@@ -1,0 +1,58 @@
+"""What a newcomer met in the notebooks and launcher: fixed, and kept fixed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from mlflow.entities import RunTag
+
+from enertef_hub.notebook.mlflow_store import make_run_attribution
+from enertef_hub.notebook.proxies import setup_mlflow_ui, setup_tensorboard
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_launcher_tiles_have_icons_and_a_section_of_their_own():
+    for setup in (setup_mlflow_ui, setup_tensorboard):
+        entry = setup()["launcher_entry"]
+        assert entry["category"] == "Workbench"
+        assert Path(entry["icon_path"]).is_file() and entry["icon_path"].endswith(".svg")
+
+
+def test_runs_are_attributed_to_the_hub_user_not_the_os_account():
+    user_id, tags = make_run_attribution("jovyan", [RunTag("mlflow.user", "jovyan"), RunTag("a", "b")],
+                                         "alice", "jovyan")
+    assert user_id == "alice"
+    assert {t.key: t.value for t in tags} == {"mlflow.user": "alice", "a": "b"}
+    # A missing tag is added; an explicit choice is kept.
+    assert {t.key: t.value for t in make_run_attribution("unknown", [], "alice", "jovyan")[1]} == {"mlflow.user": "alice"}
+    user_id, tags = make_run_attribution("bot", [RunTag("mlflow.user", "ci-bot")], "alice", "jovyan")
+    assert user_id == "bot" and tags == [RunTag("mlflow.user", "ci-bot")]
+
+
+def test_mlflow_info_lines_are_output_not_stderr(tmp_path):
+    code = """
+        import logging
+        import mlflow
+        from enertef_hub.notebook.mlflow_store import show_mlflow_info_as_output
+        show_mlflow_info_as_output()
+        show_mlflow_info_as_output()  # idempotent: each line once
+        logging.getLogger("mlflow.tracking.fluent").info("creating a new experiment")
+        logging.getLogger("mlflow.tracking.fluent").warning("something to look at")
+    """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("creating a new experiment") == 1 and "creating" not in proc.stderr
+    assert "something to look at" in proc.stderr and "something" not in proc.stdout
+
+
+def test_notebook_02_names_its_tensorboard_run_after_the_mlflow_run():
+    nb = json.loads((ROOT / "notebook-scripts" / "02-training-tensorboard.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert 'TensorBoardLogger(f"digits-sgd-{run.info.run_id[:8]}")' in code
+    assert code.index('start_run(run_name="digits-sgd")') < code.index("TensorBoardLogger(")
