@@ -1,0 +1,275 @@
+"""Spawn time and memory: our hub against a stock JupyterHub, measured side by side in one run.
+
+    scripts/services.sh start && . .local/services.env
+    .venv/bin/python benchmarks/bench_spawn.py [--users 12] [--storm 8]
+
+Two hubs run at once on this machine, in development mode (every server as this OS
+user): the baseline is stock JupyterHub with ``SimpleLocalProcessSpawner``; ours is the
+e2e test hub (EnerTEFAuthenticator + EnerTEFLocalSpawner against the real PostgreSQL
+and MinIO). For each variant it prints:
+
+- first spawn of a new user and repeat spawn of the same user (p50, p95), interleaved
+  stock/ours user by user so load affects both alike;
+- a storm of N first spawns at once: when the last server was ready, and the peak RSS
+  of the hub's whole process tree (hub, proxy, servers, helpers) while it ran.
+
+"Ready" is the moment the user's server logs that it is running (the timestamp of its
+own log line), measured from the spawn request: JupyterHub's polling delay is taken
+out, for both variants alike. Targets (issue 13): first spawn at most +150 ms p50 over
+stock, repeat at most +20 ms; the storm within 1.2x stock in time and memory. Nothing
+is asserted: the figures are for humans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import re
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+from hubharness import signup_and_approve  # noqa: E402
+
+from tests.e2e.conftest import running_hub  # noqa: E402
+
+STOCK_CONFIG = """
+c = get_config()  # noqa
+import os
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = int(os.environ["BENCH_PORT"])
+c.JupyterHub.hub_port = int(os.environ["BENCH_PORT"]) + 1
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{int(os.environ['BENCH_PORT']) + 2}"
+c.JupyterHub.db_url = "sqlite:///" + os.environ["BENCH_DIR"] + "/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = os.environ["BENCH_DIR"] + "/cookie_secret"
+c.JupyterHub.pid_file = os.environ["BENCH_DIR"] + "/jupyterhub.pid"
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allow_all = True
+c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+c.SimpleLocalProcessSpawner.home_dir_template = os.environ["BENCH_DIR"] + "/homes/{username}"
+c.Spawner.default_url = "/lab"
+if os.geteuid() == 0:
+    c.Spawner.args = ["--allow-root"]  # development mode as root, as our local spawner allows it
+c.Spawner.start_timeout = 180
+c.Spawner.http_timeout = 120
+c.JupyterHub.services = [{"name": "bench", "api_token": os.environ["BENCH_TOKEN"]}]
+c.JupyterHub.load_roles = [{"name": "bench", "scopes": ["admin:users", "admin:servers", "list:users"],
+                            "services": ["bench"]}]
+"""
+
+# The server's own "is running" line: "[I 2026-11-27 04:30:01.123 ServerApp] ... is running at:"
+RUNNING = re.compile(r"\[I (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ServerApp\].*is running at")
+
+
+def free_port_block(n: int = 3) -> int:
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            base = sock.getsockname()[1]
+        if base + n < 65000 and all(_free(base + i) for i in range(n)):
+            return base
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class Variant:
+    """One running hub: how to create a user, spawn and stop, and where its log is."""
+
+    def __init__(self, name: str, url: str, token: str, log_path: Path, pid: int, make_user):
+        self.name, self.url, self.token, self.log_path, self.pid = name, url, token, log_path, pid
+        self.make_user = make_user
+
+    def api(self, method: str, path: str, **kw) -> requests.Response:
+        return requests.request(method, f"{self.url}/hub/api{path}",
+                                headers={"Authorization": f"token {self.token}"}, timeout=60, **kw)
+
+    def ready_times(self, since: int) -> list[dt.datetime]:
+        """Timestamps of "server is running" lines logged after byte offset ``since``."""
+        with open(self.log_path, "rb") as f:
+            f.seek(since)
+            text = f.read().decode(errors="replace")
+        return [dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f") for m in RUNNING.finditer(text)]
+
+    def spawn(self, users: list[str]) -> list[float]:
+        """Start the servers of ``users`` at once; seconds from request to each server's readiness."""
+        offset = self.log_path.stat().st_size
+        started = dt.datetime.now()
+        for user in users:
+            r = self.api("POST", f"/users/{user}/server")
+            assert r.status_code in (201, 202), (self.name, user, r.status_code, r.text[:300])
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            times = self.ready_times(offset)
+            if len(times) >= len(users):
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"{self.name}: not every server became ready ({users})")
+        # wait until the hub agrees, so the next step starts from a quiet hub
+        for user in users:
+            while not self.api("GET", f"/users/{user}").json()["servers"].get("", {}).get("ready"):
+                time.sleep(0.1)
+        return sorted((t - started).total_seconds() for t in times[:len(users)])
+
+    def stop(self, users: list[str]):
+        for user in users:
+            self.api("DELETE", f"/users/{user}/server")
+        for user in users:
+            while self.api("GET", f"/users/{user}").json()["servers"]:
+                time.sleep(0.1)
+
+    def tree_rss(self) -> int:
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        total = 0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        return total
+
+
+@contextlib.contextmanager
+def stock_hub():
+    state = Path(tempfile.mkdtemp(prefix="bench-stock-"))
+    (state / "homes").mkdir()
+    (state / "config.py").write_text(STOCK_CONFIG)
+    base, token = free_port_block(), secrets.token_hex(16)
+    env = {**os.environ, "BENCH_PORT": str(base), "BENCH_DIR": str(state), "BENCH_TOKEN": token,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    log_path = state / "jupyterhub.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "jupyterhub"), "-f", str(state / "config.py")],
+                                cwd=state, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{base}"
+    try:
+        for _ in range(300):
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{url}/hub/api/", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.2)
+
+        def make_user(name: str) -> str:
+            requests.post(f"{url}/hub/api/users/{name}", headers={"Authorization": f"token {token}"}, timeout=30)
+            return name
+
+        yield Variant("stock", url, token, log_path, proc.pid, make_user)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def our_hub(services: dict):
+    state = Path(tempfile.mkdtemp(prefix="bench-ours-"))
+    with running_hub(services, state) as hub:
+        def make_user(name: str) -> str:
+            # Signed up and approved (NativeAuthenticator), then known to the hub as a user.
+            name = signup_and_approve(hub, name, secrets.token_urlsafe(16))
+            hub.api("POST", f"/users/{name}")
+            return name
+
+        yield Variant("ours", hub.url, hub.token, hub.log_path, hub.process.pid, make_user)
+
+
+def row(label: str, seconds: list[float]) -> dict:
+    ms = sorted(s * 1000 for s in seconds)
+    p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
+    out = {"p50": statistics.median(ms), "p95": p95}
+    print(f"  {label:<24} n={len(ms):<3} p50={out['p50']:>8.0f} ms  p95={p95:>8.0f} ms")
+    return out
+
+
+def storm(variant: Variant, users: list[str]) -> tuple[float, int]:
+    peak = [variant.tree_rss()]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], variant.tree_rss())
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        times = variant.spawn(users)
+    finally:
+        done.set()
+        sampler.join()
+    return max(times), peak[0]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=12, help="users per variant for first/repeat spawns")
+    parser.add_argument("--storm", type=int, default=8, help="first spawns at once")
+    args = parser.parse_args()
+    services = {k: v for k, v in os.environ.items() if k.startswith("ENERTEF_")}
+    if not services.get("ENERTEF_POSTGRES_ADMIN_URL"):
+        sys.exit("start the services first: scripts/services.sh start && . .local/services.env")
+    tag = secrets.token_hex(3)
+    with stock_hub() as stock, our_hub(services) as ours:
+        variants = (stock, ours)
+        first = {v.name: [] for v in variants}
+        repeat = {v.name: [] for v in variants}
+        names = {v.name: [v.make_user(f"b{tag}{v.name[0]}{i}") for i in range(args.users)] for v in variants}
+        for i in range(args.users):
+            for v in variants:  # interleaved: stock then ours, user by user
+                first[v.name] += v.spawn([names[v.name][i]])
+                v.stop([names[v.name][i]])
+        for i in range(args.users):
+            for v in variants:
+                repeat[v.name] += v.spawn([names[v.name][i]])
+                v.stop([names[v.name][i]])
+        print(f"spawn time to the server's readiness ({args.users} users per variant, interleaved)")
+        rows = {}
+        for v in variants:
+            print(f"{v.name}:")
+            rows[v.name] = (row("first spawn", first[v.name]), row("repeat spawn", repeat[v.name]))
+        for i, what in enumerate(("first", "repeat")):
+            added = rows["ours"][i]["p50"] - rows["stock"][i]["p50"]
+            ratio = rows["ours"][i]["p50"] / rows["stock"][i]["p50"]
+            print(f"  {what} spawn: ours adds {added:+.0f} ms p50 (ratio {ratio:.2f})")
+        print(f"storm: {args.storm} first spawns at once")
+        result = {}
+        for v in variants:
+            users = [v.make_user(f"s{tag}{v.name[0]}{i}") for i in range(args.storm)]
+            result[v.name] = storm(v, users)
+            v.stop(users)
+            print(f"  {v.name:<6} all ready after {result[v.name][0]:6.2f} s, process tree peak"
+                  f" {result[v.name][1] / 2**20:7.0f} MB")
+        print(f"  ratio ours/stock: time {result['ours'][0] / result['stock'][0]:.2f},"
+              f" memory {result['ours'][1] / result['stock'][1]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
