@@ -27,6 +27,7 @@ from psycopg import sql
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
+from . import metrics
 from .errors import ProvisioningError
 
 #: Exit code of ``enertef_hub.mlflow_tables`` when the store was made by a later MLflow.
@@ -120,9 +121,15 @@ class StoreUpgrader(LoggingConfigurable):
                 del env[key]  # only the store's own settings reach MLflow
         env.update(store.environment)
         started = time.perf_counter()
-        output = await self._run([], env, f"MLflow store {store.schema}", secrets=_secrets_in(store.environment))
+        operation = "store_tables" if store.revision is None else "store_upgrade"
+        try:
+            output = await self._run([], env, f"MLflow store {store.schema}", secrets=_secrets_in(store.environment))
+        except StoreUpgradeError:
+            metrics.observe(operation, time.perf_counter() - started, ok=False)
+            raise
         result = json.loads(output.strip().splitlines()[-1])
         result["seconds"] = round(time.perf_counter() - started, 3)
+        metrics.observe("store_upgrade" if result["action"] == "upgraded" else "store_tables", result["seconds"], ok=True)
         return result
 
     async def _run(self, args: list[str], env: dict[str, str], what: str, secrets=()) -> str:

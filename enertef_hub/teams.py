@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 
 from . import events
 from .accounts import AccountRegistry
+from .metrics import measured
 from .naming import InvalidNameError, make_team_resources, make_user_resources, normalize_team_name
 from .provisioners.minio import MinioProvisioner
 from .provisioners.postgres import PostgresProvisioner
@@ -32,6 +33,7 @@ class TeamSync:
         self.registry = registry
         self.log = log
 
+    @measured("team_sync_user")
     async def sync_user(self, username: str, teams: Iterable[str], actor: str | None = None) -> list[str]:
         """Make ``username``'s team memberships exactly ``teams`` (at spawn). Returns the teams."""
         wanted = sorted({normalize_team_name(t) for t in teams})

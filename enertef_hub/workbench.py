@@ -28,6 +28,7 @@ from .accounts import Account, AccountRegistry
 from .credentials import derive_secret
 from .environment import make_user_environment
 from .errors import ConfigurationError, ProvisioningError
+from .metrics import measured
 from .naming import (
     InvalidNameError,
     UserResources,
@@ -121,6 +122,7 @@ class Workbench(SingletonConfigurable):
 
     # -- provisioning -----------------------------------------------------------
 
+    @measured("provision")
     async def provision(self, username: str, teams=None, actor: str | None = None) -> ProvisionResult:
         """Make sure ``username`` has a store, a bucket and credentials; return the server environment.
 
@@ -294,6 +296,7 @@ class Workbench(SingletonConfigurable):
 
     # -- revocation, purge, restore, rotation --------------------------------------
 
+    @measured("deprovision")
     async def deprovision(self, username: str, purge: bool | None = None, actor: str | None = None) -> dict:
         """Revoke ``username``'s access everywhere, at once; keep or purge the data.
 
@@ -328,6 +331,7 @@ class Workbench(SingletonConfigurable):
                         events.log_event(self.log, "purged", name, actor, incarnation=account.incarnation)
         return done
 
+    @measured("restore")
     async def restore(self, username: str, incarnation: int, actor: str | None = None) -> ProvisionResult:
         """Give ``username`` back the kept data of an earlier, deleted incarnation.
 
@@ -356,6 +360,7 @@ class Workbench(SingletonConfigurable):
         events.log_event(self.log, "restored", name, actor, incarnation=incarnation)
         return await self.provision(name, actor=actor)
 
+    @measured("rotate")
     async def rotate(self, username: str, actor: str | None = None) -> ProvisionResult:
         """Give ``username`` new credentials now; every old one stops working.
 
@@ -381,6 +386,7 @@ class Workbench(SingletonConfigurable):
         events.log_event(self.log, "rotated", name, actor, removed=removed, sessions_ended=sessions)
         return result
 
+    @measured("suspend")
     async def suspend(self, username: str, actor: str | None = None) -> dict:
         """Withdrawn approval: take away database and storage access, keep the data.
 
@@ -468,6 +474,7 @@ class Workbench(SingletonConfigurable):
             "incarnations": incarnations,
         }
 
+    @measured("team_sync")
     async def sync_teams(self, groups, actor: str | None = None) -> dict:
         """Make every team's membership match JupyterHub's groups (``{group: [usernames]}``)."""
         return await self.teams.sync_all(groups, actor)
