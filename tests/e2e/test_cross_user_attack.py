@@ -29,6 +29,9 @@ import pytest
 from hubharness import form_session, signup_and_approve, start_server
 from tests.conftest import unique_name
 
+# Also run in the hub image's environment (JupyterHub 5.5), which production runs.
+pytestmark = pytest.mark.jupyterhub_login
+
 PASSWORD = "Attack-e2e-passw0rd!"
 TOKEN_NOTE = "enertef-e2e-attack"
 
