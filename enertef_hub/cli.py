@@ -7,6 +7,7 @@
     enertef-hub suspend USER                 withdrawn approval: no store/storage access, data kept
     enertef-hub status [USER] [--json]       lifecycle state and resources
     enertef-hub check                        connectivity and configuration doctor
+    enertef-hub admin-password NAME          create or reset admin NAME's hub account (prints a new password once)
     enertef-hub sync [--loop SECONDS]        team memberships := JupyterHub's groups
     enertef-hub upgrade-stores [--jobs N]    bring every MLflow store to this MLflow's schema
     enertef-hub usage [--json]               sizes in PostgreSQL and MinIO, quotas, last activity
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user", nargs="?")
     p.add_argument("--json", action="store_true")
     sub.add_parser("check", help="check configuration and connectivity")
+    p = sub.add_parser("admin-password", help="create or reset the hub account of admin NAME; prints a new password once")
+    p.add_argument("user", metavar="NAME", help="a name of c.Authenticator.admin_users")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin instead of generating one")
     p = sub.add_parser("sync", help="make team memberships match JupyterHub's groups")
     p.add_argument("--loop", type=float, metavar="SECONDS",
                    help="repeat every SECONDS (as a hub service); the bound on revocation delay")
@@ -224,9 +228,35 @@ def _format_status(status: dict) -> str:
     return "\n".join(lines)
 
 
+def admin_password(args) -> int:
+    """``admin-password NAME``: the operator's way to make or reset an admin account (no services needed)."""
+    from .admins import DEFAULT_DB_URL, generate_password, set_admin_password
+
+    config = load_config(args.config)
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else generate_password()
+    try:
+        created = set_admin_password(
+            config.JupyterHub.get("db_url", DEFAULT_DB_URL),
+            config.Authenticator.get("admin_users", set()),
+            args.user,
+            password,
+        )
+    except (ValueError, InvalidNameError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    events.log_event(logging.getLogger("enertef-hub"), "admin-created" if created else "admin-password-reset",
+                     args.user.lower(), actor="operator")
+    print(f"{'created' if created else 'reset'} admin account {args.user.lower()}", file=sys.stderr)
+    if not args.password_stdin:
+        print(password)  # shown once: nothing else keeps it
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if args.command == "admin-password":
+        return admin_password(args)
     try:
         workbench = Workbench(config=load_config(args.config), log=logging.getLogger("enertef-hub"))
     except Exception as exc:
