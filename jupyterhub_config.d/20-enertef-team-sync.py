@@ -12,7 +12,9 @@ import sys
 
 _interval = os.environ.get("ENERTEF_TEAM_SYNC_INTERVAL", "60")
 if float(_interval) > 0:
-    c.JupyterHub.services = list(c.JupyterHub.get("services", [])) + [  # noqa: F821
+    # extend(): a snippet loaded with load_subconfig gets a Config of its own, and
+    # extend() adds to the hub's list at the merge (assigning would replace it).
+    c.JupyterHub.services.extend([  # noqa: F821
         {
             "name": "enertef-team-sync",
             "command": [sys.executable, "-m", "enertef_hub.cli", "sync", "--loop", _interval],
@@ -23,8 +25,8 @@ if float(_interval) > 0:
                 k: v for k, v in os.environ.items() if k.startswith("ENERTEF_") and k != "ENERTEF_HUB_ADMIN_PASSWORD"
             },
         }
-    ]
-    c.JupyterHub.load_roles = list(c.JupyterHub.get("load_roles", [])) + [  # noqa: F821
+    ])
+    c.JupyterHub.load_roles.extend([  # noqa: F821
         {"name": "enertef-team-sync", "scopes": ["list:groups", "read:groups"], "services": ["enertef-team-sync"]}
-    ]
+    ])
 del _interval

@@ -95,3 +95,7 @@ c.JupyterHub.load_roles = [
         "services": ["e2e-tests"],
     }
 ]
+
+# -- config snippets a test adds (os.pathsep-separated paths), loaded last ----------------
+for _snippet in filter(None, os.environ.get("ENERTEF_E2E_EXTRA_CONFIG", "").split(os.pathsep)):
+    load_subconfig(_snippet)  # noqa: F821
