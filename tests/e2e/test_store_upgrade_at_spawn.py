@@ -1,0 +1,44 @@
+"""A store made by an older MLflow release is upgraded when its owner's server spawns, and the spawn page says so."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+from psycopg import sql
+
+from enertef_hub.workbench import Workbench
+from hubharness import signup_and_approve
+from tests.conftest import unique_name
+from tests.integration.test_store_upgrades import make_old_store, old_mlflow_python  # noqa: F401 (fixture)
+
+from .test_spawn_progress import spawn_and_follow
+
+
+async def _provision(name: str):
+    wb = Workbench()
+    try:
+        result = await wb.provision(name, teams=[])
+        head = (await wb.upgrader.head())["head"]
+        return result, head
+    finally:
+        await wb.close()
+
+
+def test_spawn_upgrades_an_old_store_before_the_server_starts(hub, services_env, old_mlflow_python):  # noqa: F811
+    name = signup_and_approve(hub, unique_name("oldspawn"), "correct horse battery 9")
+    # The account as an older workbench left it: a store with an older MLflow's tables and a run.
+    result, head = asyncio.run(_provision(name))
+    make_old_store(old_mlflow_python, result.environment)
+
+    events = spawn_and_follow(hub, name)
+
+    messages = [e.get("message", "") for e in events]
+    assert events[-1].get("ready"), messages
+    upgrading = [m for m in messages if m.startswith("Upgrading MLflow store")]
+    assert upgrading and result.resources.schema in upgrading[0] and "own role" in upgrading[0], messages
+    assert messages.index(upgrading[0]) < next(i for i, m in enumerate(messages) if "Starting your server" in m)
+    with psycopg.connect(services_env["ENERTEF_POSTGRES_ADMIN_URL"]) as conn:
+        revision = conn.execute(sql.SQL("SELECT version_num FROM {}").format(
+            sql.Identifier(result.resources.schema, "alembic_version"))).fetchone()[0]
+    assert revision == head
