@@ -16,7 +16,8 @@ and the artifact in ``user-<name>``; deletion in the admin panel (pod gone, clai
 kept, access revoked), re-creation (``claim-<name>-i2``); a storage outage (a clear
 message, and the hub survives more failed spawns than the chart's
 ``consecutive_failure_limit``); and, after ``helm upgrade`` with
-``Workbench.purge_on_delete: true``, deletion purging the claim too.
+``Workbench.purge_on_delete`` and ``KubeSpawner.delete_pvc`` true, deletion purging
+the claim, schema and bucket.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def kube_hub(services_env, tmp_path_factory):
     # the hub's public URL on this machine, http://localhost:PORT (users' origins are
     # http://<name>.localhost:PORT, which browsers resolve to loopback).
     public_port = free_port()
-    forward = Forwarder("127.0.0.1", public_port, lambda: node.proxy_public)
+    forward = Forwarder("127.0.0.1", public_port, lambda: node.endpoint("proxy-public", {"port": 80, "targetPort": "http"}))
     admin_password = secrets.token_urlsafe(18)
     try:
         started = time.monotonic()
@@ -148,10 +149,9 @@ def kube_hub(services_env, tmp_path_factory):
                           "service/proxy-public", "persistentvolumeclaim/hub-db-dir", "role.rbac.authorization.k8s.io/hub",
                           "networkpolicy.networking.k8s.io/singleuser", "secret/hub", "configmap/hub"):
             assert kind_name in made, f"{kind_name} missing after helm install:\n{made}"
-        proxy = wait_until("the proxy pod running", lambda: next(
+        wait_until("the proxy pod running", lambda: next(
             (p for p in api.items(f"/api/v1/namespaces/{namespace}/pods?labelSelector=component%3Dproxy")
              if p.get("status", {}).get("podIP") and p["metadata"]["name"] in node.containers), None))
-        node.proxy_public = (proxy["status"]["podIP"], 8000)
         url = f"http://localhost:{public_port}"
         hub = KubeHub(url, token, ADMIN, admin_password, state / "hub.log", state, None)
         hub.node, hub.api_server, hub.namespace, hub.env = node, api, namespace, env
@@ -227,6 +227,8 @@ def local_uri(uri: str, services_env) -> str:
 def delete_in_admin_panel(page, hub, name: str):
     """What an admin does: Admin → the user's "Edit User" → "Delete user"."""
     page.goto(f"{hub.url}/hub/admin")
+    if "/hub/login" in page.url:  # the session ended (e.g. a new hub pod with a new secret)
+        log_in(page, hub, ADMIN, hub.admin_password, "/hub/admin")
     page.locator("tr", has_text=name).get_by_text("Edit User").first.click()
     page.get_by_role("button", name="Delete user").click()
     page.wait_for_url(re.compile(r".*/hub/admin#/$"))
@@ -377,7 +379,8 @@ def test_purge_on_delete_removes_the_claim(kube_hub, admin_page, services_env):
     old_hub = running_hub_pod(hub.node)
     proc = __import__("subprocess").run(
         ["helm", "upgrade", RELEASE, str(chart_dir()), "--namespace", hub.namespace, "--reuse-values",
-         "--set", "hub.config.Workbench.purge_on_delete=true"],
+         # chart-values/jupyterhub.yaml: "change both together"
+         "--set", "hub.config.Workbench.purge_on_delete=true", "--set", "hub.config.KubeSpawner.delete_pvc=true"],
         capture_output=True, text=True, env=hub.env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     # The new values roll the hub Deployment (the Secret's checksum): a new hub pod.
@@ -395,8 +398,8 @@ def test_purge_on_delete_removes_the_claim(kube_hub, admin_page, services_env):
     approve(hub, name, admin=hub.admin_session())
     start_and_wait(hub, name)
     assert hub.pvc(f"claim-{name}") is not None
-    log_in(admin_page, hub, ADMIN, hub.admin_password, "/hub/admin")
     delete_in_admin_panel(admin_page, hub, name)
     wait_until("the claim purged", lambda: hub.pvc(f"claim-{name}") is None, timeout=90)
     with psycopg.connect(services_env["ENERTEF_POSTGRES_ADMIN_URL"]) as conn:
         assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (f"u_{name}",)).fetchone()[0] == 0
+    assert f"user-{name}" not in [b["Name"] for b in admin_s3(services_env).list_buckets()["Buckets"]]

@@ -216,7 +216,6 @@ class Node:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.api_host, self.api_port = "127.0.0.1", env["KUBE_API_PORT"]
-        self.proxy_public: tuple[str, int] | None = None  #: where a port-forward to proxy-public leads
 
     def set_external(self, service: str, port: int, target: tuple[str, int]):
         """Lead Service ``service:port`` to ``target`` from now on, breaking open connections."""
@@ -282,7 +281,7 @@ class Node:
 
     # -------------------------------------------------------------- kube-proxy
 
-    def _endpoint(self, service_name: str, port: dict):
+    def endpoint(self, service_name: str, port: dict):
         """(ip, port) of a Running pod behind a Service port, as kube-proxy would pick."""
         external = self.external.get((service_name, port["port"]))
         if external:
@@ -318,7 +317,7 @@ class Node:
                 wanted.add(key)
                 if key not in self.forwarders:
                     name = service["metadata"]["name"]
-                    self.forwarders[key] = Forwarder(ip, port["port"], lambda n=name, p=port: self._endpoint(n, p))
+                    self.forwarders[key] = Forwarder(ip, port["port"], lambda n=name, p=port: self.endpoint(n, p))
                     self.forwarders[key].service = (name, port["port"])
         for key in set(self.forwarders) - wanted:
             self.forwarders.pop(key).close()

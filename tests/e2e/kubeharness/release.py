@@ -86,10 +86,14 @@ def overlay_values(api_token: str, public_url: str, extra: dict | None = None) -
     - a test API token: a JupyterHub service of the chart (``hub.services``) with a
       role (``hub.loadRoles``), so the test can ask the hub REST API about users;
     - if the values give users origins of their own (``subdomain_host``), the
-      hub's public URL here (the port of the test's port-forward).
+      hub's public URL here (the port of the test's port-forward);
+    - no team-sync service: it makes this hub's groups the truth for the whole
+      account registry, and here PostgreSQL is shared with other tests' hubs (one
+      hub per database in a real deployment).
     """
     values = {
         "hub": {
+            "extraEnv": {"ENERTEF_TEAM_SYNC_INTERVAL": "0"},
             "services": {"e2e-tests": {"apiToken": api_token}},
             "loadRoles": {"e2e-tests": {
                 "services": ["e2e-tests"],
