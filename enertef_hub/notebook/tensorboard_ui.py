@@ -14,6 +14,41 @@ from __future__ import annotations
 
 import sys
 
+#: How TensorBoard's index page asks for its fonts: from the site root, whatever
+#: ``--path_prefix`` says, so behind the hub's proxy every font answers 404.
+_FONT_URL = b"url(/font-roboto/"
+
+
+def prefix_font_urls(html: bytes, prefix: str) -> bytes:
+    """TensorBoard's index page with its font URLs under *prefix* (pure)."""
+    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    return html.replace(_FONT_URL, b"url(" + prefix.encode() + b"/font-roboto/")
+
+
+def font_url_fix(wsgi_app, prefix: str):
+    """WSGI middleware: serve TensorBoard's HTML pages with prefixed font URLs."""
+
+    def app(environ, start_response):
+        if not environ.get("PATH_INFO", "").endswith(("/", ".html")):
+            return wsgi_app(environ, start_response)
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured.update(status=status, headers=headers)
+            return lambda data: None
+
+        # Uncompressed, so the page can be edited.
+        body = b"".join(wsgi_app(dict(environ, HTTP_ACCEPT_ENCODING="identity"), capture))
+        headers = captured["headers"]
+        if any(k.lower() == "content-type" and v.startswith("text/html") for k, v in headers):
+            body = prefix_font_urls(body, prefix)
+            headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "etag")]
+            headers.append(("Content-Length", str(len(body))))
+        start_response(captured["status"], headers)
+        return [body]
+
+    return app
+
 
 def _unix_socket_server_class(path: str):
     from tensorboard import program
@@ -24,6 +59,7 @@ def _unix_socket_server_class(path: str):
 
         def __init__(self, wsgi_app, flags):
             self._path = path
+            wsgi_app = font_url_fix(wsgi_app, flags.path_prefix or "")
             self._server = serving.make_server(f"unix://{path}", 0, wsgi_app, threaded=True)
 
         def serve_forever(self):

@@ -11,6 +11,7 @@ import asyncio
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -289,7 +290,12 @@ def test_tensorboard_under_prefix_sees_logger_curves(server_env, tmp_path, tmp_p
         points = json.loads(get("/data/plugin/scalars/scalars?run=trial1&tag=loss"))
         assert [(step, round(value, 3)) for _, step, value in points] == [(s, round(1 / (s + 1), 3)) for s in range(5)]
         assert "weights" in json.loads(get("/data/plugin/histograms/tags"))["trial1"]
-        assert b"<tb-webapp>" in get("/")
+        index = get("/")
+        assert b"<tb-webapp>" in index
+        # Every font the page asks for is under the prefix, and is served there.
+        fonts = re.findall(rb"url\((/[^)]*\.woff2)\)", index)
+        assert fonts and all(f.startswith(base.encode() + b"/font-roboto/") for f in fonts)
+        assert get(fonts[0].decode()[len(base):])
     finally:
         proc.terminate()
         proc.wait(timeout=20)
