@@ -53,6 +53,22 @@ class EnerTEFSpawnerMixin:
                 self.log.warning("Group %r is not used as a team: %s", group.name, exc)
         return sorted(set(teams))
 
+    def _not_a_hub_failure(self):
+        """Keep a failed provisioning out of JupyterHub's count of consecutive failed spawns.
+
+        JupyterHub exits after ``consecutive_failure_limit`` failed spawns in a row
+        (z2jh sets 5) because failing spawns usually mean a broken hub. A database or
+        storage outage is not one: a restarted hub fails the same way, and on
+        Kubernetes the hub pod would crash-loop, for every user, until the service is
+        back. JupyterHub (5.5 and 6.x) adds one to the count kept in the settings of
+        the handler that started the spawn once the spawn fails: take it off here,
+        before. (A successful spawn finishing in between resets the count to 0 and
+        this failure then counts 1: never more than one.)
+        """
+        settings = getattr(getattr(self, "handler", None), "settings", None)
+        if settings is not None:
+            settings["failure_count"] = settings.get("failure_count", 0) - 1
+
     async def prepare_home(self, result: ProvisionResult):
         """Hook: make the user's home ready (after provisioning, before the server starts)."""
 
@@ -72,8 +88,10 @@ class EnerTEFSpawnerMixin:
                 result = await self.workbench.provision(self.user.name, teams=self.team_names(), actor="spawner")
             except EnerTEFError as exc:
                 self._enertef_progress(100, f"Could not prepare your workbench: {exc}")
+                self._not_a_hub_failure()
                 raise
             except InvalidNameError as exc:
+                self._not_a_hub_failure()
                 raise ProvisioningError(str(exc)) from None
             self._enertef_env = result.environment
             self._enertef_progress(30, f"MLflow store {result.resources.schema} and bucket"
