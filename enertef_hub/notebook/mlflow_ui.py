@@ -97,6 +97,57 @@ def same_origin_guard(wsgi_app):
     return guarded
 
 
+#: Served next to the UI page and loaded by it before MLflow's bundle.
+UI_DEFAULTS_PATH = "enertef-ui-defaults.js"
+
+#: First-visit defaults of the UI. MLflow 3 opens an experiment in its "GenAI" view,
+#: whose Traces page is empty for runs logged with ``mlflow.start_run()``; the
+#: workbench is for model training, so that view is the default (MLflow keeps the
+#: choice in localStorage as ``mlflow.workflowType_v1``; a switch in the UI is kept).
+UI_DEFAULTS_JS = b"""// enertef-hub: open MLflow on its model-training view unless the user chose another.
+try {
+  if (!window.localStorage.getItem("mlflow.workflowType_v1")) {
+    window.localStorage.setItem("mlflow.workflowType_v1", JSON.stringify("machine_learning"));
+  }
+} catch (e) {}
+"""
+
+
+def add_ui_defaults(html: bytes) -> bytes:
+    """The UI page loading :data:`UI_DEFAULTS_JS` before MLflow's (deferred) bundle (pure)."""
+    tag = f'<script src="{UI_DEFAULTS_PATH}"></script>'.encode()
+    return html.replace(b"</head>", tag + b"</head>", 1) if tag not in html else html
+
+
+def ui_defaults(wsgi_app):
+    """WSGI middleware serving :data:`UI_DEFAULTS_JS` and adding it to the UI page."""
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.endswith("/" + UI_DEFAULTS_PATH):
+            start_response("200 OK", [("Content-Type", "application/javascript; charset=utf-8"),
+                                      ("Content-Length", str(len(UI_DEFAULTS_JS))), ("Cache-Control", "no-cache")])
+            return [UI_DEFAULTS_JS]
+        if environ.get("REQUEST_METHOD", "GET") != "GET" or not path.endswith(("/", ".html")):
+            return wsgi_app(environ, start_response)
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured.update(status=status, headers=headers)
+            return lambda data: None
+
+        body = b"".join(wsgi_app(dict(environ, HTTP_ACCEPT_ENCODING="identity"), capture))
+        headers = captured["headers"]
+        if any(k.lower() == "content-type" and v.startswith("text/html") for k, v in headers):
+            body = add_ui_defaults(body)
+            headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "etag")]
+            headers.append(("Content-Length", str(len(body))))
+        start_response(captured["status"], headers)
+        return [body]
+
+    return app
+
+
 def make_app():
     """MLflow's Flask app wrapped in the same-origin guard (environment must be set first)."""
     import logging
@@ -106,7 +157,7 @@ def make_app():
     logging.getLogger("mlflow.server.security").setLevel(logging.ERROR)
     from mlflow.server import app as flask_app  # heavy: imported only in the UI process
 
-    return same_origin_guard(flask_app)
+    return same_origin_guard(ui_defaults(flask_app))
 
 
 def main(argv: list[str] | None = None) -> int:

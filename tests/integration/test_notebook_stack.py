@@ -216,6 +216,11 @@ def test_mlflow_ui_page_is_served_under_the_prefix(mlflow_ui) -> None:
     assert not script.startswith("/")
     assert request(sock, "GET", f"{prefix}/{script}")[0] == 200
     assert request(sock, "GET", "/health")[0] == 404
+    # The model-training view is the default (not GenAI's empty Traces page): the page
+    # loads the workbench's defaults before MLflow's bundle.
+    assert page.index(b'<script src="enertef-ui-defaults.js">') > page.index(b'src="' + script.encode())
+    status, defaults = request(sock, "GET", f"{prefix}/enertef-ui-defaults.js")
+    assert status == 200 and b'"mlflow.workflowType_v1", JSON.stringify("machine_learning")' in defaults
 
 
 def test_mlflow_ui_api_shows_the_run_and_its_artifact(mlflow_ui, logged_run) -> None:
