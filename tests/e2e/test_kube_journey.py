@@ -355,12 +355,19 @@ def test_storage_outage_is_a_clear_message_and_no_crash_loop(kube_hub, new_page,
         expect(log).to_contain_text(re.compile(r"MinIO at http://enertef-minio:9000\) is unreachable"), timeout=90_000)
         expect(log).to_contain_text("start your server again")
         assert services_env["ENERTEF_MINIO_SECRET_KEY"] not in log.inner_text()
-        wait_until("the failed spawn to finish", lambda: not hub.api("GET", f"/users/{name}").json().get("pending"))
+        def spawn_over():
+            assert running_hub_pod(hub.node) is hub_process and hub_process.restarts == 0, \
+                "the hub exited (crash-loop):\n" + hub.log_tail(30)
+            try:
+                return not hub.api("GET", f"/users/{name}").json().get("pending")
+            except (requests.RequestException, ValueError):
+                return False  # the hub is going away: the next round says so
+
+        wait_until("the failed spawn to finish", spawn_over)
         for _ in range(limit + 1):
             response = hub.api("POST", f"/users/{name}/server")
             assert response.status_code in (201, 202, 500), response.text
-            wait_until("the failed spawn to finish",
-                       lambda: not hub.api("GET", f"/users/{name}").json().get("pending"), timeout=90)
+            wait_until("the failed spawn to finish", spawn_over, timeout=90)
         time.sleep(3)  # JupyterHub aborts 2 s after the limit is reached
         assert hub.api("GET", f"/users/{name}").json()["servers"] == {}
     finally:
