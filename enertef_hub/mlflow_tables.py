@@ -34,6 +34,41 @@ def schema_head() -> dict:
     return {"head": _get_latest_schema_revision(), "mlflow": mlflow.__version__}
 
 
+def read_schema_head() -> dict:
+    """:func:`schema_head` read from MLflow's migration files, without importing MLflow.
+
+    The hub asks this at the first spawn after it starts, before the server starts:
+    importing MLflow would cost seconds there. The head is the one revision that no
+    migration names as its ``down_revision``; anything unexpected falls back to MLflow.
+    """
+    import importlib.metadata
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("mlflow")  # locates the package, runs none of it
+    versions = Path(spec.origin).parent / "store" / "db_migrations" / "versions"
+    revisions, parents = set(), set()
+    for path in versions.glob("[0-9a-f]*_*.py"):  # revision files, not __init__.py
+        text = path.read_text()
+        revision = re.search(r"^revision\s*=\s*[\"']([0-9a-f]+)[\"']", text, re.M)
+        down = re.search(r"^down_revision\s*=\s*(.+)$", text, re.M)
+        if revision is None or down is None:
+            return schema_head()
+        revisions.add(revision.group(1))
+        parents.update(re.findall(r"[\"']([0-9a-f]+)[\"']", down.group(1)))
+    heads = revisions - parents
+    if len(heads) != 1:
+        return schema_head()
+    head = heads.pop()
+    for dist in ("mlflow", "mlflow-skinny"):
+        try:
+            return {"head": head, "mlflow": importlib.metadata.version(dist)}
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return schema_head()
+
+
 def ensure_store(uri: str, artifact_root: str) -> dict:
     """Create the tables of an empty store, or upgrade an older one to this MLflow's head.
 
@@ -91,7 +126,7 @@ class StoreNewerError(Exception):
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["--head"]:
-        print(json.dumps(schema_head()))
+        print(json.dumps(read_schema_head()))
         return 0
     try:
         result = ensure_store(os.environ["MLFLOW_TRACKING_URI"], os.environ["ENERTEF_MLFLOW_ARTIFACT_ROOT"])
