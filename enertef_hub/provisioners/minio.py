@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import urllib3
@@ -340,6 +341,18 @@ class MinioProvisioner(LoggingConfigurable):
             if not dry_run:
                 s3.delete_bucket_replication(bucket)
         return found
+
+    async def buckets_with_policy(self, buckets: list[str]) -> list[str]:
+        """Which of ``buckets`` have a bucket policy (for ``check``: one request per bucket, 8 at a time)."""
+        return await self._run(self._buckets_with_policy, buckets)
+
+    def _buckets_with_policy(self, buckets: list[str]) -> list[str]:
+        s3, _ = self._get_clients()
+        existing = {b.name for b in s3.list_buckets()}
+        wanted = [b for b in buckets if b in existing]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = pool.map(lambda b: _or_none(s3.get_bucket_policy, b, "NoSuchBucketPolicy"), wanted)
+            return [bucket for bucket, policy in zip(wanted, found) if policy]
 
     async def access_keys(self) -> dict[str, list[tuple[str, str]]]:
         """Every user's service accounts and STS credentials: user -> [(kind, access key)] (for ``check``)."""

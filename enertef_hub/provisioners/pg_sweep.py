@@ -127,7 +127,9 @@ async def plan_privileges(conn: psycopg.AsyncConnection, role: str, schema: str,
     params = {"role": role, "schema": schema}
     actions: list[SweepAction] = []
     # Grants to anyone but the owning role and the admin (current_user), PUBLIC
-    # included. Routines without an ACL are executable by PUBLIC by default.
+    # included. Routines without an ACL (PostgreSQL's default: EXECUTE for PUBLIC,
+    # e.g. MLflow's trigger functions) are left alone: nobody else can reach the
+    # schema to call them, and what runs as the owner is handled below.
     grants = await _rows(conn, """
         WITH target AS (SELECT oid FROM pg_namespace WHERE nspname = %(schema)s),
         keep AS (SELECT oid FROM pg_roles WHERE rolname IN (%(role)s, current_user))
@@ -145,7 +147,7 @@ async def plan_privileges(conn: psycopg.AsyncConnection, role: str, schema: str,
         SELECT DISTINCT 'FN:' || p.prokind::text, n.nspname, p.proname, pg_get_function_identity_arguments(p.oid),
                CASE a.grantee WHEN 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace,
-             aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+             aclexplode(p.proacl) a
         WHERE n.oid IN (SELECT oid FROM target) AND a.grantee NOT IN (SELECT oid FROM keep)
         UNION ALL
         SELECT DISTINCT 'TYPE', n.nspname, t.typname, NULL,
@@ -215,6 +217,44 @@ async def plan_privileges(conn: psycopg.AsyncConnection, role: str, schema: str,
             actions.append(SweepAction(f"role {role} granted to {member}", sql.SQL("REVOKE {} FROM {} CASCADE").format(
                 sql.Identifier(role), sql.Identifier(member))))
     return actions
+
+
+async def flagged_names(conn: psycopg.AsyncConnection) -> set[str]:
+    """Names of schemas and roles that a sweep might change something in, in one pass over the catalogue.
+
+    ``enertef-hub check`` plans the sweep in detail only for stores found here, so
+    auditing a system with thousands of stores stays a few queries.
+    """
+    cur = await conn.execute("""
+        WITH ns AS (SELECT oid, nspname, nspowner, nspacl FROM pg_namespace
+                    WHERE nspname NOT LIKE 'pg\\_%%' AND nspname <> 'information_schema')
+        SELECT n.nspname FROM ns n, aclexplode(n.nspacl) a WHERE a.grantee NOT IN (n.nspowner, %(me)s)
+        UNION SELECT n.nspname FROM pg_class c JOIN ns n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
+              WHERE a.grantee NOT IN (c.relowner, %(me)s)
+        UNION SELECT n.nspname FROM pg_proc p JOIN ns n ON n.oid = p.pronamespace, aclexplode(p.proacl) a
+              WHERE a.grantee NOT IN (p.proowner, %(me)s)
+        UNION SELECT n.nspname FROM pg_proc p JOIN ns n ON n.oid = p.pronamespace WHERE p.prosecdef
+        UNION SELECT n.nspname FROM pg_type t JOIN ns n ON n.oid = t.typnamespace, aclexplode(t.typacl) a
+              WHERE a.grantee NOT IN (t.typowner, %(me)s)
+        UNION SELECT x.name FROM (
+              SELECT n.nspname, c.relowner, n.nspowner FROM pg_class c JOIN ns n ON n.oid = c.relnamespace
+              UNION ALL SELECT n.nspname, p.proowner, n.nspowner FROM pg_proc p JOIN ns n ON n.oid = p.pronamespace
+              UNION ALL SELECT n.nspname, t.typowner, n.nspowner FROM pg_type t JOIN ns n ON n.oid = t.typnamespace
+              ) o, LATERAL (VALUES (o.nspname), (pg_get_userbyid(o.relowner))) x(name)
+              WHERE o.relowner <> o.nspowner
+        UNION SELECT pg_get_userbyid(d.defaclrole) FROM pg_default_acl d, aclexplode(d.defaclacl) a
+              WHERE a.grantee NOT IN (d.defaclrole, %(me)s)
+        UNION SELECT pg_get_userbyid(l.lomowner) FROM pg_largeobject_metadata l, aclexplode(l.lomacl) a
+              WHERE a.grantee NOT IN (l.lomowner, %(me)s)
+        UNION SELECT pg_get_userbyid(m.roleid) FROM pg_auth_members m
+              WHERE m.member <> %(me)s AND pg_get_userbyid(m.roleid) LIKE 'u\\_%%'
+        """, {"me": await _current_user_oid(conn)})
+    return {name for (name,) in await cur.fetchall()}
+
+
+async def _current_user_oid(conn: psycopg.AsyncConnection) -> int:
+    cur = await conn.execute("SELECT oid FROM pg_roles WHERE rolname = current_user")
+    return int((await cur.fetchone())[0])
 
 
 async def plan_sweep(conn: psycopg.AsyncConnection, role: str, schema: str, *,

@@ -278,6 +278,10 @@ class PostgresProvisioner(LoggingConfigurable):
         """End every open session of ``role`` (rotation: the old password's sessions go too)."""
         return await pg_sweep.terminate_sessions(conn, role)
 
+    async def audit_candidates(self, conn: psycopg.AsyncConnection) -> set[str]:
+        """Schemas and roles in which a sweep may find something (one catalogue pass, for ``check``)."""
+        return await pg_sweep.flagged_names(conn)
+
     async def audit_user(self, conn: psycopg.AsyncConnection, resources: UserResources) -> list[str]:
         """What a sweep of alice's store would change now (``enertef-hub check``)."""
         return [a.description for a in await pg_sweep.plan_sweep(

@@ -153,6 +153,8 @@ async def test_removed_member_keeps_nothing_she_opened_as_the_team(workbench, ad
         "SELECT DISTINCT grantee FROM information_schema.role_table_grants WHERE table_schema = %s",
         (t_role,)).fetchall()
     assert {g for (g,) in grantees} <= {t_role}
+    for who in (alice, bob, carol):  # leave nothing for `enertef-hub check` to report
+        await workbench.deprovision(who.resources.username, purge=True)
 
 
 async def test_removed_member_session_acting_as_team_ends(workbench):

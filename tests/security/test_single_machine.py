@@ -61,11 +61,14 @@ def make_spawner(name: str, home_root: Path, **config) -> EnerTEFLocalSpawner:
     return spawner
 
 
-def start_as(account: pwd.struct_passwd, *cmd: str) -> subprocess.Popen:
-    """A process of the account that left its server's session (``setsid``), as a kernel's child can."""
-    return subprocess.Popen(["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups",
-                             "setsid", *cmd], start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+def start_as(account: pwd.struct_passwd, *cmd: str) -> None:
+    """A process of the account that left its server's session and parent (``setsid -f``), as a kernel's child can.
+
+    Its parent exits at once, so the process belongs to init, not to this test
+    (which would otherwise keep it as a zombie that ``userdel`` counts).
+    """
+    subprocess.run(["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups",
+                    "setsid", "-f", *cmd], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # -- seeding --------------------------------------------------------------------------------------
@@ -112,7 +115,8 @@ async def test_deletion_ends_every_process_of_the_account(root, home_root):
     spawner = make_spawner(unique_name("mallory"), home_root)
     await spawner._ensure_system_user()
     account = pwd.getpwnam(spawner.system_username)
-    detached = [start_as(account, "sleep", "600") for _ in range(2)]
+    for _ in range(2):
+        start_as(account, "sleep", "600")
     for _ in range(50):
         if len(sysaccounts.processes_of(account.pw_uid)) >= 2:
             break
@@ -122,7 +126,6 @@ async def test_deletion_ends_every_process_of_the_account(root, home_root):
     await spawner.delete_forever()
 
     assert sysaccounts.processes_of(account.pw_uid) == []
-    assert all(p.wait(timeout=10) is not None for p in detached)
     with pytest.raises(KeyError):
         pwd.getpwnam(spawner.system_username)
     # The same name starts again: a new account with a home of its own.
@@ -135,18 +138,25 @@ async def test_deletion_fails_clearly_while_a_process_survives(root, home_root):
     spawner = make_spawner(unique_name("mallory"), home_root)
     await spawner._ensure_system_user()
     account = pwd.getpwnam(spawner.system_username)
-    survivor = start_as(account, "sleep", "600")
+    start_as(account, "sleep", "600")
+    for _ in range(50):
+        if sysaccounts.processes_of(account.pw_uid):
+            break
+        await asyncio.sleep(0.1)
+    (survivor,) = sysaccounts.processes_of(account.pw_uid)
     try:
-        with mock.patch.object(sysaccounts, "end_processes", return_value=[survivor.pid]), \
+        # As if SIGKILL could not end it (a process stuck in the kernel).
+        with mock.patch.object(sysaccounts, "end_processes", return_value=[survivor]), \
                 pytest.raises(web.HTTPError) as raised:
             await spawner.delete_forever()
-        assert raised.value.status_code == 500 and str(survivor.pid) in raised.value.log_message
+        assert raised.value.status_code == 500 and str(survivor) in raised.value.log_message
         assert pwd.getpwnam(spawner.system_username)  # nothing half-deleted: the account is still there
         await spawner.delete_forever()  # once the process can be ended, deletion completes
         with pytest.raises(KeyError):
             pwd.getpwnam(spawner.system_username)
     finally:
-        survivor.kill()
+        for pid in sysaccounts.processes_of(account.pw_uid):
+            os.kill(pid, 9)
 
 
 async def test_new_account_never_gets_the_uid_of_a_live_process(root, home_root):
