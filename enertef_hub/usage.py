@@ -107,6 +107,10 @@ class Quotas(LoggingConfigurable):
                 raise TraitError(f"Quotas.{proposal['trait'].name}[{key!r}]: {exc}") from None
         return proposal["value"]
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._applied: dict[str, int] = {}  #: bucket -> quota this process set or found
+
     def user_quota(self, username: str, groups=()) -> int:
         """Bytes of ``username``'s bucket quota (0: none), given the user's JupyterHub groups."""
         overrides = self.user_bucket_quota_overrides
@@ -124,14 +128,21 @@ class Quotas(LoggingConfigurable):
     # -- applying them -----------------------------------------------------------------
 
     async def ensure(self, minio, bucket_quotas: dict[str, int]):
-        """Give each bucket its quota (``{bucket: bytes}``, 0 clears it); only what differs is sent."""
-        await minio._run(self._ensure, minio, bucket_quotas)
+        """Give each bucket its quota (``{bucket: bytes}``, 0 clears it); only what differs is sent.
+
+        What this process applied is remembered, so a returning user's spawn costs no
+        admin call (a quota changed by hand is put back at the next hub start).
+        """
+        todo = {b: size for b, size in bucket_quotas.items() if self._applied.get(b) != size}
+        if todo:
+            await minio._run(self._ensure, minio, todo)
 
     def _ensure(self, minio, bucket_quotas: dict[str, int]):
         _, admin = minio._get_clients()
         for bucket, size in bucket_quotas.items():
             if bucket_quota(admin, bucket) != size:
                 admin.bucket_quota_set(bucket, size)
+            self._applied[bucket] = size
 
 
 def bucket_quota(admin, bucket: str) -> int:
