@@ -221,6 +221,10 @@ async def test_deletion_ends_service_accounts_and_sts_credentials(workbench):
     await workbench.deprovision(name, purge=False)
 
     assert not any(works(lambda c=c: c.list_objects_v2(Bucket=bucket)) for c in keys)
+    # Restoring the kept data re-creates the same MinIO user: what she made before
+    # must not come back to life with it (MinIO keeps STS credentials of a removed user).
+    await workbench.restore(name, 1)
+    assert not any(works(lambda c=c: c.list_objects_v2(Bucket=bucket)) for c in keys)
 
 
 # -- withdrawn approval ------------------------------------------------------------------------
