@@ -101,3 +101,28 @@ async def test_a_replay_that_misses_the_head_leaves_nothing(workbench, snapshot,
         assert tables == 0
     finally:
         await workbench.deprovision(result.resources.username, purge=True)
+
+
+async def test_spawns_give_new_stores_their_tables_by_replay(workbench, snapshot, admin_conn, monkeypatch):
+    """What the spawner calls: new stores get the replay, and no MLflow subprocess runs."""
+    workbench._snapshot = None  # as a freshly started hub: the recording is read from the registry
+    ran_mlflow = []
+    real_ensure_all = workbench.upgrader.ensure_all
+
+    async def ensure_all(stores, *args, **kwargs):
+        ran_mlflow.extend(stores)
+        return await real_ensure_all(stores, *args, **kwargs)
+
+    monkeypatch.setattr(workbench.upgrader, "ensure_all", ensure_all)
+    result = await workbench.provision(unique_name("snaps"))
+    try:
+        await workbench.ensure_mlflow_tables(result)
+        assert ran_mlflow == []
+        version = admin_conn.execute(sql.SQL("SELECT version_num FROM {}").format(
+            sql.Identifier(result.resources.schema, "alembic_version"))).fetchone()[0]
+        assert version == snapshot["head"]
+        owners = admin_conn.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = %s",
+                                    (result.resources.schema,)).fetchall()
+        assert owners == [(result.resources.role,)]
+    finally:
+        await workbench.deprovision(result.resources.username, purge=True)
