@@ -263,10 +263,10 @@ def test_journey(kube_hub, admin_page, new_page, services_env):
 
     # Log in: the hub spawns; the progress page shows our steps, then JupyterLab loads.
     log_in(user, hub, name, PASSWORD)
-    user.wait_for_url(re.compile(rf".*/hub/spawn-pending/{name}.*|.*/user/{name}/.*"), timeout=60_000)
-    if "spawn-pending" in user.url:
-        expect(user.locator("#progress-log")).to_contain_text(
-            "Preparing your MLflow store", timeout=60_000)
+    user.wait_for_url(re.compile(rf".*/hub/spawn-pending/{name}.*"), timeout=60_000)
+    expect(user.locator("#progress-log")).to_contain_text("Preparing your MLflow store", timeout=60_000)
+    expect(user.locator("#progress-log")).to_contain_text(f"MLflow store u_{name} and bucket user-{name} ready",
+                                                          timeout=60_000)
     user.wait_for_url(re.compile(rf".*/user/{name}/lab.*"), timeout=240_000)
     expect(user.locator("#jp-main-dock-panel")).to_be_visible(timeout=120_000)
 

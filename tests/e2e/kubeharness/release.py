@@ -87,6 +87,7 @@ def overlay_values(api_token: str, public_url: str, extra: dict | None = None) -
       role (``hub.loadRoles``), so the test can ask the hub REST API about users;
     - if the values give users origins of their own (``subdomain_host``), the
       hub's public URL here (the port of the test's port-forward);
+    - the spawn page without JupyterHub's 10 s wait (``slow_spawn_timeout``);
     - no team-sync service: it makes this hub's groups the truth for the whole
       account registry, and here PostgreSQL is shared with other tests' hubs (one
       hub per database in a real deployment).
@@ -101,9 +102,13 @@ def overlay_values(api_token: str, public_url: str, extra: dict | None = None) -
             }},
         },
     }
+    # The spawn page at once (JupyterHub waits 10 s first), so the test always sees
+    # the progress messages, as users do whenever a spawn takes a while.
+    hub_config = {"tornado_settings": {"slow_spawn_timeout": 0}}
     chart_values = yaml.safe_load((REPO / "chart-values" / "jupyterhub.yaml").read_text())
     if chart_values["hub"].get("config", {}).get("JupyterHub", {}).get("subdomain_host"):
-        values["hub"]["config"] = {"JupyterHub": {"subdomain_host": public_url}}
+        hub_config["subdomain_host"] = public_url
+    values["hub"]["config"] = {"JupyterHub": hub_config}
     for key, value in (extra or {}).items():
         values.setdefault(key, {}).update(value)
     return values
