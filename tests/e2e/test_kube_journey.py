@@ -23,11 +23,13 @@ the claim, schema and bucket.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
 import secrets
 import socket
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -277,6 +279,20 @@ def test_journey(kube_hub, admin_page, new_page, services_env):
     claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v]
     assert claims == [f"claim-{name}"]
     assert hub.pvc(f"claim-{name}")["status"]["phase"] == "Bound"
+    # The hub's only credential is the hub ServiceAccount's token, mounted where
+    # in-cluster clients read it; what it may do is the chart's Role.
+    hub_spec = json.loads(max((hub.dir / "pods").glob("hub-*/spec.json"), key=lambda p: p.stat().st_mtime).read_text())
+    token_dir = next(src for src, dst, _ in hub_spec["mounts"] if dst == "/var/run/secrets/kubernetes.io/serviceaccount")
+    payload = (Path(token_dir) / "token").read_text().split(".")[1]
+    subject = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
+    assert subject == f"system:serviceaccount:{hub.namespace}:hub"
+
+    def hub_can(verb: str, resource: str, namespace: str) -> str:
+        return subprocess.run(["kubectl", "auth", "can-i", verb, resource, "--as", subject, "-n", namespace],
+                              capture_output=True, text=True, env=hub.env).stdout.strip()
+
+    assert hub_can("create", "pods", hub.namespace) == "yes"
+    assert hub_can("get", "secrets", "kube-system") == "no"
     env = pod_env(hub, pod_name)
     assert env["ENERTEF_BUCKET"] == f"user-{name}"
     # No admin credential reaches the pod (the names; and no value anywhere in its env).
@@ -384,7 +400,7 @@ def test_storage_outage_is_a_clear_message_and_no_crash_loop(kube_hub, new_page,
 def test_purge_on_delete_removes_the_claim(kube_hub, admin_page, services_env):
     hub = kube_hub
     old_hub = running_hub_pod(hub.node)
-    proc = __import__("subprocess").run(
+    proc = subprocess.run(
         ["helm", "upgrade", RELEASE, str(chart_dir()), "--namespace", hub.namespace, "--reuse-values",
          # chart-values/jupyterhub.yaml: "change both together"
          "--set", "hub.config.Workbench.purge_on_delete=true", "--set", "hub.config.KubeSpawner.delete_pvc=true"],
