@@ -34,16 +34,23 @@ class TeamSync:
         self.log = log
 
     @measured("team_sync_user")
-    async def sync_user(self, username: str, teams: Iterable[str], actor: str | None = None) -> list[str]:
-        """Make ``username``'s team memberships exactly ``teams`` (at spawn). Returns the teams."""
+    async def sync_user(self, username: str, teams: Iterable[str], actor: str | None = None,
+                        conn=None) -> list[str]:
+        """Make ``username``'s team memberships exactly ``teams`` (at spawn). Returns the teams.
+
+        ``conn``: the caller's connection (provisioning passes its own, so a spawn holds
+        one pool connection, not two); None takes one from the pool.
+        """
         wanted = sorted({normalize_team_name(t) for t in teams})
-        async with self.postgres.connection() as conn:
-            member = await self._active_resources(conn, username)
-            current = set(await self.registry.teams_of(conn, username))
-            for team in wanted:
-                await self._set_membership(conn, team, username, member, True, actor, recorded=team in current)
-            for team in sorted(current - set(wanted)):
-                await self._set_membership(conn, team, username, member, False, actor)
+        if conn is None:
+            async with self.postgres.connection() as own:
+                return await self.sync_user(username, wanted, actor, conn=own)
+        member = await self._active_resources(conn, username)
+        current = set(await self.registry.teams_of(conn, username))
+        for team in wanted:
+            await self._set_membership(conn, team, username, member, True, actor, recorded=team in current)
+        for team in sorted(current - set(wanted)):
+            await self._set_membership(conn, team, username, member, False, actor)
         return wanted
 
     async def sync_all(self, groups: Mapping[str, Iterable[str]], actor: str | None = None) -> dict:

@@ -150,11 +150,13 @@ class Workbench(SingletonConfigurable):
         started = time.perf_counter()
         name = normalize_username(username)
         self._check_secret_key()
-        result = await self._provision_user(name, actor, started)
-        if teams is not None:
-            result.teams = await self.teams.sync_user(name, teams, actor)
-        else:
-            async with self.postgres.connection() as conn:
+        # One pool checkout for the whole provisioning: in a storm, a caller that got a
+        # connection finishes, instead of queueing again behind every later arrival.
+        async with self.postgres.connection() as conn:
+            result = await self._provision_user(conn, name, actor, started)
+            if teams is not None:
+                result.teams = await self.teams.sync_user(name, teams, actor, conn=conn)
+            else:
                 result.teams = await self._registry.teams_of(conn, name)
         result.environment["ENERTEF_TEAMS"] = ",".join(result.teams)
         await self.ensure_bucket_quotas(result)
@@ -170,29 +172,28 @@ class Workbench(SingletonConfigurable):
         except Exception as exc:  # the workbench works without; the admin is told
             self.log.warning("Bucket quotas of %s not applied: %s", result.resources.username, exc)
 
-    async def _provision_user(self, name: str, actor, started: float) -> ProvisionResult:
-        async with self.postgres.connection() as conn:
-            account = await self._registry.active(conn, name)
-            if account is not None and account.ready_generation == account.generation:
+    async def _provision_user(self, conn, name: str, actor, started: float) -> ProvisionResult:
+        account = await self._registry.active(conn, name)
+        if account is not None and account.ready_generation == account.generation:
+            resources = make_user_resources(name, account.incarnation)
+            state = await self.postgres.store_state(conn, resources)
+            if state["can_login"] and state["schema_exists"] and await self.minio.user_is_ready(resources):
+                return self._result(resources, account, created=False, started=started)
+        created: list[tuple[str, str]] = []
+        try:
+            async with conn.transaction():
+                await self._registry.lock_username(conn, name)
+                account = await self._registry.ensure_active(conn, name)
                 resources = make_user_resources(name, account.incarnation)
-                state = await self.postgres.store_state(conn, resources)
-                if state["can_login"] and state["schema_exists"] and await self.minio.user_is_ready(resources):
-                    return self._result(resources, account, created=False, started=started)
-            created: list[tuple[str, str]] = []
-            try:
-                async with conn.transaction():
-                    await self._registry.lock_username(conn, name)
-                    account = await self._registry.ensure_active(conn, name)
-                    resources = make_user_resources(name, account.incarnation)
-                    await self.postgres.ensure_user_store(conn, resources, self._db_password(resources, account))
-                    created = await self.minio.ensure_user(resources, self._minio_secret(resources, account))
-                    await self._registry.mark_ready(conn, account)
-            except BaseException:
-                # The database rolled back (or never committed): take back what
-                # MinIO got in this attempt, so nothing half-made remains.
-                if created:
-                    await self.minio.undo(created)
-                raise
+                await self.postgres.ensure_user_store(conn, resources, self._db_password(resources, account))
+                created = await self.minio.ensure_user(resources, self._minio_secret(resources, account))
+                await self._registry.mark_ready(conn, account)
+        except BaseException:
+            # The database rolled back (or never committed): take back what
+            # MinIO got in this attempt, so nothing half-made remains.
+            if created:
+                await self.minio.undo(created)
+            raise
         result = self._result(resources, account, created=True, started=started)
         events.log_event(
             self.log, "provisioned", name, actor, incarnation=account.incarnation,

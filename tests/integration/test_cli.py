@@ -55,7 +55,7 @@ def test_deprovision_status_and_restore_round_trip():
 
 
 def test_bad_input_exits_2_with_the_reason():
-    result = cli("provision", "Robert'); DROP TABLE x;--")
+    result = cli("provision", "Rob'); DROP TABLE x;--")
     assert result.returncode == 2 and "only letters" in result.stderr and "Traceback" not in result.stderr
     result = cli("restore", unique_name("nobodyhere"), "--incarnation", "1")
     assert result.returncode == 1 and "no kept data" in result.stderr
