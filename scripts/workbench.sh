@@ -9,7 +9,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-ENERTEF_SKIP_JH55=${ENERTEF_SKIP_JH55:-1} scripts/bootstrap.sh
+ENERTEF_SKIP_TEST_ENVS=${ENERTEF_SKIP_TEST_ENVS:-1} scripts/bootstrap.sh
 scripts/services.sh start
 # shellcheck source=/dev/null
 . .local/services.env

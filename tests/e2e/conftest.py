@@ -10,7 +10,7 @@ Fixtures (reuse them in any tests/e2e module):
 ``hub`` (session)
     A running ``jupyterhub`` (the one next to ``sys.executable``, so the same tests
     run under whichever venv runs pytest, e.g. ``.venv`` with JupyterHub 6.x and
-    ``.venv-jh55`` with 5.5) with tests/e2e/hub_config.py: EnerTEFAuthenticator,
+    ``.venv-hub``, the hub image's environment, with 5.5) with tests/e2e/hub_config.py: EnerTEFAuthenticator,
     EnerTEFLocalSpawner (servers run as the hub's own OS user), a temporary
     directory for the hub database, cookie secret and homes, ports from
     18200-18299. A :class:`Hub` with ``.url``, ``.api(method, path, **kw)``,
