@@ -231,7 +231,9 @@ class EnerTEFAuthenticator(NativeAuthenticator):
         JupyterHub asks this every ``Authenticator.auth_refresh_age`` seconds (5 min by
         default); False sends the user back to the login page, where login is then
         refused. Users without a sign-up record (created by an admin through the
-        REST API) are left alone: they cannot log in with a password anyway.
+        REST API) are left alone: they cannot log in with a password anyway. (The
+        approval page also revokes the user's tokens and cookies at once; this is
+        the second line, for approvals withdrawn by other means.)
         """
         info = self.get_user(user.name)
         if info is None or user.name in self.admin_users:

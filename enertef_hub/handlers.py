@@ -280,6 +280,10 @@ class ToggleAuthorizationHandler(TemplatesMixin, LocalBase):
     Only a POST (with the hub's XSRF token) changes anything: NativeAuthenticator
     toggled on GET, so a link planted anywhere an admin browses could approve a
     sign-up. A GET just shows the user's row on the approval page.
+
+    Withdrawing an approval ends everything the user holds at once
+    (:func:`enertef_hub.approval.withdraw_access`): servers, every hub token and
+    login cookie, database and storage access (data kept).
     """
 
     @admin_users_scope
