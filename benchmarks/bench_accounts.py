@@ -1,0 +1,105 @@
+"""First-time provisioning as the number of accounts grows: 0, 1,000, 5,000, 10,000.
+
+    .venv/bin/python benchmarks/bench_accounts.py [--sizes 0,1000,5000,10000] [--samples 20]
+
+Starts a private PostgreSQL and MinIO (free ports, a temporary directory under /var/tmp,
+stopped at the end), so the shared services are never filled. At each size it first
+adds accounts up to that size through the hub's own code (registry row, role, schema,
+grants: PostgresProvisioner.ensure_user_store, as a spawn does; their MinIO side is
+left out, since MinIO's cost does not depend on PostgreSQL's), then times
+``Workbench.provision`` of new users (PostgreSQL and MinIO) and prints p50/p95 and
+the ratio to the empty system. It also prints how many roles the hub's admin role is
+a member of. Target (issue 13): at 10,000 accounts, p50 at most 2x its value on an
+empty system, with an admin role that is not a superuser. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from traitlets.config import Config
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from enertef_hub.naming import make_user_resources  # noqa: E402
+from enertef_hub.workbench import Workbench  # noqa: E402
+from tests.conftest import private_services_env, start_services  # noqa: E402
+
+
+def fresh(prefix: str) -> str:
+    return prefix + "".join(random.choices(string.ascii_lowercase, k=10))
+
+
+async def add_accounts(wb: Workbench, count: int, batch: int = 200):
+    """``count`` more accounts, made by the provisioning code's PostgreSQL steps."""
+    made = 0
+    while made < count:
+        async with wb.postgres.connection() as conn, conn.transaction():
+            for _ in range(min(batch, count - made)):
+                name = fresh("fill")
+                account = await wb._registry.ensure_active(conn, name)
+                resources = make_user_resources(name, account.incarnation)
+                await wb.postgres.ensure_user_store(conn, resources, wb._db_password(resources, account))
+                await wb._registry.mark_ready(conn, account)
+                made += 1
+
+
+async def admin_memberships(wb: Workbench) -> int:
+    async with wb.postgres.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM pg_auth_members WHERE member = (SELECT oid FROM pg_roles WHERE rolname = current_user)")
+        return (await cur.fetchone())[0]
+
+
+async def main(args):
+    state = Path(tempfile.mkdtemp(prefix="enertef-bench-accounts-", dir="/var/tmp"))
+    os.chmod(state, 0o755)
+    private = private_services_env(state)
+    env = start_services(private)
+    try:
+        config = Config()
+        config.PostgresProvisioner.admin_url = env["ENERTEF_POSTGRES_ADMIN_URL"]
+        config.MinioProvisioner.endpoint = env["ENERTEF_MINIO_ENDPOINT"]
+        config.MinioProvisioner.access_key = env["ENERTEF_MINIO_ACCESS_KEY"]
+        config.MinioProvisioner.secret_key = env["ENERTEF_MINIO_SECRET_KEY"]
+        config.Workbench.secret_key = env["ENERTEF_SECRET_KEY"]
+        wb = Workbench(config=config)
+        await wb.provision(fresh("warm"))  # pool open, one-time setup done
+        total, base = 1, None
+        print(f"{'accounts':>9}  {'p50':>9}  {'p95':>9}  {'x empty':>7}  admin role member of")
+        for size in args.sizes:
+            await add_accounts(wb, max(0, size - total))
+            total = max(total, size)
+            times = []
+            for _ in range(args.samples):
+                started = time.perf_counter()
+                await wb.provision(fresh("bench"))
+                times.append((time.perf_counter() - started) * 1000)
+            total += args.samples
+            p50 = statistics.median(times)
+            p95 = sorted(times)[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+            base = base or p50
+            print(f"{size:>9}  {p50:>7.1f}ms  {p95:>7.1f}ms  {p50 / base:>7.2f}  {await admin_memberships(wb)} roles")
+        await wb.close()
+    finally:
+        subprocess.run([str(REPO / "scripts" / "services.sh"), "stop"], env={**os.environ, **private},
+                       capture_output=True, check=False)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1000, 5000, 10000])
+    parser.add_argument("--samples", type=int, default=20)
+    asyncio.run(main(parser.parse_args()))
