@@ -104,8 +104,10 @@ class EnerTEFSpawnerMixin:
                     self._enertef_progress(38, "MLflow store upgraded")
             except EnerTEFError as exc:
                 self._enertef_progress(100, f"Could not upgrade your MLflow store: {exc}")
+                self._not_a_hub_failure()
                 raise
-            # MLflow's first migration takes seconds: run it while the server starts.
+            # A new store's tables (a replay of MLflow's own table creation, or MLflow in a
+            # subprocess the first time a release is seen) are made while the server starts.
             tables = asyncio.ensure_future(self.workbench.ensure_mlflow_tables(result))
             self._enertef_progress(40, "Starting your server…")
         finally:
