@@ -333,8 +333,14 @@ class EnerTEFAuthenticator(NativeAuthenticator):
         log_event(self.log, "user-deleted", name, actor=actor, revoked=self.revoke_on_delete)
 
     def get_handlers(self, app):
-        """NativeAuthenticator's pages, with the handlers in enertef_hub.handlers swapped in."""
+        """NativeAuthenticator's pages (with the handlers in enertef_hub.handlers swapped in)
+        and the admins' accounts page (enertef_hub.admin_pages), which also adds the
+        admins' links to the hub's navigation bar."""
+        from .admin_pages import admin_handlers, install_admin_pages
+
+        if app is not None:
+            install_admin_pages(app, self)
         return [
             (route, _REPLACED_HANDLERS.get(route, handler))
             for route, handler in super().get_handlers(app)
-        ]
+        ] + admin_handlers()

@@ -262,8 +262,13 @@ class LoginHandler(TemplatesMixin, NativeLoginHandler):
 
 
 class AuthorizationAreaHandler(TemplatesMixin, LocalBase):
-    """``/hub/authorize``: the list of sign-ups, with approve/withdraw/discard as form posts."""
+    """``/hub/authorize``: the list of sign-ups, with approve/withdraw/discard as form posts.
 
+    Opened while logged out, it sends the visitor to the login page and back here
+    (NativeAuthenticator answered a bare 403 with no way to log in).
+    """
+
+    @web.authenticated
     @admin_users_scope
     async def get(self):
         html = await self.render_template(
@@ -286,6 +291,7 @@ class ToggleAuthorizationHandler(TemplatesMixin, LocalBase):
     login cookie, database and storage access (data kept).
     """
 
+    @web.authenticated
     @admin_users_scope
     async def get(self, slug):
         self.redirect(self.hub.base_url + "authorize#" + url_escape(slug))

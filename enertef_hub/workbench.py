@@ -447,6 +447,33 @@ class Workbench(SingletonConfigurable):
         events.log_event(self.log, "restored", name, actor, incarnation=incarnation)
         return await self.provision(name, actor=actor)
 
+    @measured("purge")
+    async def purge(self, username: str, incarnation: int, actor: str | None = None) -> dict:
+        """Delete the kept data (schema, role, bucket) of one deleted incarnation of ``username``.
+
+        Only a *deleted* incarnation can be purged this way, so the active account of a
+        name that was signed up again is never touched (``deprovision --purge`` purges
+        every incarnation, the active one included). Raises ProvisioningError otherwise.
+        """
+        name = normalize_username(username)
+        async with self.postgres.connection() as conn:
+            async with conn.transaction():
+                await self._registry.lock_username(conn, name)
+                accounts = {a.incarnation: a for a in await self._registry.all(conn, name)}
+                target = accounts.get(incarnation)
+                if target is None or target.state != "deleted":
+                    kept = [a.incarnation for a in accounts.values() if a.state == "deleted"]
+                    raise ProvisioningError(
+                        f"{name} has no kept data of incarnation {incarnation} to purge"
+                        f" (kept incarnations: {kept or 'none'})."
+                    )
+                resources = make_user_resources(name, incarnation)
+                await self.postgres.purge_user(conn, resources)
+                await self.minio.purge_user(resources)
+                await self._registry.set_state(conn, target, "purged")
+        events.log_event(self.log, "purged", name, actor, incarnation=incarnation)
+        return {"user": name, "purged": [incarnation]}
+
     @measured("rotate")
     async def rotate(self, username: str, actor: str | None = None) -> ProvisionResult:
         """Give ``username`` new credentials now; every old one stops working.

@@ -1,0 +1,368 @@
+"""The admins' accounts page in the hub: ``/hub/enertef/accounts``.
+
+Built like the approval page (a hub handler rendering a template that extends the
+hub's ``page.html``), not as a separate server, so it shares the hub's login,
+scopes and XSRF protection. It lists every account the hub or the registry knows
+(state, incarnations, PostgreSQL and MinIO sizes, teams, last activity) and offers
+restore, purge, rotate and suspend. Each action has a confirmation page (a plain
+GET that changes nothing) whose form POST, with the hub's XSRF token and a
+``confirm`` field, does it; purging asks for the username to be typed.
+
+:func:`install_admin_pages` also adds, at hub start-up, what these pages need
+around them: links to them in the hub's navigation bar for admins, a note on
+JupyterHub's own admin panel saying what deleting a user does to the data, and
+an admin landing page after login instead of spawning the admin's own server.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timezone
+
+from jinja2 import BaseLoader, FileSystemLoader
+from jupyterhub import orm
+from jupyterhub.handlers import BaseHandler
+from jupyterhub.scopes import needs_scope
+from nativeauthenticator.orm import UserInfo
+from tornado import web
+
+from .approval import withdraw_access
+from .errors import EnerTEFError, ServiceUnavailableError
+from .events import log_event
+from .handlers import TEMPLATE_DIR, TemplatesMixin
+from .naming import InvalidNameError, make_user_resources, normalize_username
+from .usage import format_size, parse_size
+
+
+#: Path of the accounts page below the hub's base URL.
+ACCOUNTS_PATH = "enertef/accounts"
+
+#: Hub templates that we extend under their own name; the originals stay reachable
+#: under ``ORIGINAL_PREFIX`` (so an operator's own ``page.html`` is extended, not lost).
+OVERRIDES = {"page.html": "enertef-page.html", "admin.html": "enertef-admin-panel.html"}
+ORIGINAL_PREFIX = "enertef-hub-original/"
+
+#: The scope that opens these pages (and the approval page): admins have it.
+ADMIN_SCOPE = "admin:users"
+
+ACTIONS = ("restore", "purge", "rotate", "suspend")
+
+
+class HubTemplatesLoader(BaseLoader):
+    """The hub's template loader with ``page.html`` and ``admin.html`` extended by ours."""
+
+    def __init__(self, inner: BaseLoader):
+        self.inner = inner
+        self.ours = FileSystemLoader([TEMPLATE_DIR])
+
+    def get_source(self, environment, template):
+        if template in OVERRIDES:
+            return self.ours.get_source(environment, OVERRIDES[template])
+        if template.startswith(ORIGINAL_PREFIX):
+            return self.inner.get_source(environment, template[len(ORIGINAL_PREFIX):])
+        return self.inner.get_source(environment, template)
+
+    def list_templates(self):
+        return self.inner.list_templates()
+
+
+def deletion_outcome(authenticator) -> str:
+    """What deleting a user in JupyterHub's admin panel does to the data: kept, purged or untouched."""
+    if not getattr(authenticator, "revoke_on_delete", False):
+        return "untouched"
+    return "purged" if authenticator.workbench.purge_on_delete else "kept"
+
+
+def admin_default_url(handler) -> str:
+    """Where a logged-in admin lands (``JupyterHub.default_url``): the accounts page.
+
+    Admins then do not start a server (and get a store) of their own just by
+    logging in. Everyone else gets "" and so JupyterHub's usual target.
+    """
+    user = handler.current_user
+    if user is None:
+        return ""
+    if user.admin or ADMIN_SCOPE in (getattr(handler, "parsed_scopes", None) or {}):
+        return handler.hub.base_url + ACCOUNTS_PATH
+    return ""
+
+
+def install_admin_pages(app, authenticator):
+    """Hook the admin pages into a starting hub (``get_handlers`` calls this with the app).
+
+    JupyterHub builds its Jinja environments and settings before it asks the
+    authenticator for handlers, so both can be adjusted here, before any page is
+    rendered: the loaders learn our ``page.html``/``admin.html`` extensions, the
+    templates get the deletion outcome, and admins land on the accounts page unless
+    the operator set ``c.JupyterHub.default_url``.
+    """
+    settings = getattr(app, "tornado_settings", None) or {}
+    for key in ("jinja2_env", "jinja2_env_sync"):
+        env = settings.get(key)
+        if env is None or isinstance(env.loader, HubTemplatesLoader):
+            continue
+        env.loader = HubTemplatesLoader(env.loader)
+        env.globals["enertef_deletion"] = deletion_outcome(authenticator)
+        env.globals["enertef_accounts_path"] = ACCOUNTS_PATH
+    if settings and not settings.get("default_url"):
+        settings["default_url"] = admin_default_url
+
+
+def _when(value) -> str:
+    """A timestamp as ``2026-11-27 05:20 UTC`` (the hub keeps naive UTC datetimes)."""
+    if value is None:
+        return "never"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def account_sizes(workbench, accounts: list[dict]) -> tuple[dict, dict, str | None]:
+    """Sizes for the page, cheap enough for every page load of a hub with thousands of stores.
+
+    Returns ``({schema: (bytes, over soft limit), bucket: (bytes, objects)}, {team:
+    members}, when MinIO last scanned)``. PostgreSQL sizes come from one catalogue
+    query; MinIO's from one admin call, its data-usage scanner's figures (minutes
+    behind the latest writes, as in MinIO's console). ``enertef-hub usage`` lists
+    every bucket instead, for exact figures.
+    """
+    soft = parse_size(workbench.quotas.postgres_soft_limit)
+    schemas = [make_user_resources(a["username"], a["incarnation"]).schema for a in accounts]
+    sizes: dict = {}
+    async with workbench.postgres.connection() as conn:
+        cur = await conn.execute(
+            "SELECT n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_namespace n"
+            " LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'm')"
+            " WHERE n.nspname = ANY(%s) GROUP BY n.nspname",
+            (schemas,),
+        )
+        for schema, size in await cur.fetchall():
+            sizes[schema] = (int(size), bool(soft) and int(size) > soft)
+        teams = {team: sorted(members) for team, members in (await workbench._registry.team_members(conn)).items()}
+    usage = json.loads(await workbench.minio._run(lambda: workbench.minio._get_clients()[1].get_data_usage_info()))
+    for bucket, info in (usage.get("bucketsUsageInfo") or {}).items():
+        sizes[bucket] = (int(info.get("size") or 0), int(info.get("objectsCount") or 0))
+    scanned = usage.get("lastUpdate")
+    return sizes, teams, scanned[:19].replace("T", " ") + " UTC" if scanned else None
+
+
+class AccountsBase(TemplatesMixin, BaseHandler):
+    """What both account pages share: the Workbench, the account list, rendering."""
+
+    @property
+    def workbench(self):
+        return self.authenticator.workbench
+
+    async def collect_accounts(self) -> tuple[list[dict], str | None]:
+        """One entry per username (hub user, sign-up or registry name), and an error if data is missing."""
+        entries: dict[str, dict] = {}
+
+        def entry(name):
+            return entries.setdefault(name, {
+                "name": name, "hub_account": False, "admin": False, "approved": None,
+                "last_activity": "never", "running": False, "incarnations": [], "teams": [],
+            })
+
+        for user in self.db.query(orm.User).order_by(orm.User.name):
+            e = entry(user.name)
+            e.update(hub_account=True, admin=bool(user.admin), last_activity=_when(user.last_activity),
+                     running=any(s.server is not None for s in user._orm_spawners))
+        for info in self.db.query(UserInfo):
+            entry(info.username)["approved"] = bool(info.is_authorized)
+
+        try:
+            accounts = await self.workbench.accounts()
+        except Exception as exc:  # the page still lists the hub's accounts
+            self.log.warning("Accounts page: the account registry is unavailable: %s", exc)
+            return self._finish(entries), f"The account registry could not be read: {exc}"
+        problem = None
+        try:
+            sizes, teams, scanned = await account_sizes(self.workbench, accounts)
+        except Exception as exc:  # the page still lists every account, without sizes
+            self.log.warning("Accounts page: sizes unavailable: %s", exc)
+            problem, sizes, teams, scanned = f"Sizes could not be read: {exc}", {}, {}, None
+        for team, members in teams.items():
+            for member in members:
+                entry(member)["teams"].append(team)
+        for account in accounts:
+            name, incarnation = account["username"], account["incarnation"]
+            resources = make_user_resources(name, incarnation)
+            pg_bytes, over = sizes.get(resources.schema, (None, False))
+            bucket = sizes.get(resources.bucket)
+            entry(name)["incarnations"].append({
+                "incarnation": incarnation,
+                "state": account["state"],
+                "schema": resources.schema,
+                "bucket": resources.bucket,
+                "created": _when(account.get("created_at")),
+                "deleted": _when(account["deleted_at"]) if account.get("deleted_at") else "",
+                "postgres": format_size(pg_bytes),
+                "postgres_over": over,
+                "minio": "not scanned yet" if bucket is None else format_size(bucket[0]),
+                "objects": "-" if bucket is None else bucket[1],
+            })
+        self.minio_scanned = scanned
+        return self._finish(entries), problem
+
+    @staticmethod
+    def _finish(entries: dict[str, dict]) -> list[dict]:
+        for e in entries.values():
+            states = [i["state"] for i in e["incarnations"]]
+            if "active" in states:
+                e["state"] = "suspended" if e["approved"] is False else "active"
+            elif "deleted" in states:
+                e["state"] = "deleted, data kept" if not e["hub_account"] else "active, no store yet"
+            elif states:
+                e["state"] = "purged" if not e["hub_account"] else "active, no store yet"
+            elif e["approved"] is False:
+                e["state"] = "waiting for approval"
+            else:
+                e["state"] = "no store yet" if e["hub_account"] else "signed up"
+            e["active"] = next((i for i in e["incarnations"] if i["state"] == "active"), None)
+            e["kept"] = [i for i in e["incarnations"] if i["state"] == "deleted"]
+            e["teams"] = sorted(e["teams"])
+        return sorted(entries.values(), key=lambda e: e["name"])
+
+    async def render_accounts(self, message=None, error=None):
+        accounts, problem = await self.collect_accounts()
+        html = await self.render_template(
+            "enertef-accounts.html",
+            accounts=accounts,
+            message=message,
+            error=error or problem,
+            deletion=deletion_outcome(self.authenticator),
+            minio_scanned=getattr(self, "minio_scanned", None),
+            accounts_url=self.hub.base_url + ACCOUNTS_PATH,
+        )
+        self.finish(html)
+
+
+class AccountsHandler(AccountsBase):
+    """``/hub/enertef/accounts``: every account, with its sizes and actions (admins only)."""
+
+    @web.authenticated  # logged out: to the login page and back, not a bare 403
+    @needs_scope(ADMIN_SCOPE)
+    async def get(self):
+        await self.render_accounts()
+
+
+class AccountActionHandler(AccountsBase):
+    """``/hub/enertef/accounts/NAME/ACTION``: GET asks for confirmation, the form POST acts.
+
+    A GET only renders the confirmation page; nothing changes without a POST that
+    carries the hub's XSRF token (checked by JupyterHub for every form post) and a
+    ``confirm`` field equal to the username (typed by the admin for a purge).
+    """
+
+    def _target(self, name: str, action: str) -> tuple[str, int | None]:
+        if action not in ACTIONS:
+            raise web.HTTPError(404)
+        try:
+            username = normalize_username(name)
+        except InvalidNameError:
+            raise web.HTTPError(404, "No account has this name.") from None
+        incarnation = None
+        if action in ("restore", "purge"):
+            try:
+                incarnation = int(self.get_argument("incarnation"))
+            except ValueError:
+                raise web.HTTPError(400, "The incarnation must be a number.") from None
+        return username, incarnation
+
+    async def _confirm_page(self, username, action, incarnation, error=None):
+        accounts, problem = await self.collect_accounts()
+        account = next((a for a in accounts if a["name"] == username), None)
+        if account is None:
+            raise web.HTTPError(404, f"No account named {username}.")
+        resources = make_user_resources(username, incarnation) if incarnation is not None else None
+        html = await self.render_template(
+            "enertef-account-confirm.html",
+            account=account,
+            action=action,
+            incarnation=incarnation,
+            resources=resources,
+            error=error or problem,
+            accounts_url=self.hub.base_url + ACCOUNTS_PATH,
+        )
+        self.finish(html)
+
+    @web.authenticated
+    @needs_scope(ADMIN_SCOPE)
+    async def get(self, name, action):
+        username, incarnation = self._target(name, action)
+        await self._confirm_page(username, action, incarnation)
+
+    @web.authenticated
+    @needs_scope(ADMIN_SCOPE)
+    async def post(self, name, action):
+        username, incarnation = self._target(name, action)
+        if self.get_body_argument("confirm", "").strip().lower() != username:
+            self.set_status(400)
+            what = "Type the username to confirm." if action == "purge" else "Confirm on this page."
+            await self._confirm_page(username, action, incarnation, error=f"Nothing was done: {what}")
+            return
+        actor = self.current_user.name
+        try:
+            message = await getattr(self, f"_{action}")(username, incarnation, actor)
+        except EnerTEFError as error:
+            self.log.error("Accounts page: %s of %s failed: %s", action, username, error)
+            self.set_status(503 if isinstance(error, ServiceUnavailableError) else 409)
+            await self.render_accounts(error=f"{action.capitalize()} of {username} failed: {error}")
+            return
+        await self.render_accounts(message=message)
+
+    async def _stop_servers(self, username: str) -> int:
+        """Stop the user's running servers (their credentials were just replaced)."""
+        user = self.users.get(username)
+        stopped = 0
+        if user is not None:
+            for server_name, spawner in list(user.spawners.items()):
+                if spawner.active:
+                    await self.stop_single_user(user, server_name)
+                    stopped += 1
+        return stopped
+
+    async def _restore(self, username, incarnation, actor):
+        result = await self.workbench.restore(username, incarnation, actor=actor)
+        stopped = await self._stop_servers(username)
+        text = (f"Restored {username}: incarnation {incarnation} (schema {result.resources.schema},"
+                f" bucket {result.resources.bucket}) is active again, with new credentials.")
+        if stopped:
+            text += " Their running server was stopped; the next start opens the restored data."
+        if self.users.get(username) is None or self.authenticator.get_user(username) is None:
+            text += (f" {username} has no hub account: they sign up again under this name and you"
+                     " approve them; their first server opens the restored data.")
+        return text
+
+    async def _purge(self, username, incarnation, actor):
+        await self.workbench.purge(username, incarnation, actor=actor)
+        resources = make_user_resources(username, incarnation)
+        return (f"Purged {username}'s incarnation {incarnation}: schema {resources.schema}, its role"
+                f" and bucket {resources.bucket} are deleted.")
+
+    async def _rotate(self, username, incarnation, actor):
+        await self.workbench.rotate(username, actor=actor)
+        stopped = await self._stop_servers(username)
+        return (f"New credentials for {username}; the old keys, service accounts and database sessions"
+                f" ended.{' Their running server was stopped.' if stopped else ''}")
+
+    async def _suspend(self, username, incarnation, actor):
+        if self.authenticator.is_admin_name(username):
+            raise web.HTTPError(400, f"{username} is an administrator (Authenticator.admin_users):"
+                                     " remove them from admin_users first.")
+        info = self.authenticator.get_user(username)
+        if info is not None and info.is_authorized:
+            UserInfo.change_authorization(self.db, username)
+            log_event(self.log, "approval-withdrawn", username, actor=actor)
+        done = await withdraw_access(self, username)
+        return (f"Suspended {username}: approval withdrawn, {done['servers_stopped']} server(s) stopped,"
+                f" {done['tokens_revoked']} token(s) revoked, database and storage access taken away;"
+                " the data is kept. Approve them again on the approval page to give access back.")
+
+
+def admin_handlers() -> list[tuple[str, type]]:
+    """Routes of the admin pages (below the hub's base URL)."""
+    return [
+        (r"/" + ACCOUNTS_PATH, AccountsHandler),
+        (r"/" + ACCOUNTS_PATH + r"/([^/]+)/([a-z]+)", AccountActionHandler),
+    ]
