@@ -1,0 +1,110 @@
+"""The admin pages' pure parts: the template loader that extends the hub's pages, the
+admin landing URL, and the state an account is shown in (no hub, no services)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from jinja2 import DictLoader, Environment
+
+from enertef_hub import admin_pages
+from enertef_hub.admin_pages import AccountsBase, HubTemplatesLoader, admin_default_url, install_admin_pages
+
+HUB_PAGE = (
+    "<nav>{% block nav_bar_left_items %}<li>Home</li>{% endblock nav_bar_left_items %}</nav>"
+    "{% block announcement %}{% endblock %}{% block main %}{% endblock %}"
+)
+
+
+def hub_env(page=HUB_PAGE) -> Environment:
+    return Environment(loader=DictLoader({
+        "page.html": page,
+        "admin.html": '{% extends "page.html" %}{% block main %}<div id="react-admin-hook"></div>{% endblock %}',
+        "home.html": '{% extends "page.html" %}{% block main %}home{% endblock %}',
+    }), autoescape=True)
+
+
+def render(env, name, **ns):
+    env.globals.update(enertef_accounts_path="enertef/accounts", enertef_deletion="kept")
+    return env.get_template(name).render(base_url="/hub/", **ns)
+
+
+@pytest.mark.parametrize("scopes, shown", [({"admin:users": None, "admin-ui": None}, True), ({"self": None}, False)])
+def test_every_hub_page_links_the_admin_pages_for_admins_only(scopes, shown):
+    env = hub_env()
+    env.loader = HubTemplatesLoader(env.loader)
+    html = render(env, "home.html", user=SimpleNamespace(name="x"), parsed_scopes=scopes)
+    assert "<li>Home</li>" in html and "home" in html  # the hub's own items and page stay
+    assert ('href="/hub/enertef/accounts"' in html) is shown
+    assert ('href="/hub/authorize"' in html) is shown
+
+
+def test_an_operators_own_page_html_is_extended_not_replaced():
+    env = hub_env(page=HUB_PAGE.replace("<nav>", "<nav class='operator'>"))
+    env.loader = HubTemplatesLoader(env.loader)
+    html = render(env, "home.html", user=SimpleNamespace(name="x"), parsed_scopes={"admin:users": None})
+    assert "class='operator'" in html and "Accounts" in html
+
+
+def test_the_admin_panel_says_deletion_keeps_the_data():
+    env = hub_env()
+    env.loader = HubTemplatesLoader(env.loader)
+    html = render(env, "admin.html", user=SimpleNamespace(name="x"), parsed_scopes={"admin:users": None})
+    assert 'id="react-admin-hook"' in html
+    assert "keeps their data" in html and "/hub/enertef/accounts" in html
+
+
+def test_install_wraps_both_environments_once_and_sets_the_admin_landing():
+    envs = {"jinja2_env": hub_env(), "jinja2_env_sync": hub_env()}
+    app = SimpleNamespace(tornado_settings={**envs, "default_url": ""})
+    auth = SimpleNamespace(revoke_on_delete=True, workbench=SimpleNamespace(purge_on_delete=False))
+    install_admin_pages(app, auth)
+    install_admin_pages(app, auth)
+    for env in envs.values():
+        assert isinstance(env.loader, HubTemplatesLoader)
+        assert not isinstance(env.loader.inner, HubTemplatesLoader)
+    assert app.tornado_settings["default_url"] is admin_default_url
+
+    # An operator's own default_url is left alone.
+    app = SimpleNamespace(tornado_settings={**envs, "default_url": "/hub/home"})
+    install_admin_pages(app, auth)
+    assert app.tornado_settings["default_url"] == "/hub/home"
+
+
+def test_admins_land_on_the_accounts_page_others_where_jupyterhub_sends_them():
+    def handler(user, scopes=()):
+        return SimpleNamespace(current_user=user, parsed_scopes=dict.fromkeys(scopes),
+                               hub=SimpleNamespace(base_url="/hub/"))
+
+    assert admin_default_url(handler(SimpleNamespace(admin=True))) == "/hub/enertef/accounts"
+    assert admin_default_url(handler(SimpleNamespace(admin=False), ["admin:users"])) == "/hub/enertef/accounts"
+    assert admin_default_url(handler(SimpleNamespace(admin=False), ["self"])) == ""
+    assert admin_default_url(handler(None)) == ""
+
+
+@pytest.mark.parametrize("hub_account, approved, states, shown", [
+    (True, True, ["active"], "active"),
+    (True, False, ["active"], "suspended"),
+    (False, None, ["deleted"], "deleted, data kept"),
+    (False, None, ["deleted", "purged"], "deleted, data kept"),
+    (False, None, ["purged"], "purged"),
+    (True, True, ["deleted"], "active, no store yet"),
+    (True, False, [], "waiting for approval"),
+    (True, None, [], "no store yet"),
+])
+def test_account_state(hub_account, approved, states, shown):
+    entry = {"name": "alice", "hub_account": hub_account, "approved": approved, "teams": [],
+             "incarnations": [{"incarnation": n + 1, "state": s} for n, s in enumerate(states)]}
+    (finished,) = AccountsBase._finish({"alice": entry})
+    assert finished["state"] == shown
+    assert [i["state"] for i in finished["kept"]] == [s for s in states if s == "deleted"]
+
+
+def test_deletion_outcome_follows_the_settings():
+    def auth(revoke, purge):
+        return SimpleNamespace(revoke_on_delete=revoke, workbench=SimpleNamespace(purge_on_delete=purge))
+
+    assert admin_pages.deletion_outcome(auth(True, False)) == "kept"
+    assert admin_pages.deletion_outcome(auth(True, True)) == "purged"
+    assert admin_pages.deletion_outcome(auth(False, True)) == "untouched"
