@@ -215,3 +215,13 @@ def server_environment(hub: Hub, username: str) -> dict[str, str]:
     raw = Path(f"/proc/{server_pid(hub, username)}/environ").read_bytes()
     pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
     return {key.decode(): value.decode(errors="replace") for key, value in pairs}
+
+
+def run_coroutine(coroutine):
+    """asyncio.run in a thread of its own: once a test of the session has opened the
+    browser, Playwright's sync API keeps an event loop running in this thread."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -11,7 +11,6 @@ through the hub's proxy and sees the run and the curves.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import re
 import secrets
@@ -26,7 +25,7 @@ import psycopg
 from psycopg import sql
 import pytest
 import requests
-from hubharness import server_environment, signup_and_approve, start_server
+from hubharness import run_coroutine, server_environment, signup_and_approve, start_server
 from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,13 +102,6 @@ async def execute_notebook(server_url: str, token: str, path: str) -> list[str]:
         conn.close()
         requests.delete(f"{server_url}api/sessions/{session_id}", headers=headers, timeout=30)
     return errors
-
-
-def run_coroutine(coroutine):
-    """asyncio.run in a thread of its own: once a test of the session has opened the
-    browser, Playwright's sync API keeps an event loop running in this thread."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 def libpq_uri(sqlalchemy_uri: str) -> str:

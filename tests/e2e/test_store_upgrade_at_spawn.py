@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import psycopg
 from psycopg import sql
 
 from enertef_hub.workbench import Workbench
-from hubharness import signup_and_approve
+from hubharness import run_coroutine, signup_and_approve
 from tests.conftest import unique_name
 from tests.integration.test_store_upgrades import make_old_store, old_mlflow_python  # noqa: F401 (fixture)
 
@@ -28,7 +26,7 @@ async def _provision(name: str):
 def test_spawn_upgrades_an_old_store_before_the_server_starts(hub, services_env, old_mlflow_python):  # noqa: F811
     name = signup_and_approve(hub, unique_name("oldspawn"), "correct horse battery 9")
     # The account as an older workbench left it: a store with an older MLflow's tables and a run.
-    result, head = asyncio.run(_provision(name))
+    result, head = run_coroutine(_provision(name))
     make_old_store(old_mlflow_python, result.environment)
 
     events = spawn_and_follow(hub, name)
