@@ -31,6 +31,14 @@ def fresh_name(prefix: str) -> str:
     return prefix + secrets.token_hex(3)
 
 
+def screenshot(page, name: str):
+    """Save the page as ``$ENERTEF_E2E_SCREENSHOTS/<name>.png`` when that folder is set (README pictures)."""
+    folder = os.environ.get("ENERTEF_E2E_SCREENSHOTS")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        page.screenshot(path=os.path.join(folder, f"{name}.png"))
+
+
 def log_in(page, hub, username: str, password: str, next_url: str = ""):
     page.goto(f"{hub.url}/hub/login" + (f"?next={next_url}" if next_url else ""))
     page.fill("#username_input", username)
@@ -125,10 +133,12 @@ def test_admin_restores_one_deleted_account_and_purges_another(hub, page):
     page.wait_for_url(re.compile(rf".*/hub/enertef/accounts/{keeper['name']}/restore\?incarnation=1$"))
     expect(page.locator("#enertef-consequences")).to_contain_text(keeper["ENERTEF_BUCKET"])
     expect(page.locator("#enertef-consequences")).to_contain_text("sign up again")
+    screenshot(page, "admin-restore-confirmation")
     assert registry(keeper["name"]) == {1: "deleted"}
     page.locator("#enertef-confirm-submit").click()
     expect(page.locator("#enertef-message")).to_contain_text(f"Restored {keeper['name']}")
     expect(page.locator(f"#account-{keeper['name']} .account-state")).to_have_text("active")
+    screenshot(page, "admin-accounts")
     assert registry(keeper["name"]) == {1: "active"}
 
     # The person signs up again under the name, is approved, and finds the kept data.
