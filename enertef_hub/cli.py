@@ -190,7 +190,9 @@ async def upgrade_stores(workbench: Workbench, jobs: int, as_json: bool) -> int:
           f"{' schema ' + head['head'] if head else ''}", file=sys.stderr)
     bar = ProgressBar(len(behind), sys.stderr)
     outcomes = await workbench.upgrader.ensure_all(
-        behind, jobs, on_done=lambda store, outcome: bar.update(store.schema, not isinstance(outcome, Exception)))
+        behind, jobs, on_done=lambda store, outcome: bar.update(store.schema, not isinstance(outcome, Exception)),
+        # Each run connects as the admin with -c role=<store role>: membership only meanwhile.
+        around=lambda store: workbench.postgres.lent_membership(store.schema))
     failed = [(store, outcome) for store, outcome in outcomes if isinstance(outcome, Exception)]
     for store, outcome in outcomes:
         if not isinstance(outcome, Exception):

@@ -133,8 +133,8 @@ async def save_snapshot(conn, registry_schema: str, snapshot: dict) -> dict:
 async def replay(conn, snapshot: dict, role: str, schema: str) -> None:
     """Create MLflow's tables in ``schema`` as ``role``, inside the caller's transaction.
 
-    The connection's user must be a member of ``role`` (the admin role is, while it
-    provisions). Afterwards the connection acts as itself again. Raises SnapshotError
+    The connection's user must be a member of ``role`` (the admin role is made one
+    for the caller's transaction only: ``PostgresProvisioner.member_of``). Afterwards the connection acts as itself again. Raises SnapshotError
     (the caller's transaction must then roll back) if the result is not at the head.
     """
     await conn.execute(

@@ -17,6 +17,7 @@ already at the head is skipped).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -86,19 +87,43 @@ class StoreUpgrader(LoggingConfigurable):
     # -- what a store has -----------------------------------------------------------
 
     @staticmethod
-    async def store_revision(conn: psycopg.AsyncConnection, schema: str) -> str | None:
-        """The alembic revision recorded in ``schema``, or None if it has no MLflow tables."""
-        cur = await conn.execute("SELECT to_regclass(quote_ident(%s) || '.alembic_version')", (schema,))
-        if (await cur.fetchone())[0] is None:
+    async def with_tables(conn: psycopg.AsyncConnection, schemas: list[str]) -> set[str]:
+        """Those of ``schemas`` that have MLflow's ``alembic_version`` table (from the catalogue:
+        no privilege on the schemas needed)."""
+        cur = await conn.execute(
+            "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = ANY(%s) AND c.relname = 'alembic_version' AND c.relkind IN ('r', 'p')",
+            (list(schemas),))
+        return {row[0] for row in await cur.fetchall()}
+
+    @classmethod
+    async def store_revision(cls, conn: psycopg.AsyncConnection, schema: str) -> str | None:
+        """The alembic revision recorded in ``schema``, or None if it has no MLflow tables.
+
+        Reading it needs the privileges of the schema's owner (the caller's membership).
+        """
+        if not await cls.with_tables(conn, [schema]):
             return None
         cur = await conn.execute(sql.SQL("SELECT version_num FROM {}").format(sql.Identifier(schema, "alembic_version")))
         row = await cur.fetchone()
         return row[0] if row else None
 
-    async def read_revisions(self, conn: psycopg.AsyncConnection, stores: list[Store]) -> list[Store]:
-        """Fill in each store's current revision (the admin role is a member of every store role)."""
+    async def read_revisions(self, conn: psycopg.AsyncConnection, stores: list[Store], member_of=None) -> list[Store]:
+        """Fill in each store's current revision.
+
+        ``member_of(conn, *roles)``: an async context manager under which the connection
+        may read the stores (``PostgresProvisioner.member_of``: the admin role is a member
+        of a store's role only while it reads it); entered only if a store has tables.
+        """
+        tables = await self.with_tables(conn, [s.schema for s in stores])
         for store in stores:
-            store.revision = await self.store_revision(conn, store.schema)
+            store.revision = None
+        todo = [s for s in stores if s.schema in tables]
+        if todo:
+            # A store's role has the schema's name.
+            async with (member_of(conn, *[s.schema for s in todo]) if member_of else contextlib.nullcontext()):
+                for store in todo:
+                    store.revision = await self.store_revision(conn, store.schema)
         return stores
 
     async def behind(self, stores: list[Store]) -> list[Store]:
@@ -162,10 +187,13 @@ class StoreUpgrader(LoggingConfigurable):
             " can retry with `enertef-hub upgrade-stores`."
         )
 
-    async def ensure_all(self, stores: list[Store], jobs: int = 2, on_done=None) -> list[tuple[Store, dict | Exception]]:
+    async def ensure_all(self, stores: list[Store], jobs: int = 2, on_done=None,
+                         around=None) -> list[tuple[Store, dict | Exception]]:
         """Create or upgrade ``stores``, ``jobs`` at a time; one failure does not stop the rest.
 
         ``on_done(store, outcome)`` is called after each store (for a progress bar).
+        ``around(store)``: an async context manager each store's run happens in (the
+        admin role's membership in the store's role, for ``upgrade-stores``).
         Returns ``(store, summary or exception)`` in the order given.
         """
         slots = asyncio.Semaphore(max(1, jobs))
@@ -173,9 +201,12 @@ class StoreUpgrader(LoggingConfigurable):
         async def one(store: Store):
             async with slots:
                 try:
-                    outcome = await self.ensure(store)
+                    async with (around(store) if around else contextlib.nullcontext()):
+                        outcome = await self.ensure(store)
                 except StoreUpgradeError as exc:
                     outcome = exc
+                except (psycopg.Error, OSError) as exc:  # the membership could not be lent
+                    outcome = StoreUpgradeError(f"MLflow store {store.schema}: {type(exc).__name__}: {exc}")
             if on_done is not None:
                 on_done(store, outcome)
             return store, outcome

@@ -11,6 +11,7 @@ a soft limit (``enertef-hub usage`` flags stores over it); an admin decides.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import datetime, timezone
 
@@ -159,20 +160,28 @@ def bucket_quota(admin, bucket: str) -> int:
 # -- the usage report ------------------------------------------------------------------
 
 
-async def store_size(conn, schema: str) -> tuple[int, datetime | None]:
-    """Bytes of a schema's tables (with indexes and TOAST), and its latest MLflow run time."""
+async def store_size(conn, schema: str, member_of=None) -> tuple[int, datetime | None]:
+    """Bytes of a schema's tables (with indexes and TOAST), and its latest MLflow run time.
+
+    Sizes come from the catalogue; reading the runs needs the privileges of the
+    schema's owner: ``member_of(conn, role)`` (``PostgresProvisioner.member_of``) gives
+    the admin role membership in it for that read only. None: the connection has them.
+    """
     cur = await conn.execute(
         "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
         " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'm')",
         (schema,),
     )
     size = int((await cur.fetchone())[0])
-    cur = await conn.execute("SELECT to_regclass(quote_ident(%s) || '.runs')", (schema,))
+    cur = await conn.execute(
+        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = 'runs' AND c.relkind IN ('r', 'p')", (schema,))
     last = None
-    if (await cur.fetchone())[0] is not None:
-        cur = await conn.execute(sql.SQL("SELECT max(greatest(start_time, coalesce(end_time, 0))) FROM {}").format(
-            sql.Identifier(schema, "runs")))
-        millis = (await cur.fetchone())[0]
+    if await cur.fetchone() is not None:
+        async with (member_of(conn, schema) if member_of else contextlib.nullcontext()):  # role = schema name
+            cur = await conn.execute(sql.SQL("SELECT max(greatest(start_time, coalesce(end_time, 0))) FROM {}").format(
+                sql.Identifier(schema, "runs")))
+            millis = (await cur.fetchone())[0]
         if millis:
             last = datetime.fromtimestamp(millis / 1000, timezone.utc)
     return size, last
@@ -210,7 +219,7 @@ async def collect_usage(workbench) -> list[dict]:
             res = make_team_resources(team)
             entries.append(("team", team, None, "team", res.schema, res.bucket, None, sorted(teams[team])))
         for kind, name, incarnation, state, schema, bucket, changed, members in entries:
-            pg_bytes, last_run = await store_size(conn, schema)
+            pg_bytes, last_run = await store_size(conn, schema, workbench.postgres.member_of)
             rows.append({"kind": kind, "name": name, "incarnation": incarnation, "state": state,
                          "schema": schema, "bucket": bucket, "postgres_bytes": pg_bytes,
                          "postgres_over_soft_limit": bool(soft) and pg_bytes > soft,

@@ -250,7 +250,7 @@ class Workbench(SingletonConfigurable):
         """
         stores = self.mlflow_stores(result)
         async with self.postgres.connection() as conn:
-            await self.upgrader.read_revisions(conn, stores)
+            await self.upgrader.read_revisions(conn, stores, self.postgres.member_of)
         behind = await self.upgrader.behind(stores)
         if behind and progress is not None:
             head = await self.upgrader.head()
@@ -273,7 +273,7 @@ class Workbench(SingletonConfigurable):
         """
         stores = self.mlflow_stores(result)
         async with self.postgres.connection() as conn:
-            await self.upgrader.read_revisions(conn, stores)
+            await self.upgrader.read_revisions(conn, stores, self.postgres.member_of)
         head = (await self.upgrader.head())["head"] if any(s.revision for s in stores) else None
         todo = [s for s in stores if (s.revision is None and self.prepare_mlflow_tables)
                 or (s.revision is not None and s.revision != head)]
@@ -340,8 +340,10 @@ class Workbench(SingletonConfigurable):
                 async with self.postgres.connection() as conn, conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('enertef:mlflow:' || %s, 0))",
                                        (role,))
-                    if await self.upgrader.store_revision(conn, store.schema) is None:
-                        await mlflow_snapshot.replay(conn, snapshot, role, store.schema)
+                    # SET ROLE needs membership: granted for this transaction only.
+                    async with self.postgres.member_of(conn, role):
+                        if await self.upgrader.store_revision(conn, store.schema) is None:
+                            await mlflow_snapshot.replay(conn, snapshot, role, store.schema)
             except (mlflow_snapshot.SnapshotError, psycopg.Error) as exc:
                 self.log.warning("Replaying MLflow's table creation into %s failed (MLflow will create"
                                  " them): %s", store.schema, exc)
@@ -355,8 +357,9 @@ class Workbench(SingletonConfigurable):
         """Every active user's store and every team's store, for ``enertef-hub upgrade-stores``.
 
         The migration connects with the admin role and acts as the store's role
-        (``-c role=``; the admin role is a member of every store role), so stores of
-        users who never log in are upgraded too, their tables still owned by them.
+        (``-c role=``; the admin role is lent membership in that role for the run:
+        ``PostgresProvisioner.lent_membership``), so stores of users who never log
+        in are upgraded too, their tables still owned by them.
         """
         base = sqlalchemy_uri(self.postgres.admin_url)
         stores = []
@@ -371,7 +374,7 @@ class Workbench(SingletonConfigurable):
                 cur = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (team.schema,))
                 if await cur.fetchone():
                     stores.append(Store("team", team.team, team.schema, self._admin_store_env(base, team.role, team.schema, team.bucket)))
-            await self.upgrader.read_revisions(conn, stores)
+            await self.upgrader.read_revisions(conn, stores, self.postgres.member_of)
         return stores
 
     @staticmethod

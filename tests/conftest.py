@@ -7,6 +7,7 @@ fail: nothing here ever skips for lack of a service.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
@@ -70,6 +71,24 @@ def services() -> dict[str, str]:
     if not os.environ.get("ENERTEF_POSTGRES_ADMIN_URL"):
         os.environ.update(start_services())
     return {k: v for k, v in os.environ.items() if k.startswith("ENERTEF_")}
+
+
+@contextlib.contextmanager
+def acting_as(conn, role: str):
+    """The hub's admin connection ``conn`` (autocommit) acting as store role ``role`` for the block.
+
+    The admin role is not a member of any store role between operations (issue 13),
+    so, as the hub does, it is granted ``role`` inside one transaction and revoked
+    before it commits; on an exception the rollback takes the grant back.
+    """
+    from psycopg import sql
+
+    with conn.transaction():
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+        yield conn
+        conn.execute("RESET ROLE")
+        conn.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(sql.Identifier(role)))
 
 
 def unique_name(prefix: str) -> str:

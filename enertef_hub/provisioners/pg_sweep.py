@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from .pg_membership import temporary_membership
+
 #: pg_class.relkind -> the keyword ALTER/GRANT use for it.
 _RELATION_KEYWORDS = {
     "r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE", "f": "FOREIGN TABLE",
@@ -39,6 +41,9 @@ class SweepAction:
 
     description: str
     statement: sql.Composable
+    #: Roles (besides the swept one) the admin must be a member of to execute it: an
+    #: object's current and new owner.
+    roles: tuple[str, ...] = ()
 
 
 async def _rows(conn: psycopg.AsyncConnection, query: str, params: dict) -> list[tuple]:
@@ -68,7 +73,7 @@ async def plan_reown(conn: psycopg.AsyncConnection, role: str, schema: str) -> l
             WHERE n.nspname = %(schema)s AND n.nspowner <> (SELECT oid FROM pg_roles WHERE rolname = %(role)s)""",
             params):
         actions.append(SweepAction(f"schema {schema} owned by {owner}", sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(
-            sql.Identifier(schema), sql.Identifier(role))))
+            sql.Identifier(schema), sql.Identifier(role)), (owner,)))
     # Sequences owned by a column follow their table; ALTER on them would fail.
     relations = await _rows(conn, """
         SELECT c.relkind, n.nspname, c.relname, pg_get_userbyid(c.relowner),
@@ -85,7 +90,8 @@ async def plan_reown(conn: psycopg.AsyncConnection, role: str, schema: str) -> l
         actions.append(SweepAction(
             f"{_RELATION_KEYWORDS[kind].lower()} {nsp}.{name} owned by {owner}",
             sql.SQL("ALTER {} {} OWNER TO {}").format(
-                sql.SQL(_RELATION_KEYWORDS[kind]), sql.Identifier(nsp, name), sql.Identifier(new_owner))))
+                sql.SQL(_RELATION_KEYWORDS[kind]), sql.Identifier(nsp, name), sql.Identifier(new_owner)),
+            (owner, new_owner)))
     routines = await _rows(conn, """
         SELECT p.prokind, n.nspname, p.proname, pg_get_function_identity_arguments(p.oid),
                pg_get_userbyid(p.proowner),
@@ -100,7 +106,8 @@ async def plan_reown(conn: psycopg.AsyncConnection, role: str, schema: str) -> l
         actions.append(SweepAction(
             f"{keyword.lower()} {nsp}.{name}({args}) owned by {owner}",
             sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(keyword), _routine(nsp, name, args),
-                                                     sql.Identifier(new_owner))))
+                                                     sql.Identifier(new_owner)),
+            (owner, new_owner)))
     types = await _rows(conn, """
         SELECT n.nspname, t.typname, pg_get_userbyid(t.typowner),
                CASE WHEN n.nspname = %(schema)s THEN %(role)s ELSE pg_get_userbyid(n.nspowner) END
@@ -113,7 +120,8 @@ async def plan_reown(conn: psycopg.AsyncConnection, role: str, schema: str) -> l
     for nsp, name, owner, new_owner in types:
         actions.append(SweepAction(
             f"type {nsp}.{name} owned by {owner}",
-            sql.SQL("ALTER TYPE {} OWNER TO {}").format(sql.Identifier(nsp, name), sql.Identifier(new_owner))))
+            sql.SQL("ALTER TYPE {} OWNER TO {}").format(sql.Identifier(nsp, name), sql.Identifier(new_owner)),
+            (owner, new_owner)))
     return actions
 
 
@@ -270,17 +278,22 @@ async def sweep(conn: psycopg.AsyncConnection, role: str, schema: str, *, member
     """Re-own and re-grant ``schema`` so only ``role`` (and the admin) holds anything; return what changed.
 
     Run inside the caller's transaction. Ownership first: ``ALTER ... OWNER`` also
-    moves the old owner's privileges, which the second pass then sees.
+    moves the old owner's privileges, which the second pass then sees. The admin
+    acts as a member of ``role`` and of every owner involved, for the sweep only
+    (:mod:`.pg_membership`); after the first pass ``role`` owns all that the second
+    touches.
     """
     if not await _role_exists(conn, role):
         return []
     done = []
-    for action in await plan_reown(conn, role, schema):
-        await conn.execute(action.statement)
-        done.append(action.description)
-    for action in await plan_privileges(conn, role, schema, members_allowed=members_allowed):
-        await conn.execute(action.statement)
-        done.append(action.description)
+    reown = await plan_reown(conn, role, schema)
+    async with temporary_membership(conn, role, *{r for action in reown for r in action.roles}):
+        for action in reown:
+            await conn.execute(action.statement)
+            done.append(action.description)
+        for action in await plan_privileges(conn, role, schema, members_allowed=members_allowed):
+            await conn.execute(action.statement)
+            done.append(action.description)
     return done
 
 

@@ -26,7 +26,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..errors import ConfigurationError, ProvisioningError, ServiceUnavailableError
 from ..naming import TeamResources, UserResources
-from . import pg_sweep
+from . import pg_membership, pg_sweep
 
 
 class PostgresProvisioner(LoggingConfigurable):
@@ -190,6 +190,11 @@ class PostgresProvisioner(LoggingConfigurable):
                 self._is_superuser = bool((await cur.fetchone())[0])
                 for statement in make_setup_statements(self.registry_schema, self.users_group_role):
                     await conn.execute(statement)
+                if not self._is_superuser:
+                    # Earlier releases kept the admin a member of every store role.
+                    left = await pg_membership.revoke_leftovers(conn)
+                    if left:
+                        self.log.info("The admin role is no longer a member of %d store roles", len(left))
                 await conn.execute(
                     sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(
                         sql.Identifier(conn.info.dbname)
@@ -201,6 +206,25 @@ class PostgresProvisioner(LoggingConfigurable):
                     )
                 )
             self._setup_done = True
+
+    # -- acting on a store as a member of its role -----------------------------
+
+    def member_of(self, conn: psycopg.AsyncConnection, *roles: str):
+        """Async context manager: the admin is a member of ``roles`` for the block only.
+
+        Within a transaction (a savepoint inside the caller's) and revoked before it
+        ends; see :mod:`.pg_membership`. A superuser admin gets no grant.
+        """
+        return pg_membership.temporary_membership(conn, *roles)
+
+    def lent_membership(self, role: str):
+        """Async context manager: the admin is a member of ``role`` (committed) for the block.
+
+        For a process connecting as the admin with ``-c role=<role>``
+        (``enertef-hub upgrade-stores``).
+        """
+        self._check_config()
+        return pg_membership.lent_membership(self.admin_url, role, max(1, int(self.connect_timeout)))
 
     # -- per-user DDL (inside the caller's transaction) ----------------------
 
@@ -240,20 +264,24 @@ class PostgresProvisioner(LoggingConfigurable):
     async def _ensure_owned_schema(self, conn: psycopg.AsyncConnection, schema: str, owner: str):
         """Create ``schema`` owned by role ``owner``, or give it back to ``owner``."""
         role = sql.Identifier(owner)
-        if not self._is_superuser:
-            # PostgreSQL 15+: a CREATEROLE admin must be a member of a role to
-            # create a schema owned by it (and later to drop it or end its sessions).
-            await conn.execute(sql.SQL("GRANT {role} TO CURRENT_USER").format(role=role))
-        await conn.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}").format(
-                schema=sql.Identifier(schema), role=role
+        cur = await conn.execute(
+            "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s", (schema,))
+        row = await cur.fetchone()
+        if row is not None and row[0] == owner:
+            return  # the usual case at a repeat provisioning: nothing to grant or change
+        # PostgreSQL 15+: a CREATEROLE admin must be a member of a role to create a
+        # schema owned by it, and of the current owner to re-own it; only for now.
+        async with self.member_of(conn, owner, *(row or ())):
+            await conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}").format(
+                    schema=sql.Identifier(schema), role=role
+                )
             )
-        )
-        # The schema could have been re-owned by hand; its owner must own it for
-        # MLflow to create and migrate its tables.
-        await conn.execute(
-            sql.SQL("ALTER SCHEMA {schema} OWNER TO {role}").format(schema=sql.Identifier(schema), role=role)
-        )
+            # The schema could have been re-owned by hand; its owner must own it for
+            # MLflow to create and migrate its tables.
+            await conn.execute(
+                sql.SQL("ALTER SCHEMA {schema} OWNER TO {role}").format(schema=sql.Identifier(schema), role=role)
+            )
 
     async def revoke_user(self, conn: psycopg.AsyncConnection, resources: UserResources) -> list[str]:
         """Stop alice from logging in, at once, and close every path she opened into her store.
@@ -271,12 +299,16 @@ class PostgresProvisioner(LoggingConfigurable):
         await conn.execute(
             sql.SQL("ALTER ROLE {role} NOLOGIN PASSWORD NULL").format(role=sql.Identifier(resources.role))
         )
-        await pg_sweep.terminate_sessions(conn, resources.role)
+        await self.end_sessions(conn, resources.role)
         return await pg_sweep.sweep(conn, resources.role, resources.schema, members_allowed=False)
 
     async def end_sessions(self, conn: psycopg.AsyncConnection, role: str) -> int:
-        """End every open session of ``role`` (rotation: the old password's sessions go too)."""
-        return await pg_sweep.terminate_sessions(conn, role)
+        """End every open session of ``role`` (rotation: the old password's sessions go too).
+
+        pg_terminate_backend needs membership in the sessions' role.
+        """
+        async with self.member_of(conn, role):
+            return await pg_sweep.terminate_sessions(conn, role)
 
     async def audit_candidates(self, conn: psycopg.AsyncConnection) -> set[str]:
         """Schemas and roles in which a sweep may find something (one catalogue pass, for ``check``)."""
@@ -294,12 +326,20 @@ class PostgresProvisioner(LoggingConfigurable):
     async def purge_user(self, conn: psycopg.AsyncConnection, resources: UserResources):
         """Delete alice's schema with all her MLflow data, and her role."""
         await self.revoke_user(conn, resources)
-        await conn.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {schema} CASCADE").format(schema=sql.Identifier(resources.schema))
-        )
+        cur = await conn.execute(
+            "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s", (resources.schema,))
+        owner = await cur.fetchone()
         cur = await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (resources.role,))
-        if await cur.fetchone() is not None:
-            await conn.execute(sql.SQL("DROP OWNED BY {role}").format(role=sql.Identifier(resources.role)))
+        role_exists = await cur.fetchone() is not None
+        # Dropping needs membership in the schema's owner and in the role; taken
+        # back before the role itself is dropped.
+        async with self.member_of(conn, resources.role, *(owner or ())):
+            await conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {schema} CASCADE").format(schema=sql.Identifier(resources.schema))
+            )
+            if role_exists:
+                await conn.execute(sql.SQL("DROP OWNED BY {role}").format(role=sql.Identifier(resources.role)))
+        if role_exists:
             await conn.execute(sql.SQL("DROP ROLE {role}").format(role=sql.Identifier(resources.role)))
 
     # -- teams (inside the caller's transaction) ------------------------------------
@@ -343,7 +383,7 @@ class PostgresProvisioner(LoggingConfigurable):
                     team=sql.Identifier(team.role), member=sql.Identifier(member.role)
                 )
             )
-            await pg_sweep.terminate_sessions(conn, member.role)
+            await self.end_sessions(conn, member.role)
         return await pg_sweep.sweep(conn, team.role, team.schema, members_allowed=True)
 
     async def store_state(self, conn: psycopg.AsyncConnection, resources: UserResources) -> dict:
@@ -353,7 +393,8 @@ class PostgresProvisioner(LoggingConfigurable):
             SELECT r.rolcanlogin,
                    n.oid IS NOT NULL,
                    (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind = 'r'),
-                   to_regclass(quote_ident(%(schema)s) || '.alembic_version') IS NOT NULL
+                   EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname = 'alembic_version'
+                           AND c.relkind IN ('r', 'p'))
             FROM (SELECT 1) AS one
             LEFT JOIN pg_roles r ON r.rolname = %(role)s
             LEFT JOIN pg_namespace n ON n.nspname = %(schema)s

@@ -49,6 +49,8 @@ from kubeharness.node import Forwarder, Node
 from kubeharness.release import RELEASE, chart_dir, external_services, install, kubectl
 from test_notebooks import execute_notebook
 
+from tests.conftest import acting_as
+
 PASSWORD = "Kube-journey-passw0rd!"
 ADMIN = "hubadmin"  # chart-values/jupyterhub.yaml hub.config.Authenticator.admin_users
 FIGURES: dict[str, float] = {}
@@ -315,7 +317,7 @@ def test_journey(kube_hub, admin_page, new_page, services_env):
         errors = pool.submit(asyncio.run, execute_notebook(
             server_url, hub.token, "notebook-scripts/01-mlflow-tracking.ipynb")).result()
     assert not errors, "\n\n".join(errors)
-    with psycopg.connect(services_env["ENERTEF_POSTGRES_ADMIN_URL"]) as conn:
+    with psycopg.connect(services_env["ENERTEF_POSTGRES_ADMIN_URL"]) as conn, acting_as(conn, f"u_{name}"):
         rows = conn.execute(sql.SQL("SELECT r.artifact_uri FROM {s}.runs r JOIN {s}.experiments e USING (experiment_id)"
                                     " WHERE e.name = '01-getting-started' AND r.status = 'FINISHED'")
                             .format(s=sql.Identifier(f"u_{name}"))).fetchall()

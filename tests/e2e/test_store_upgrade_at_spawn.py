@@ -7,7 +7,7 @@ from psycopg import sql
 
 from enertef_hub.workbench import Workbench
 from hubharness import run_coroutine, signup_and_approve
-from tests.conftest import unique_name
+from tests.conftest import acting_as, unique_name
 from tests.integration.test_store_upgrades import make_old_store, old_mlflow_python  # noqa: F401 (fixture)
 
 from .test_spawn_progress import spawn_and_follow
@@ -36,7 +36,7 @@ def test_spawn_upgrades_an_old_store_before_the_server_starts(hub, services_env,
     upgrading = [m for m in messages if m.startswith("Upgrading MLflow store")]
     assert upgrading and result.resources.schema in upgrading[0] and "own role" in upgrading[0], messages
     assert messages.index(upgrading[0]) < next(i for i, m in enumerate(messages) if "Starting your server" in m)
-    with psycopg.connect(services_env["ENERTEF_POSTGRES_ADMIN_URL"]) as conn:
+    with psycopg.connect(services_env["ENERTEF_POSTGRES_ADMIN_URL"]) as conn, acting_as(conn, result.resources.role):
         revision = conn.execute(sql.SQL("SELECT version_num FROM {}").format(
             sql.Identifier(result.resources.schema, "alembic_version"))).fetchone()[0]
     assert revision == head

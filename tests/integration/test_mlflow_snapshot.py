@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from enertef_hub import mlflow_snapshot
-from tests.conftest import unique_name
+from tests.conftest import acting_as, unique_name
 from tests.integration.conftest import run_as_user
 
 CATALOG = """
@@ -41,7 +41,8 @@ SELECT 'alembic', version_num, '' FROM {alembic}
 def catalog(conn, schema: str, role: str) -> set[tuple[str, str, str]]:
     """Everything about a store's schema that MLflow depends on, with its own names taken out."""
     query = sql.SQL(CATALOG).format(alembic=sql.Identifier(schema, "alembic_version"))
-    rows = conn.execute(query, {"schema": schema}).fetchall()
+    with acting_as(conn, role):  # alembic_version is readable by the store's role only
+        rows = conn.execute(query, {"schema": schema}).fetchall()
     return {tuple(str(v).replace(f"{schema}.", "S.").replace(role, "OWNER") for v in row) for row in rows}
 
 
@@ -57,7 +58,7 @@ async def test_replayed_store_equals_the_store_mlflow_makes(workbench, snapshot,
     try:
         await workbench.ensure_mlflow_tables(by_mlflow)  # MLflow itself, as the user's role
         async with workbench.postgres.connection() as conn:
-            async with conn.transaction():
+            async with conn.transaction(), workbench.postgres.member_of(conn, by_replay.resources.role):
                 await mlflow_snapshot.replay(conn, snapshot, by_replay.resources.role, by_replay.resources.schema)
         made = catalog(admin_conn, by_mlflow.resources.schema, by_mlflow.resources.role)
         replayed = catalog(admin_conn, by_replay.resources.schema, by_replay.resources.role)
@@ -72,7 +73,7 @@ async def test_mlflow_logs_into_a_replayed_store(workbench, snapshot):
     result = await workbench.provision(unique_name("snapu"))
     try:
         async with workbench.postgres.connection() as conn:
-            async with conn.transaction():
+            async with conn.transaction(), workbench.postgres.member_of(conn, result.resources.role):
                 await mlflow_snapshot.replay(conn, snapshot, result.resources.role, result.resources.schema)
         proc = run_as_user(result.environment, """
             import mlflow
@@ -94,7 +95,7 @@ async def test_a_replay_that_misses_the_head_leaves_nothing(workbench, snapshot,
     try:
         with pytest.raises(mlflow_snapshot.SnapshotError, match="not-a-revision"):
             async with workbench.postgres.connection() as conn:
-                async with conn.transaction():
+                async with conn.transaction(), workbench.postgres.member_of(conn, result.resources.role):
                     await mlflow_snapshot.replay(conn, wrong, result.resources.role, result.resources.schema)
         tables = admin_conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname = %s", (result.resources.schema,)).fetchone()[0]
@@ -118,8 +119,9 @@ async def test_spawns_give_new_stores_their_tables_by_replay(workbench, snapshot
     try:
         await workbench.ensure_mlflow_tables(result)
         assert ran_mlflow == []
-        version = admin_conn.execute(sql.SQL("SELECT version_num FROM {}").format(
-            sql.Identifier(result.resources.schema, "alembic_version"))).fetchone()[0]
+        with acting_as(admin_conn, result.resources.role):
+            version = admin_conn.execute(sql.SQL("SELECT version_num FROM {}").format(
+                sql.Identifier(result.resources.schema, "alembic_version"))).fetchone()[0]
         assert version == snapshot["head"]
         owners = admin_conn.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = %s",
                                     (result.resources.schema,)).fetchall()

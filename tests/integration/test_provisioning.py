@@ -15,7 +15,7 @@ from psycopg import sql
 from enertef_hub.errors import ProvisioningError
 from enertef_hub.naming import InvalidNameError
 
-from tests.conftest import unique_name
+from tests.conftest import acting_as, unique_name
 from tests.integration.conftest import run_as_user
 
 MLFLOW_RUN = """
@@ -58,11 +58,12 @@ async def test_mlflow_run_lands_in_own_schema_and_bucket(workbench, admin_conn, 
     run = json.loads(proc.stdout.strip().splitlines()[-1])
 
     schema = alice.resources.schema
-    row = admin_conn.execute(
-        sql.SQL("SELECT r.status, p.value FROM {}.runs r JOIN {}.params p ON p.run_uuid = r.run_uuid"
-                " WHERE r.run_uuid = %s AND p.key = 'alpha'").format(sql.Identifier(schema), sql.Identifier(schema)),
-        (run["run_id"],),
-    ).fetchone()
+    with acting_as(admin_conn, alice.resources.role):
+        row = admin_conn.execute(
+            sql.SQL("SELECT r.status, p.value FROM {}.runs r JOIN {}.params p ON p.run_uuid = r.run_uuid"
+                    " WHERE r.run_uuid = %s AND p.key = 'alpha'").format(sql.Identifier(schema), sql.Identifier(schema)),
+            (run["run_id"],),
+        ).fetchone()
     assert row == ("FINISHED", "0.5")
     assert run["artifact_uri"].startswith(f"s3://{alice.resources.bucket}/")
     key = run["artifact_uri"].split(f"s3://{alice.resources.bucket}/", 1)[1] + "/notes.txt"

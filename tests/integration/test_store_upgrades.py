@@ -19,7 +19,7 @@ from psycopg import sql
 
 from enertef_hub.naming import make_team_resources
 from enertef_hub.store_upgrades import StoreUpgradeError
-from tests.conftest import REPO, unique_name
+from tests.conftest import REPO, acting_as, unique_name
 from tests.integration.conftest import run_as_user
 
 #: An MLflow release well behind the pinned one (its schema head is 0584bdc529eb).
@@ -82,8 +82,9 @@ def make_old_store(old_python: str, environment: dict[str, str]) -> str:
 
 
 def revision(admin_conn, schema: str) -> str:
-    return admin_conn.execute(sql.SQL("SELECT version_num FROM {}").format(
-        sql.Identifier(schema, "alembic_version"))).fetchone()[0]
+    with acting_as(admin_conn, schema):  # a store's role has its schema's name
+        return admin_conn.execute(sql.SQL("SELECT version_num FROM {}").format(
+            sql.Identifier(schema, "alembic_version"))).fetchone()[0]
 
 
 def table_owners(admin_conn, schema: str) -> set[str]:
@@ -92,7 +93,8 @@ def table_owners(admin_conn, schema: str) -> set[str]:
 
 
 def has_table(admin_conn, schema: str, table: str) -> bool:
-    return admin_conn.execute("SELECT to_regclass(%s)", (f"{schema}.{table}",)).fetchone()[0] is not None
+    return admin_conn.execute("SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s",
+                              (schema, table)).fetchone() is not None
 
 
 async def test_spawn_upgrades_a_store_made_by_an_older_mlflow(workbench, old_mlflow_python, admin_conn):
@@ -125,9 +127,8 @@ async def test_a_failed_upgrade_leaves_the_store_untouched_and_says_so(workbench
     before = revision(admin_conn, schema)
     # A table in the way of a later migration step (as the user could have made it):
     # the upgrade fails part-way, after earlier steps already created tables.
-    admin_conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
-    admin_conn.execute(sql.SQL("CREATE TABLE {} (x int)").format(sql.Identifier(schema, "jobs")))
-    admin_conn.execute("RESET ROLE")
+    with acting_as(admin_conn, role):
+        admin_conn.execute(sql.SQL("CREATE TABLE {} (x int)").format(sql.Identifier(schema, "jobs")))
 
     with pytest.raises(StoreUpgradeError) as failure:
         await workbench.upgrade_mlflow_stores(result)
@@ -135,8 +136,9 @@ async def test_a_failed_upgrade_leaves_the_store_untouched_and_says_so(workbench
     assert "untouched" in str(failure.value) and schema in str(failure.value)
     assert revision(admin_conn, schema) == before
     assert not has_table(admin_conn, schema, "logged_models")  # earlier steps rolled back too
-    rows = admin_conn.execute(sql.SQL("SELECT key, value FROM {} WHERE run_uuid = %s").format(
-        sql.Identifier(schema, "params")), (run_id,)).fetchall()
+    with acting_as(admin_conn, role):
+        rows = admin_conn.execute(sql.SQL("SELECT key, value FROM {} WHERE run_uuid = %s").format(
+            sql.Identifier(schema, "params")), (run_id,)).fetchall()
     assert rows == [("alpha", "0.5")]
 
 
@@ -144,8 +146,9 @@ async def test_a_store_made_by_a_later_mlflow_is_refused_unchanged(workbench, ad
     result = await workbench.provision(unique_name("futureuser"), teams=[])
     schema = result.resources.schema
     await workbench.ensure_mlflow_tables(result)
-    admin_conn.execute(sql.SQL("UPDATE {} SET version_num = 'ffffffffffff'").format(
-        sql.Identifier(schema, "alembic_version")))
+    with acting_as(admin_conn, schema):
+        admin_conn.execute(sql.SQL("UPDATE {} SET version_num = 'ffffffffffff'").format(
+            sql.Identifier(schema, "alembic_version")))
 
     with pytest.raises(StoreUpgradeError) as failure:
         await workbench.upgrade_mlflow_stores(result)
@@ -170,7 +173,8 @@ async def test_upgrade_stores_upgrades_users_and_teams_reports_failures_and_resu
             for s in (workbench.mlflow_stores(alice)[0], team_store, workbench.mlflow_stores(bob)[0])}
     # bob's store cannot be upgraded (a table in a migration's way) until that is fixed.
     bob_schema = bob.resources.schema
-    admin_conn.execute(sql.SQL("CREATE TABLE {} (x int)").format(sql.Identifier(bob_schema, "jobs")))
+    with acting_as(admin_conn, bob_schema):
+        admin_conn.execute(sql.SQL("CREATE TABLE {} (x int)").format(sql.Identifier(bob_schema, "jobs")))
     old = revision(admin_conn, bob_schema)
 
     first = run_cli("upgrade-stores", "--jobs", "2", "--json")
@@ -187,8 +191,14 @@ async def test_upgrade_stores_upgrades_users_and_teams_reports_failures_and_resu
         assert revision(admin_conn, schema) == head
     assert table_owners(admin_conn, team_store.schema) == {f"t_{team}"}  # the team role, not the admin
     assert revision(admin_conn, bob_schema) == old
+    # Each run had the admin act as the store's role (-c role=); the membership is gone again.
+    assert admin_conn.execute(
+        "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
+        " WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user) AND r.rolname = ANY(%s)",
+        (sorted(runs),)).fetchone()[0] == 0
 
-    admin_conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(bob_schema, "jobs")))
+    with acting_as(admin_conn, bob_schema):
+        admin_conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(bob_schema, "jobs")))
     second = run_cli("upgrade-stores", "--json")
 
     report = json.loads(second.stdout)

@@ -12,7 +12,7 @@ from psycopg import sql
 from traitlets.config import Config
 
 from enertef_hub.workbench import Workbench
-from tests.conftest import REPO, unique_name
+from tests.conftest import REPO, acting_as, unique_name
 from tests.integration.test_provisioning import s3_client
 
 MiB = 1024 * 1024
@@ -20,9 +20,10 @@ MiB = 1024 * 1024
 
 def schema_bytes(admin_conn, schema: str) -> int:
     """Size of a schema's tables, from pg_tables (independently of the code under test)."""
-    return admin_conn.execute(
-        "SELECT coalesce(sum(pg_total_relation_size(format('%%I.%%I', schemaname, tablename)::regclass)), 0)"
-        " FROM pg_tables WHERE schemaname = %s", (schema,)).fetchone()[0]
+    with acting_as(admin_conn, schema):  # ::regclass of a name needs USAGE on the schema (its role's)
+        return admin_conn.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(format('%%I.%%I', schemaname, tablename)::regclass)), 0)"
+            " FROM pg_tables WHERE schemaname = %s", (schema,)).fetchone()[0]
 
 
 def usage(*args: str) -> subprocess.CompletedProcess:
@@ -41,10 +42,9 @@ async def test_usage_reports_the_bytes_and_objects_written(workbench, admin_conn
     s3_client(gone.environment).put_object(Bucket=gone.resources.bucket, Key="kept.bin", Body=b"z" * 777)
     # 2 MiB of rows in alice's schema, written as alice (she owns it).
     schema = alice.resources.schema
-    admin_conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(alice.resources.role)))
-    admin_conn.execute(sql.SQL("CREATE TABLE {} AS SELECT repeat('a', 1000) AS pad FROM generate_series(1, 2048)")
-                       .format(sql.Identifier(schema, "mydata")))
-    admin_conn.execute("RESET ROLE")
+    with acting_as(admin_conn, alice.resources.role):
+        admin_conn.execute(sql.SQL("CREATE TABLE {} AS SELECT repeat('a', 1000) AS pad FROM generate_series(1, 2048)")
+                           .format(sql.Identifier(schema, "mydata")))
     await workbench.deprovision(gone.resources.username, purge=False)
 
     proc = usage("--json")

@@ -1,0 +1,117 @@
+"""The hub's admin role is a member of a store role only while it acts on that store.
+
+A non-superuser admin role (CREATEROLE) may act on a user's or team's store only as
+a member of the role that owns it: ``CREATE SCHEMA ... AUTHORIZATION``, ``ALTER ...
+OWNER``, ``DROP SCHEMA``/``DROP OWNED``, ``SET ROLE`` (the MLflow snapshot replay),
+reading ``alembic_version``, ending the role's sessions, the revocation sweeps.
+Staying a member of every store role would make each permission check after any
+role change recompute thousands of memberships (issue 13: 22 ms instead of 0.1 ms
+at 3,000 accounts), so membership is granted for one operation and taken back:
+
+- :func:`temporary_membership`: inside a transaction (a savepoint when the caller is
+  in one), revoked before it ends; if the block fails, the rollback takes the grant
+  back too, so no other session ever sees it committed.
+- :func:`lent_membership`: committed, for another process that connects as the admin
+  with ``-c role=`` (``enertef-hub upgrade-stores``), revoked afterwards; while any
+  is lent, a shared advisory lock tells :func:`revoke_leftovers` to leave them.
+- :func:`revoke_leftovers`: at set-up, memberships older hub releases left behind
+  (they granted every store role for good) are revoked, in one statement.
+
+Compatible with PostgreSQL 15 (no ``WITH INHERIT/SET`` grant options, which are 16+).
+A superuser admin needs none of this and gets no grant.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import psycopg
+from psycopg import sql
+
+#: Advisory lock held (shared, per session) while a membership is lent out.
+LENT_LOCK = "SELECT {}(hashtextextended('enertef:lent-memberships', 0))"
+
+
+async def _grantable(conn: psycopg.AsyncConnection, roles) -> list[str]:
+    """Of ``roles``, those the admin must be granted: existing, not superuser, not itself,
+    not already a direct member (an enclosing block granted it, or a leftover); none if
+    the admin is a superuser."""
+    names = sorted({r for r in roles if r})
+    if not names:
+        return []
+    cur = await conn.execute(
+        """SELECT r.rolname FROM pg_roles r, pg_roles me
+           WHERE me.rolname = current_user AND NOT me.rolsuper
+             AND r.rolname = ANY(%s) AND NOT r.rolsuper AND r.oid <> me.oid
+             AND NOT EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid AND m.member = me.oid)
+           ORDER BY 1""", (names,))
+    return [row[0] for row in await cur.fetchall()]
+
+
+def _roles(names: list[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+
+
+@asynccontextmanager
+async def temporary_membership(conn: psycopg.AsyncConnection, *roles: str):
+    """Make the admin a member of ``roles`` for the block, within a transaction, then not.
+
+    Opens a transaction (or a savepoint inside the caller's): on an exception the
+    rollback takes the grant back; otherwise it is revoked before the block's
+    transaction ends. Roles that do not exist are skipped (the block's statements
+    then fail on their own). The block must not drop a role it was granted.
+    """
+    async with conn.transaction():
+        granted = await _grantable(conn, roles)
+        if granted:
+            await conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(_roles(granted)))
+        yield
+        if granted:
+            # RESET first: REVOKE of the role the session acts as would leave it acting as it.
+            await conn.execute("RESET ROLE")
+            await conn.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(_roles(granted)))
+
+
+@asynccontextmanager
+async def lent_membership(admin_url: str, role: str, connect_timeout: int = 5):
+    """Make the admin a member of ``role``, committed, for the block; revoke it afterwards.
+
+    For a process that connects as the admin with ``-c role=<role>`` (membership is
+    checked when it connects). Uses its own connection, which holds the shared
+    advisory lock :func:`revoke_leftovers` respects. A crash leaves the membership
+    behind until the next set-up revokes it.
+    """
+    async with await psycopg.AsyncConnection.connect(
+            admin_url, autocommit=True, connect_timeout=connect_timeout,
+            application_name="enertef-hub") as conn:
+        await conn.execute(sql.SQL(LENT_LOCK).format(sql.SQL("pg_advisory_lock_shared")))
+        granted = await _grantable(conn, [role])
+        if granted:
+            await conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(_roles(granted)))
+        try:
+            yield
+        finally:
+            if granted:
+                await conn.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(_roles(granted)))
+
+
+async def revoke_leftovers(conn: psycopg.AsyncConnection) -> list[str]:
+    """Revoke the admin's memberships in store roles (a role owning the schema of its name,
+    ``u_*`` or ``t_*``); inside the caller's transaction. Returns the roles.
+
+    Skipped (returns ``[]``) while a membership is lent out (:func:`lent_membership`).
+    """
+    cur = await conn.execute(sql.SQL(LENT_LOCK).format(sql.SQL("pg_try_advisory_xact_lock")))
+    if not (await cur.fetchone())[0]:
+        return []
+    cur = await conn.execute(r"""
+        SELECT r.rolname FROM pg_auth_members m
+        JOIN pg_roles r ON r.oid = m.roleid
+        JOIN pg_namespace n ON n.nspname = r.rolname AND n.nspowner = r.oid
+        WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+          AND NOT r.rolsuper AND (r.rolname LIKE 'u\_%' OR r.rolname LIKE 't\_%')
+        ORDER BY 1""")
+    names = [row[0] for row in await cur.fetchall()]
+    if names:
+        await conn.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(_roles(names)))
+    return names
