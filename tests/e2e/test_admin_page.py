@@ -178,6 +178,7 @@ def test_admin_restores_one_deleted_account_and_purges_another(hub, page):
     hub.api("DELETE", f"/users/{keeper['name']}")
 
 
+@pytest.mark.jupyterhub_login  # also on JupyterHub 5.5 (the hub image): login redirects and scopes
 def test_non_admins_get_403_and_logged_out_visitors_log_in_first(hub, new_page):
     name = signup_and_approve(hub, fresh_name("plain"), PASSWORD)
 
