@@ -197,6 +197,17 @@ def test_non_admins_get_403_and_logged_out_visitors_log_in_first(hub, new_page):
                            data={"_xsrf": xsrf, "confirm": name}, allow_redirects=False, timeout=30)
     assert refused.status_code == 403
 
+    # The admin's own form post needs the hub's XSRF token: without it, 403 before anything
+    # is looked at; with it, the action is tried (and refused: no store to rotate yet).
+    admin = hub.admin_session()
+    no_token = admin.post(f"{hub.url}/hub/enertef/accounts/{name}/rotate", data={"confirm": name},
+                          allow_redirects=False, timeout=30)
+    assert no_token.status_code == 403
+    admin, xsrf = form_session(hub, "/hub/authorize", session=admin)
+    tried = admin.post(f"{hub.url}/hub/enertef/accounts/{name}/rotate", data={"_xsrf": xsrf, "confirm": name},
+                       allow_redirects=False, timeout=30)
+    assert tried.status_code == 409 and "no active account to rotate" in tried.text
+
     # Logged out: the admin pages send to the login page, and back after logging in.
     visitor = new_page()
     for path in ("/hub/enertef/accounts", "/hub/authorize"):
