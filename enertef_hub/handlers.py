@@ -325,6 +325,7 @@ class ToggleAuthorizationHandler(TemplatesMixin, LocalBase):
 class DiscardHandler(TemplatesMixin, NativeDiscardHandler):
     """``/hub/discard/NAME``: an admin discards a sign-up that was never approved (POST only)."""
 
+    @web.authenticated
     @admin_users_scope
     async def get(self, user_name):
         self.redirect(self.hub.base_url + "authorize#" + url_escape(user_name))
