@@ -209,7 +209,8 @@ def test_deleted_user_loses_access_keeps_data_and_a_new_signup_starts_empty(hub,
     old_schema = schema_of(env)
     with psycopg.connect(os.environ["ENERTEF_POSTGRES_ADMIN_URL"]) as admin:
         assert admin.execute(
-            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s", (old_schema,)
+            # pg_namespace: information_schema shows only schemas of roles the admin is a member of
+            "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (old_schema,)
         ).fetchone()[0] == 1
     keys = [o["Key"] for o in admin_s3().list_objects_v2(Bucket=env["ENERTEF_BUCKET"]).get("Contents", [])]
     assert "data/results.csv" in keys
