@@ -31,6 +31,8 @@ import os
 import sys
 from urllib.parse import urlsplit
 
+from .html_pages import serve_edited_html
+
 #: Methods that change state and so must pass the same-origin check.
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -130,20 +132,7 @@ def ui_defaults(wsgi_app):
             return [UI_DEFAULTS_JS]
         if environ.get("REQUEST_METHOD", "GET") != "GET" or not path.endswith(("/", ".html")):
             return wsgi_app(environ, start_response)
-        captured = {}
-
-        def capture(status, headers, exc_info=None):
-            captured.update(status=status, headers=headers)
-            return lambda data: None
-
-        body = b"".join(wsgi_app(dict(environ, HTTP_ACCEPT_ENCODING="identity"), capture))
-        headers = captured["headers"]
-        if any(k.lower() == "content-type" and v.startswith("text/html") for k, v in headers):
-            body = add_ui_defaults(body)
-            headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "etag")]
-            headers.append(("Content-Length", str(len(body))))
-        start_response(captured["status"], headers)
-        return [body]
+        return serve_edited_html(wsgi_app, environ, start_response, add_ui_defaults)
 
     return app
 

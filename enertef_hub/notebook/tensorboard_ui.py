@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import sys
 
+from .html_pages import serve_edited_html
+
 #: How TensorBoard's index page asks for its fonts: from the site root, whatever
 #: ``--path_prefix`` says, so behind the hub's proxy every font answers 404.
 _FONT_URL = b"url(/font-roboto/"
@@ -31,21 +33,7 @@ def font_url_fix(wsgi_app, prefix: str):
     def app(environ, start_response):
         if not environ.get("PATH_INFO", "").endswith(("/", ".html")):
             return wsgi_app(environ, start_response)
-        captured = {}
-
-        def capture(status, headers, exc_info=None):
-            captured.update(status=status, headers=headers)
-            return lambda data: None
-
-        # Uncompressed, so the page can be edited.
-        body = b"".join(wsgi_app(dict(environ, HTTP_ACCEPT_ENCODING="identity"), capture))
-        headers = captured["headers"]
-        if any(k.lower() == "content-type" and v.startswith("text/html") for k, v in headers):
-            body = prefix_font_urls(body, prefix)
-            headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "etag")]
-            headers.append(("Content-Length", str(len(body))))
-        start_response(captured["status"], headers)
-        return [body]
+        return serve_edited_html(wsgi_app, environ, start_response, lambda body: prefix_font_urls(body, prefix))
 
     return app
 
