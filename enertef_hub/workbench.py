@@ -421,6 +421,22 @@ class Workbench(SingletonConfigurable):
                         events.log_event(self.log, "purged", name, actor, incarnation=account.incarnation)
         return done
 
+    async def _kept_incarnation(self, conn, name: str, incarnation: int, verb: str):
+        """Lock ``name`` and return ``(accounts by incarnation, the deleted one to act on)``.
+
+        Raises ProvisioningError naming the kept incarnations when ``incarnation`` is not one.
+        """
+        await self._registry.lock_username(conn, name)
+        accounts = {a.incarnation: a for a in await self._registry.all(conn, name)}
+        target = accounts.get(incarnation)
+        if target is None or target.state != "deleted":
+            kept = [a.incarnation for a in accounts.values() if a.state == "deleted"]
+            raise ProvisioningError(
+                f"{name} has no kept data of incarnation {incarnation} to {verb}"
+                f" (kept incarnations: {kept or 'none'})."
+            )
+        return accounts, target
+
     @measured("restore")
     async def restore(self, username: str, incarnation: int, actor: str | None = None) -> ProvisionResult:
         """Give ``username`` back the kept data of an earlier, deleted incarnation.
@@ -431,15 +447,7 @@ class Workbench(SingletonConfigurable):
         name = normalize_username(username)
         async with self.postgres.connection() as conn:
             async with conn.transaction():
-                await self._registry.lock_username(conn, name)
-                accounts = {a.incarnation: a for a in await self._registry.all(conn, name)}
-                target = accounts.get(incarnation)
-                if target is None or target.state != "deleted":
-                    kept = [a.incarnation for a in accounts.values() if a.state == "deleted"]
-                    raise ProvisioningError(
-                        f"{name} has no kept data of incarnation {incarnation} to restore"
-                        f" (kept incarnations: {kept or 'none'})."
-                    )
+                accounts, target = await self._kept_incarnation(conn, name, incarnation, "restore")
                 for account in accounts.values():
                     if account.state == "active":
                         resources = make_user_resources(name, account.incarnation)
@@ -461,15 +469,7 @@ class Workbench(SingletonConfigurable):
         name = normalize_username(username)
         async with self.postgres.connection() as conn:
             async with conn.transaction():
-                await self._registry.lock_username(conn, name)
-                accounts = {a.incarnation: a for a in await self._registry.all(conn, name)}
-                target = accounts.get(incarnation)
-                if target is None or target.state != "deleted":
-                    kept = [a.incarnation for a in accounts.values() if a.state == "deleted"]
-                    raise ProvisioningError(
-                        f"{name} has no kept data of incarnation {incarnation} to purge"
-                        f" (kept incarnations: {kept or 'none'})."
-                    )
+                _accounts, target = await self._kept_incarnation(conn, name, incarnation, "purge")
                 resources = make_user_resources(name, incarnation)
                 await self.postgres.purge_user(conn, resources)
                 await self.minio.purge_user(resources)

@@ -225,3 +225,36 @@ def run_coroutine(coroutine):
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+# ------------------------------------------------------------------ object storage
+
+
+def s3_client(env: dict[str, str]):
+    """An S3 client with a user's server environment (``AWS_*``), failing fast."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=15),
+    )
+
+
+def admin_s3():
+    """An S3 client with the MinIO admin's credentials (the tests' view of every bucket)."""
+    import os
+
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=os.environ["ENERTEF_MINIO_ENDPOINT"],
+        aws_access_key_id=os.environ["ENERTEF_MINIO_ACCESS_KEY"],
+        aws_secret_access_key=os.environ["ENERTEF_MINIO_SECRET_KEY"],
+        region_name="us-east-1",
+    )

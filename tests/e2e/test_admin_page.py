@@ -15,12 +15,11 @@ import os
 import re
 import secrets
 
-import boto3
 import psycopg
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
-from hubharness import form_session, login_session, server_environment, signup, signup_and_approve, approve, start_server
+from hubharness import (admin_s3, approve, form_session, login_session, s3_client, server_environment, signup,
+                        signup_and_approve, start_server)
 from playwright.sync_api import expect
 from urllib.parse import urlsplit, urlunsplit
 
@@ -44,27 +43,6 @@ def log_in(page, hub, username: str, password: str, next_url: str = ""):
     page.fill("#username_input", username)
     page.fill("#password_input", password)
     page.click("#login_submit")
-
-
-def s3_client(env: dict[str, str]):
-    return boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env.get("AWS_DEFAULT_REGION") or "us-east-1",
-        config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=15),
-    )
-
-
-def admin_s3():
-    return boto3.client(
-        "s3",
-        endpoint_url=os.environ["ENERTEF_MINIO_ENDPOINT"],
-        aws_access_key_id=os.environ["ENERTEF_MINIO_ACCESS_KEY"],
-        aws_secret_access_key=os.environ["ENERTEF_MINIO_SECRET_KEY"],
-        region_name="us-east-1",
-    )
 
 
 def libpq_uri(sqlalchemy_uri: str) -> str:

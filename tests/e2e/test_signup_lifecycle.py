@@ -17,16 +17,16 @@ import secrets
 import time
 from urllib.parse import urlsplit, urlunsplit
 
-import boto3
 import psycopg
 from psycopg import sql
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from hubharness import (
+    admin_s3,
     approve,
     form_session,
     login_session,
+    s3_client,
     server_environment,
     signup,
     signup_and_approve,
@@ -60,27 +60,6 @@ def libpq_uri(sqlalchemy_uri: str) -> str:
     """``postgresql+psycopg://...`` (SQLAlchemy/MLflow form) → ``postgresql://...`` for psycopg."""
     parts = urlsplit(sqlalchemy_uri)
     return urlunsplit(parts._replace(scheme="postgresql"))
-
-
-def s3_client(env: dict[str, str]):
-    return boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env.get("AWS_DEFAULT_REGION") or "us-east-1",
-        config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=15),
-    )
-
-
-def admin_s3():
-    return boto3.client(
-        "s3",
-        endpoint_url=os.environ["ENERTEF_MINIO_ENDPOINT"],
-        aws_access_key_id=os.environ["ENERTEF_MINIO_ACCESS_KEY"],
-        aws_secret_access_key=os.environ["ENERTEF_MINIO_SECRET_KEY"],
-        region_name="us-east-1",
-    )
 
 
 def schema_of(env: dict[str, str]) -> str:
