@@ -106,12 +106,40 @@ UI_DEFAULTS_PATH = "enertef-ui-defaults.js"
 #: whose Traces page is empty for runs logged with ``mlflow.start_run()``; the
 #: workbench is for model training, so that view is the default (MLflow keeps the
 #: choice in localStorage as ``mlflow.workflowType_v1``; a switch in the UI is kept).
-UI_DEFAULTS_JS = b"""// enertef-hub: open MLflow on its model-training view unless the user chose another.
+#:
+#: It also hides what cannot work in a user's server (MLflow 3.17's own names, found
+#: in its bundle): the Assistant panel (it needs a Claude Code CLI, an AI Gateway or
+#: Ollama; its open state is ``mlflow.assistant.panelOpen_v1`` and it opens itself once
+#: unless ``mlflow.assistant.fab.autoOpenedOnFirstLoad_v1`` is set), the home page's
+#: "Getting Started" section ("Start Demo" and the GenAI feature cards: the demo writes
+#: traces and prompts the workbench has no use for) and the AI Gateway sidebar links.
+#: MLflow marks the Assistant's button and panel ``data-assistant-ui``.
+#: A style sheet, not DOM surgery, so MLflow's React keeps working on its own tree.
+UI_DEFAULTS_JS = b"""// enertef-hub: open MLflow on its model-training view unless the user chose another,
+// and hide the GenAI-only parts that cannot work in a user's server.
 try {
-  if (!window.localStorage.getItem("mlflow.workflowType_v1")) {
-    window.localStorage.setItem("mlflow.workflowType_v1", JSON.stringify("machine_learning"));
+  var store = window.localStorage;
+  if (!store.getItem("mlflow.workflowType_v1")) {
+    store.setItem("mlflow.workflowType_v1", JSON.stringify("machine_learning"));
   }
+  store.setItem("mlflow.assistant.panelOpen_v1", "false");
+  store.setItem("mlflow.assistant.fab.autoOpenedOnFirstLoad_v1", "true");
 } catch (e) {}
+(function () {
+  var style = document.createElement("style");
+  style.id = "enertef-ui-hidden";
+  style.textContent = [
+    '[data-assistant-ui]',
+    '[data-component-id^="mlflow.assistant."]',
+    '[data-component-id^="mlflow.experiment_side_nav.assistant"]',
+    '[data-component-id^="mlflow.sidebar.gateway"]',
+    'a[href*="/gateway"]',
+    'section:has([data-component-id="mlflow.home.demo-banner.launch"])',
+    // The panel's column, should MLflow open it anyway (close button < header < panel < column).
+    'div:has(> div > div > div > [data-component-id="mlflow.assistant.chat_panel.close"])'
+  ].join(",\\n") + " { display: none !important; }";
+  document.head.appendChild(style);
+})();
 """
 
 

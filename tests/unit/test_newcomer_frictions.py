@@ -56,3 +56,20 @@ def test_notebook_02_names_its_tensorboard_run_after_the_mlflow_run():
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     assert 'TensorBoardLogger(f"digits-sgd-{run.info.run_id[:8]}")' in code
     assert code.index('start_run(run_name="digits-sgd")') < code.index("TensorBoardLogger(")
+
+
+def test_mlflow_ui_hides_what_cannot_work_in_a_users_server():
+    """The UI page loads a script that keeps the Assistant closed and hides the GenAI-only parts.
+
+    The names are MLflow 3.17's (checked in Chromium by tests/e2e/test_mlflow_ui_view.py).
+    """
+    from enertef_hub.notebook.mlflow_ui import UI_DEFAULTS_JS, UI_DEFAULTS_PATH, add_ui_defaults
+
+    page = add_ui_defaults(b"<html><head><title>MLflow</title></head><body></body></html>")
+    assert f'<script src="{UI_DEFAULTS_PATH}"></script></head>'.encode() in page
+    script = UI_DEFAULTS_JS.decode()
+    assert 'setItem("mlflow.assistant.panelOpen_v1", "false")' in script
+    assert 'setItem("mlflow.assistant.fab.autoOpenedOnFirstLoad_v1", "true")' in script
+    for hidden in ("[data-assistant-ui]", "mlflow.sidebar.gateway", "mlflow.home.demo-banner.launch"):
+        assert hidden in script
+    assert "display: none !important" in script
