@@ -1,0 +1,120 @@
+"""What a newcomer sees in her MLflow UI, in Chromium, through a real hub.
+
+A fresh user signs up, is approved and gets a server. A run is logged in a kernel of
+that server (as from a notebook), then Chromium, logged in as her, opens
+``/user/<name>/mlflow/`` on her own origin. She must land on the model-training view
+(the runs table, not GenAI's empty Traces page), the run must say it was created by
+her hub username (not the server's operating-system account), and the parts that
+cannot work here (the Assistant, "Start Demo", AI Gateway) must not be shown.
+
+With ``ENERTEF_E2E_SCREENSHOTS=<dir>`` the run page is saved as ``mlflow-run.png``
+(the README's picture, docs/images/).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import secrets
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+import requests
+from hubharness import run_coroutine, server_environment, server_pid, signup_and_approve, start_server
+from playwright.sync_api import expect
+
+from .test_notebooks import execute_notebook
+
+PASSWORD = "Mlflow-view-e2e-passw0rd!"
+EXPERIMENT = "ui-view-check"
+RUN_NAME = "newcomer-run"
+
+#: A notebook cell as a newcomer writes it: no user tag, no tracking URI (the server has them).
+LOG_A_RUN = f"""
+import mlflow
+mlflow.set_experiment({EXPERIMENT!r})
+with mlflow.start_run(run_name={RUN_NAME!r}):
+    mlflow.log_param("alpha", 0.5)
+    for step, value in enumerate([0.61, 0.74, 0.82]):
+        mlflow.log_metric("accuracy", value, step=step)
+"""
+
+
+@pytest.fixture(scope="module")
+def user(hub):
+    """A signed-up, approved user with a running server and one run logged from a kernel."""
+    name = signup_and_approve(hub, "mlview" + secrets.token_hex(3), PASSWORD)
+    server_url = start_server(hub, name).rstrip("/") + "/"
+    headers = {"Authorization": f"token {hub.token}"}
+    notebook = {
+        "type": "notebook", "format": "json",
+        "content": {"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                    "cells": [{"cell_type": "code", "id": "log-a-run", "metadata": {}, "outputs": [],
+                               "execution_count": None, "source": LOG_A_RUN}]},
+    }  # fmt: skip
+    requests.put(f"{server_url}api/contents/log-a-run.ipynb", headers=headers, json=notebook, timeout=30).raise_for_status()
+    errors = run_coroutine(execute_notebook(server_url, hub.token, "log-a-run.ipynb"))
+    assert not errors, "\n\n".join(errors)
+    env = server_environment(hub, name)
+    uri = urlunsplit(urlsplit(env["MLFLOW_TRACKING_URI"])._replace(scheme="postgresql"))
+    schema = urlsplit(env["MLFLOW_TRACKING_URI"]).username
+    with psycopg.connect(uri) as conn:
+        experiment_id, run_id = conn.execute(
+            psycopg.sql.SQL("SELECT e.experiment_id, r.run_uuid FROM {s}.runs r JOIN {s}.experiments e"
+                            " USING (experiment_id) WHERE e.name = %s AND r.name = %s")
+            .format(s=psycopg.sql.Identifier(schema)), (EXPERIMENT, RUN_NAME)
+        ).fetchone()  # fmt: skip
+    os_account = pwd.getpwuid(os.stat(f"/proc/{server_pid(hub, name)}").st_uid).pw_name
+    return {"name": name, "url": server_url, "experiment_id": experiment_id, "run_id": run_id, "os_account": os_account}
+
+
+def screenshot(page, name: str):
+    """Save the page as ``$ENERTEF_E2E_SCREENSHOTS/<name>.png`` when that folder is set (README pictures)."""
+    folder = os.environ.get("ENERTEF_E2E_SCREENSHOTS")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        page.screenshot(path=os.path.join(folder, f"{name}.png"))
+
+
+def assert_genai_parts_hidden(page):
+    """The Assistant (button and panel), Start Demo and AI Gateway are not visible."""
+    for text in ("MLflow Assistant", "Start Demo", "AI Gateway"):
+        found = page.get_by_text(text)
+        assert not any(found.nth(i).is_visible() for i in range(found.count())), f"{text!r} is shown"
+    assert not page.locator("[data-assistant-ui]").filter(visible=True).count()
+
+
+def test_newcomer_lands_on_her_run_created_by_her_hub_name(hub, user, page) -> None:
+    name = user["name"]
+    page.set_viewport_size({"width": 1400, "height": 860})
+    page.goto(f"{hub.url}/hub/login?next=/user/{name}/mlflow/")
+    page.fill("#username_input", name)
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    # The UI on her own origin (http://<name>.localhost:PORT/user/<name>/mlflow/).
+    page.wait_for_url(re.compile(rf"^{re.escape(user['url'])}mlflow/.*"), timeout=120_000)
+    expect(page.get_by_text(EXPERIMENT, exact=True).first).to_be_visible(timeout=90_000)
+    expect(page.get_by_text("Recent Experiments")).to_be_visible()
+    assert_genai_parts_hidden(page)
+
+    # Opening her experiment lands on the runs table (model training), with her run.
+    page.get_by_text(EXPERIMENT, exact=True).first.click()
+    expect(page.get_by_text(RUN_NAME).first).to_be_visible(timeout=60_000)
+    assert "/traces" not in page.url, page.url
+    assert page.evaluate("localStorage.getItem('mlflow.workflowType_v1')") == '"machine_learning"'
+    assert_genai_parts_hidden(page)
+
+    # The run page says who created it: the hub user, not the OS account of the server.
+    page.goto(f"{user['url']}mlflow/#/experiments/{user['experiment_id']}/runs/{user['run_id']}")
+    created_by = page.get_by_text("Created by", exact=True).first
+    expect(created_by).to_be_visible(timeout=60_000)
+    # Label and value share a small key-value block: look only a few levels up.
+    block = created_by.locator("xpath=ancestor::*[position() <= 3]").filter(has_text=name)
+    expect(block.first).to_be_visible()
+    if user["os_account"] != name:
+        assert not page.get_by_text(user["os_account"], exact=True).count(), "the OS account is shown"
+    expect(page.get_by_text("accuracy").first).to_be_visible()
+    assert_genai_parts_hidden(page)
+    screenshot(page, "mlflow-run")
