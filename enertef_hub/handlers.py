@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from jinja2 import ChoiceLoader, FileSystemLoader
+from jinja2 import BaseLoader, ChoiceLoader, FileSystemLoader, TemplateNotFound
 from jupyterhub.utils import maybe_future
 from nativeauthenticator.handlers import DiscardHandler as NativeDiscardHandler
 from nativeauthenticator.handlers import LocalBase
@@ -53,6 +53,51 @@ BCRYPT_MAX_PASSWORD_BYTES = 72
 TEMPLATE_DIR = os.path.join(os.path.dirname(__file__), "templates")
 
 
+#: Small fixes to NativeAuthenticator's pages, served under names of our own so the
+#: originals (which the hub's loaders find first) are not shadowed by accident:
+#: ``{our name: (NativeAuthenticator's file, [(its text, our text), ...])}``.
+#: - Its inputs say ``val=``, which browsers ignore, so a refused login or sign-up
+#:   emptied the username field; ``value=`` keeps it.
+#: - After a successful sign-up the form stayed on screen under the message, inviting
+#:   a second sign-up; it is now left out (the "Login" link stays).
+PATCHED_NATIVE_TEMPLATES = {
+    "enertef-native-login.html": ("native-login.html", [
+        ('name="username" val="{{username}}"', 'name="username" value="{{username or \'\'}}"'),
+    ]),
+    "enertef-signup.html": ("signup.html", [
+        ('name="username" val="{{username}}"', 'name="username" value="{{username or \'\'}}"'),
+        ('<input type="hidden" name="_xsrf" value="{{ xsrf }}"/>',
+         '{% if alert not in ("alert-success", "alert-info") %}'
+         '<input type="hidden" name="_xsrf" value="{{ xsrf }}"/>'),
+        ("<hr />", "{% endif %}<hr />"),
+    ]),
+}  # fmt: skip
+
+#: The handlers' template names that are rendered from :data:`PATCHED_NATIVE_TEMPLATES`.
+_PATCHED_NAMES = {native: ours for ours, (native, _) in PATCHED_NATIVE_TEMPLATES.items()}
+
+
+class PatchedNativeTemplateLoader(BaseLoader):
+    """Jinja loader of :data:`PATCHED_NATIVE_TEMPLATES`: NativeAuthenticator's file with its fixes.
+
+    A fix whose text is no longer in the file (a NativeAuthenticator upgrade) is
+    skipped, leaving the page as NativeAuthenticator made it; the unit tests check
+    that every fix applies to the installed version.
+    """
+
+    def get_source(self, environment, template):
+        if template not in PATCHED_NATIVE_TEMPLATES:
+            raise TemplateNotFound(template)
+        native, fixes = PATCHED_NATIVE_TEMPLATES[template]
+        path = os.path.join(NATIVE_TEMPLATE_DIR, native)
+        with open(path, encoding="utf-8") as file:
+            source = file.read()
+        mtime = os.path.getmtime(path)
+        for before, after in fixes:
+            source = source.replace(before, after, 1)
+        return source, path, lambda: os.path.getmtime(path) == mtime
+
+
 class TemplatesMixin:
     """Make NativeAuthenticator's and our templates loadable from both hub Jinja environments.
 
@@ -68,9 +113,14 @@ class TemplatesMixin:
             env = self.settings[key]
             if not getattr(env, "_enertef_templates", False):
                 env.loader = ChoiceLoader(
-                    [env.loader, FileSystemLoader([NATIVE_TEMPLATE_DIR, TEMPLATE_DIR])]
+                    [env.loader, FileSystemLoader([NATIVE_TEMPLATE_DIR, TEMPLATE_DIR]),
+                     PatchedNativeTemplateLoader()]
                 )
                 env._enertef_templates = True
+
+    def render_template(self, name, *args, **kwargs):
+        # NativeAuthenticator's handlers name its files; render our fixed copies instead.
+        return super().render_template(_PATCHED_NAMES.get(name, name), *args, **kwargs)
 
 
 def password_problem(authenticator, password: str) -> str | None:

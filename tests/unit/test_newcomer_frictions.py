@@ -73,3 +73,20 @@ def test_mlflow_ui_hides_what_cannot_work_in_a_users_server():
     for hidden in ("[data-assistant-ui]", "mlflow.sidebar.gateway", "mlflow.home.demo-banner.launch"):
         assert hidden in script
     assert "display: none !important" in script
+
+
+def test_every_fix_of_nativeauthenticators_forms_applies_to_the_installed_version():
+    """A NativeAuthenticator upgrade that changes its pages must show here, not as a silently unfixed form."""
+    from jinja2 import Environment
+
+    from enertef_hub.handlers import NATIVE_TEMPLATE_DIR, PATCHED_NATIVE_TEMPLATES, PatchedNativeTemplateLoader
+
+    loader = PatchedNativeTemplateLoader()
+    for ours, (native, fixes) in PATCHED_NATIVE_TEMPLATES.items():
+        original = Path(NATIVE_TEMPLATE_DIR, native).read_text(encoding="utf-8")
+        source, _, _ = loader.get_source(Environment(), ours)
+        for before, after in fixes:
+            assert before in original, f"{native} no longer contains {before!r}"
+            assert after in source
+        Environment().parse(source)  # still a valid template
+    assert 'value="{{username or' in loader.get_source(Environment(), "enertef-native-login.html")[0]
