@@ -46,3 +46,15 @@ for snippet in sorted(glob.glob(os.path.join(ROOT, "jupyterhub_config.d", "*.py"
 _local = os.path.join(STATE, "jupyterhub_config.local.py")
 if os.path.exists(_local):
     load_subconfig(_local)  # noqa: F821
+
+# The spawn page shows the provisioning progress messages only when JupyterHub does
+# not give up waiting for them: its default (slow_spawn_timeout 10 s) redirects to the
+# bare "Spawning server..." page first. The chart and the e2e hub set 0 as well. Merged
+# last, so tornado settings from jupyterhub_config.d or the local file are kept, and
+# a slow_spawn_timeout set there wins.
+from traitlets.config import LazyConfigValue  # noqa: E402
+
+_tornado = c.JupyterHub.get("tornado_settings", {})
+if isinstance(_tornado, LazyConfigValue):  # built with .update() / item assignment
+    _tornado = _tornado.get_value({})
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0, **_tornado}
