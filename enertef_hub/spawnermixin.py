@@ -100,7 +100,9 @@ class EnerTEFSpawnerMixin:
             # A store made by an older MLflow must be upgraded before the server's
             # MLflow touches it (MLflow refuses an out-of-date schema).
             try:
-                if await self.workbench.upgrade_mlflow_stores(result, lambda m: self._enertef_progress(35, m)):
+                # Each store's revision is read once, for the upgrade and for the tables below.
+                stores = await self.workbench.read_mlflow_stores(result)
+                if await self.workbench.upgrade_mlflow_stores(result, lambda m: self._enertef_progress(35, m), stores):
                     self._enertef_progress(38, "MLflow store upgraded")
             except EnerTEFError as exc:
                 self._enertef_progress(100, f"Could not upgrade your MLflow store: {exc}")
@@ -108,7 +110,7 @@ class EnerTEFSpawnerMixin:
                 raise
             # A new store's tables (a replay of MLflow's own table creation, or MLflow in a
             # subprocess the first time a release is seen) are made while the server starts.
-            tables = asyncio.ensure_future(self.workbench.ensure_mlflow_tables(result))
+            tables = asyncio.ensure_future(self.workbench.ensure_mlflow_tables(result, stores))
             self._enertef_progress(40, "Starting your server…")
         finally:
             self._enertef_done = True

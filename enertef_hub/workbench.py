@@ -242,15 +242,23 @@ class Workbench(SingletonConfigurable):
             stores.append(Store("team", team.team, team.schema, env))
         return stores
 
-    async def upgrade_mlflow_stores(self, result: ProvisionResult, progress=None) -> list[Store]:
-        """Upgrade the user's and teams' stores that an older MLflow made (before the server starts).
-
-        ``progress(message)`` is told what is upgraded. Raises StoreUpgradeError naming
-        the store when one cannot be upgraded; its data is then as it was.
-        """
+    async def read_mlflow_stores(self, result: ProvisionResult) -> list[Store]:
+        """The user's and teams' stores (:meth:`mlflow_stores`), each with its current revision."""
         stores = self.mlflow_stores(result)
         async with self.postgres.connection() as conn:
             await self.upgrader.read_revisions(conn, stores, self.postgres.member_of)
+        return stores
+
+    async def upgrade_mlflow_stores(self, result: ProvisionResult, progress=None,
+                                    stores: list[Store] | None = None) -> list[Store]:
+        """Upgrade the user's and teams' stores that an older MLflow made (before the server starts).
+
+        ``progress(message)`` is told what is upgraded. ``stores``: as read by
+        :meth:`read_mlflow_stores` (read here if None); an upgraded store's revision is
+        updated in it. Raises StoreUpgradeError naming the store when one cannot be
+        upgraded; its data is then as it was.
+        """
+        stores = stores if stores is not None else await self.read_mlflow_stores(result)
         behind = await self.upgrader.behind(stores)
         if behind and progress is not None:
             head = await self.upgrader.head()
@@ -260,20 +268,21 @@ class Workbench(SingletonConfigurable):
         for store, outcome in await self.upgrader.ensure_all(behind, jobs=len(behind)):
             if isinstance(outcome, Exception):
                 raise outcome
+            store.revision = outcome["to"]
             events.log_event(self.log, "store-upgraded", result.resources.username, "spawner",
                              store=store.schema, revision_from=outcome["from"], revision_to=outcome["to"],
                              seconds=outcome["seconds"])
         return behind
 
-    async def ensure_mlflow_tables(self, result: ProvisionResult):
+    async def ensure_mlflow_tables(self, result: ProvisionResult, stores: list[Store] | None = None):
         """Create MLflow's tables in the user's and teams' stores unless they exist; upgrade old ones.
 
-        Runs MLflow in a subprocess so the hub never imports it; the secrets go
-        through the subprocess's environment, never its command line.
+        ``stores``: as read by :meth:`read_mlflow_stores` (read here if None), so a spawn
+        reads each store's revision once. Runs MLflow in a subprocess so the hub never
+        imports it; the secrets go through the subprocess's environment, never its
+        command line.
         """
-        stores = self.mlflow_stores(result)
-        async with self.postgres.connection() as conn:
-            await self.upgrader.read_revisions(conn, stores, self.postgres.member_of)
+        stores = stores if stores is not None else await self.read_mlflow_stores(result)
         head = (await self.upgrader.head())["head"] if any(s.revision for s in stores) else None
         todo = [s for s in stores if (s.revision is None and self.prepare_mlflow_tables)
                 or (s.revision is not None and s.revision != head)]
