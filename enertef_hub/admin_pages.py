@@ -16,7 +16,9 @@ an admin landing page after login instead of spawning the admin's own server.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from datetime import timezone
 
 from jinja2 import BaseLoader, FileSystemLoader
@@ -46,6 +48,20 @@ ORIGINAL_PREFIX = "enertef-hub-original/"
 ADMIN_SCOPE = "admin:users"
 
 ACTIONS = ("restore", "purge", "rotate", "suspend")
+
+#: Path of our static files (scripts of the hub's own pages) below the hub's base URL.
+STATIC_PATH = "enertef/static"
+#: The files served there (kept beside the templates, as package data), with their type.
+STATIC_FILES = {"enertef-admin-panel.js": "text/javascript; charset=UTF-8"}
+
+
+def static_version() -> str:
+    """A digest of the static files, for their URLs (``?v=``): a new release is fetched anew."""
+    digest = hashlib.sha256()
+    for name in sorted(STATIC_FILES):
+        with open(os.path.join(TEMPLATE_DIR, name), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
 
 
 class HubTemplatesLoader(BaseLoader):
@@ -104,6 +120,8 @@ def install_admin_pages(app, authenticator):
         env.loader = HubTemplatesLoader(env.loader)
         env.globals["enertef_deletion"] = deletion_outcome(authenticator)
         env.globals["enertef_accounts_path"] = ACCOUNTS_PATH
+        env.globals["enertef_static_path"] = STATIC_PATH
+        env.globals["enertef_static_version"] = static_version()
     if settings and not settings.get("default_url"):
         settings["default_url"] = admin_default_url
 
@@ -360,9 +378,34 @@ class AccountActionHandler(AccountsBase):
                 " the data is kept. Approve them again on the approval page to give access back.")
 
 
+class StaticHandler(BaseHandler):
+    """``/hub/enertef/static/NAME``: our scripts, from the hub's own origin and with its headers.
+
+    Served by the hub itself (not inline), so a Content-Security-Policy of
+    ``script-src 'self'`` allows them; JupyterHub's default policy has no script-src
+    and no nonce. Public, like the hub's own static files: they hold no data.
+    """
+
+    def get_content_type(self):
+        return "text/javascript; charset=UTF-8"
+
+    def get(self, name):
+        if name not in STATIC_FILES:
+            raise web.HTTPError(404)
+        with open(os.path.join(TEMPLATE_DIR, name), "rb") as f:
+            body = f.read()
+        self.set_header("Content-Type", STATIC_FILES[name])
+        self.set_header("X-Content-Type-Options", "nosniff")
+        # The pages link ?v=<digest>: cache that for good; anything else is revalidated (ETag).
+        versioned = self.get_argument("v", "") == static_version()
+        self.set_header("Cache-Control", "max-age=31536000, immutable" if versioned else "no-cache")
+        self.finish(body)
+
+
 def admin_handlers() -> list[tuple[str, type]]:
     """Routes of the admin pages (below the hub's base URL)."""
     return [
+        (r"/" + STATIC_PATH + r"/([A-Za-z0-9._-]+)", StaticHandler),
         (r"/" + ACCOUNTS_PATH, AccountsHandler),
         (r"/" + ACCOUNTS_PATH + r"/([^/]+)/([a-z]+)", AccountActionHandler),
     ]

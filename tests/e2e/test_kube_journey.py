@@ -235,6 +235,10 @@ def delete_in_admin_panel(page, hub, name: str):
         log_in(page, hub, ADMIN, hub.admin_password, "/hub/admin")
     page.locator("tr", has_text=name).get_by_text("Edit User").first.click()
     page.get_by_role("button", name="Delete user").click()
+    # The confirmation dialog (enertef-admin-panel.js); with purge_on_delete it asks for the name.
+    if page.locator("#enertef-delete-typed").count():
+        page.fill("#enertef-delete-typed", name)
+    page.locator("#enertef-delete-confirm").click()
     page.wait_for_url(re.compile(r".*/hub/admin#/$"))
 
 

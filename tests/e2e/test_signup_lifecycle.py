@@ -147,6 +147,7 @@ def delete_in_admin_panel(page, hub, name: str):
     log_in(page, hub, hub.admin_name, hub.admin_password, next_url="/hub/admin")
     page.locator("tr", has_text=name).get_by_text("Edit User").first.click()
     page.get_by_role("button", name="Delete user").click()
+    page.locator("#enertef-delete-confirm").click()  # the confirmation dialog (enertef-admin-panel.js)
     page.wait_for_url(re.compile(r".*/hub/admin#/$"))
 
 
