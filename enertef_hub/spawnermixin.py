@@ -32,6 +32,8 @@ class EnerTEFSpawnerMixin:
     _enertef_events: list = []  #: progress events of the current spawn, in order
     _enertef_wakeup: asyncio.Event | None = None  #: set when an event is added
     _enertef_done: bool = True  #: provisioning of the current spawn is over
+    _enertef_alongside: list = []  #: work of the current spawn that runs while the server starts
+    _enertef_finished: bool = True  #: that work is over too
 
     @property
     def workbench(self) -> Workbench:
@@ -70,12 +72,27 @@ class EnerTEFSpawnerMixin:
             settings["failure_count"] = settings.get("failure_count", 0) - 1
 
     async def prepare_home(self, result: ProvisionResult):
-        """Hook: make the user's home ready (after provisioning, before the server starts)."""
+        """Hook: make the user's home ready (after provisioning, before the server starts).
+
+        Work the server does not need before it starts (e.g. merging notebook scripts)
+        goes to :meth:`run_alongside_server`, so it stays off the spawn's critical path.
+        """
+
+    def run_alongside_server(self, coro):
+        """Run *coro* while the server starts; ``start()`` returns once it is done too.
+
+        Its progress messages still reach the spawn page (the spawn is not over before
+        ``start()`` returns). It must report its own problems: an exception is logged
+        and does not fail the spawn. If the server fails to start, it is cancelled.
+        """
+        self._enertef_alongside.append(asyncio.ensure_future(coro))
 
     async def start(self):
         self._enertef_events = []
         self._enertef_wakeup = asyncio.Event()
         self._enertef_done = False
+        self._enertef_finished = False
+        self._enertef_alongside = []
         try:
             if not spawn_allowed(getattr(self, "authenticator", None), self.user.name):
                 # A token minted while approved, or an admin, must not bring a withdrawn user back.
@@ -112,20 +129,38 @@ class EnerTEFSpawnerMixin:
             # subprocess the first time a release is seen) are made while the server starts.
             tables = asyncio.ensure_future(self.workbench.ensure_mlflow_tables(result, stores))
             self._enertef_progress(40, "Starting your server…")
+        except BaseException:
+            for task in self._enertef_alongside:
+                task.cancel()
+            self._enertef_finished = True
+            raise
         finally:
+            # The spawner's own progress (e.g. the pod's events) is shown from here on.
             self._enertef_done = True
             self._enertef_wakeup.set()
         try:
             started = await super().start()
         except BaseException:
             tables.cancel()
+            for task in self._enertef_alongside:
+                task.cancel()
+            self._enertef_spawn_over()
             raise
         try:
             await tables
         except EnerTEFError as exc:
             # Not fatal: MLflow creates its tables itself on first use, only slower.
             self.log.warning("MLflow tables of %s not prepared: %s", self.user.name, exc)
+        for outcome in await asyncio.gather(*self._enertef_alongside, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                self.log.error("Spawn step of %s failed alongside the server: %r", self.user.name, outcome)
+        self._enertef_spawn_over()
         return started
+
+    def _enertef_spawn_over(self):
+        """Our part of the spawn is over, including what ran alongside the server."""
+        self._enertef_finished = True
+        self._enertef_wakeup.set()
 
     def get_env(self):
         env = super().get_env()
@@ -133,14 +168,19 @@ class EnerTEFSpawnerMixin:
         return without_admin_secrets(env)
 
     async def progress(self):
+        # Provisioning's messages, then the spawner's own (KubeSpawner: the pod's events),
+        # then the messages of work that ran alongside the server start.
         sent = 0
-        while True:
-            while sent < len(self._enertef_events):
-                yield self._enertef_events[sent]
-                sent += 1
-            if self._enertef_wakeup is None or self._enertef_done:
-                break
-            await self._enertef_wakeup.wait()
-            self._enertef_wakeup.clear()
-        async for event in super().progress():
-            yield event
+        for over in ("_enertef_done", None, "_enertef_finished"):
+            if over is None:
+                async for event in super().progress():
+                    yield event
+                continue
+            while True:
+                while sent < len(self._enertef_events):
+                    yield self._enertef_events[sent]
+                    sent += 1
+                if self._enertef_wakeup is None or getattr(self, over):
+                    break
+                await self._enertef_wakeup.wait()
+                self._enertef_wakeup.clear()

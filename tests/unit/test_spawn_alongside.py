@@ -1,0 +1,124 @@
+"""Work that runs while the server starts (e.g. merging notebook scripts) stays off the
+spawn's critical path, yet the spawn page still shows its messages and a failed server
+start does not leave it running.
+
+The spawner's parent and the Workbench are stand-ins here: what is tested is the
+mixin's own ordering, which the e2e tests cannot time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from enertef_hub.spawnermixin import EnerTEFSpawnerMixin
+from enertef_hub.workbench import ProvisionResult
+
+
+class _Workbench:
+    async def provision(self, username, teams, actor):
+        resources = SimpleNamespace(schema=f"u_{username}", bucket=f"user-{username}")
+        return ProvisionResult(resources, {"MLFLOW_TRACKING_URI": "postgresql://x"}, False, 0.0)
+
+    async def read_mlflow_stores(self, result):
+        return {}
+
+    async def upgrade_mlflow_stores(self, result, report, stores):
+        return False
+
+    async def ensure_mlflow_tables(self, result, stores):
+        return None
+
+
+class _BaseSpawner:
+    """What JupyterHub's Spawner offers the mixin: start() and an empty progress()."""
+
+    def __init__(self, timeline, fail=False):
+        self.timeline, self.fail = timeline, fail
+
+    async def start(self):
+        self.timeline.append("server started")
+        if self.fail:
+            raise RuntimeError("server would not start")
+        return ("127.0.0.1", 1)
+
+    async def progress(self):
+        return
+        yield
+
+
+class _Spawner(EnerTEFSpawnerMixin, _BaseSpawner):
+    log = logging.getLogger("test")
+    user = SimpleNamespace(name="alice", groups=[])
+    authenticator = None
+
+    def __init__(self, timeline, fail=False, seed_seconds=0.2):
+        super().__init__(timeline, fail)
+        self.seed_seconds = seed_seconds
+
+    @property
+    def workbench(self):
+        return _Workbench()
+
+    async def prepare_home(self, result):
+        self.run_alongside_server(self._seed())
+
+    async def _seed(self):
+        self.timeline.append("seeding began")
+        await asyncio.sleep(self.seed_seconds)
+        self._enertef_progress(45, "Notebook scripts: skipped 1 file(s)")
+        self.timeline.append("seeding done")
+
+
+async def _follow(spawner):
+    return [event["message"] async for event in spawner.progress()]
+
+
+def test_server_starts_before_seeding_ends_and_start_waits_for_it():
+    async def main():
+        timeline = []
+        spawner = _Spawner(timeline)
+        follower = asyncio.ensure_future(_follow(spawner))
+        started = await spawner.start()
+        messages = await asyncio.wait_for(follower, 5)
+        return timeline, started, messages
+
+    timeline, started, messages = asyncio.run(main())
+    assert started == ("127.0.0.1", 1)
+    # The server was launched while seeding ran, and start() returned only after it.
+    assert sorted(timeline[:2]) == ["seeding began", "server started"] and timeline[2] == "seeding done"
+    # Its message reached the spawn page, after "Starting your server…".
+    assert messages[-2:] == ["Starting your server…", "Notebook scripts: skipped 1 file(s)"]
+
+
+def test_failed_server_start_cancels_the_work_alongside():
+    async def main():
+        timeline = []
+        spawner = _Spawner(timeline, fail=True, seed_seconds=5)
+        follower = asyncio.ensure_future(_follow(spawner))
+        with pytest.raises(RuntimeError):
+            await spawner.start()
+        await asyncio.sleep(0)  # let the cancellation land
+        messages = await asyncio.wait_for(follower, 5)  # the stream ends: nothing left to wait for
+        return timeline, spawner, messages
+
+    timeline, spawner, messages = asyncio.run(main())
+    assert "seeding done" not in timeline
+    assert all(task.cancelled() for task in spawner._enertef_alongside)
+    assert "Starting your server…" in messages
+
+
+def test_an_exception_alongside_does_not_fail_the_spawn(caplog):
+    class Broken(_Spawner):
+        async def _seed(self):
+            raise OSError("disk full")
+
+    async def main():
+        return await Broken([]).start()
+
+    with caplog.at_level(logging.ERROR, logger="test"):
+        assert asyncio.run(main()) == ("127.0.0.1", 1)
+    assert "disk full" in caplog.text
