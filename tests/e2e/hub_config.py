@@ -82,7 +82,14 @@ def _pick_user_port(spawner):
     raise RuntimeError(f"no free port for a user server in {_user_ports}")
 
 
+def _release_user_port(spawner):
+    # A stopped server's port may go to the next spawn (runs of many users, e.g. the
+    # spawn benchmark, would otherwise run out of the range).
+    _handed_out.pop(spawner.user.name, None)
+
+
 c.Spawner.pre_spawn_hook = _pick_user_port
+c.Spawner.post_stop_hook = _release_user_port
 
 # -- the tests' own API access ---------------------------------------------------------------
 c.JupyterHub.services = [{"name": "e2e-tests", "api_token": os.environ["ENERTEF_E2E_TOKEN"]}]
