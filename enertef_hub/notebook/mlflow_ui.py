@@ -22,16 +22,30 @@ only forwards requests of the server's owner), but the proxy leaves cross-site
 request forgery checks to the proxied app, so we replace MLflow's origin allow-list
 by a same-origin rule: a state-changing request must come from a page of the same
 host it is sent to.
+
+Memory and start-up: the process listens from its first fraction of a second and
+shows a "starting" page while MLflow loads in the background
+(:mod:`enertef_hub.notebook.ui_loading`), and MLflow is imported without the
+libraries its UI never uses (:mod:`enertef_hub.notebook.mlflow_imports`: pandas,
+pyarrow, numpy, scipy; ~300 MB became ~150 MB).
+
+Endpoints of features this server leaves out, which MLflow's own page calls on every
+visit (MLflow's basic-auth accounts and the Assistant), get the answer MLflow's page
+takes for "not set up" (see :data:`ABSENT_FEATURE_ANSWERS`) instead of a 404 in the
+browser console.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from urllib.parse import urlsplit
 
 from .html_pages import serve_edited_html
+from .mlflow_imports import ImportPolicy
+from .ui_loading import LoadingApp
 
 #: Methods that change state and so must pass the same-origin check.
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -165,16 +179,55 @@ def ui_defaults(wsgi_app):
     return app
 
 
-def make_app():
-    """MLflow's Flask app wrapped in the same-origin guard (environment must be set first)."""
+#: Answers to the GET endpoints of features this server leaves out, which MLflow
+#: 3.17's page calls on every visit; each is what MLflow's page takes for "not set up"
+#: (checked in its bundle: the same state as after the 404 it got before, without the
+#: console error). Paths are relative to the prefix.
+ABSENT_FEATURE_ANSWERS = {
+    # MLflow's basic-auth accounts (the hub authenticates): no MLflow user, no basic
+    # auth; the page reads ``user`` and ``is_basic_auth`` (mlflow.server.auth.get_current_user).
+    "/ajax-api/2.0/mlflow/users/current": {"user": None, "is_basic_auth": False},
+    # The Assistant (mlflow.server.assistant.api's ConfigResponse and
+    # ProvidersResponse): nothing configured, no provider, none resolved.
+    "/ajax-api/3.0/mlflow/assistant/config": {"providers": {}, "projects": {}, "remote_access_allowed": False},
+    "/ajax-api/3.0/mlflow/assistant/providers": {"providers": [], "resolved": None, "gateway_vendor_options": {}},
+}
+
+
+def absent_features(wsgi_app, prefix: str):
+    """WSGI middleware answering :data:`ABSENT_FEATURE_ANSWERS` (GET only; everything else passes)."""
+    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    answers = {prefix + path: json.dumps(body).encode() for path, body in ABSENT_FEATURE_ANSWERS.items()}
+
+    def app(environ, start_response):
+        body = answers.get(environ.get("PATH_INFO", ""))
+        if body is None or environ.get("REQUEST_METHOD", "GET") != "GET":
+            return wsgi_app(environ, start_response)
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
+
+
+def make_app(prefix: str = "", import_policy: ImportPolicy | None = None):
+    """MLflow's Flask app with the UI's middleware, without the same-origin guard (environment must be set first).
+
+    With *import_policy*, MLflow is imported under it and its optional libraries are
+    allowed again afterwards (see :mod:`enertef_hub.notebook.mlflow_imports`).
+    """
     import logging
 
     # MLflow warns that wildcard CORS disables credentialed cross-origin requests:
     # exactly what we want (same-origin only), so keep the log free of it.
     logging.getLogger("mlflow.server.security").setLevel(logging.ERROR)
-    from mlflow.server import app as flask_app  # heavy: imported only in the UI process
-
-    return same_origin_guard(ui_defaults(flask_app))
+    if import_policy is not None:
+        import_policy.install()
+    try:
+        from mlflow.server import app as flask_app  # heavy: imported only in the UI process
+    finally:
+        if import_policy is not None:
+            import_policy.lift()
+    return ui_defaults(absent_features(flask_app, prefix))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,11 +244,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"MLflow UI: {exc}", file=sys.stderr)
         return 1
 
+    # Before MLflow: its server module checks whether it runs under uvicorn.
     import uvicorn
 
+    # Listen at once; MLflow loads meanwhile (the user sees a "starting" page).
+    ui = LoadingApp(
+        lambda: make_app(args.prefix, ImportPolicy()),
+        args.prefix,
+        title="MLflow UI",
+        failure_hint="Restart your server from the hub control panel (File > Hub Control Panel); "
+        "if it persists, ask an administrator.",
+    ).start()
     listen = {"uds": args.unix_socket} if args.unix_socket else {"host": "127.0.0.1", "port": args.port}
     uvicorn.run(
-        make_app(),
+        same_origin_guard(ui),
         interface="wsgi",
         workers=1,
         log_level="warning",

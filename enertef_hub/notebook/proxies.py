@@ -61,7 +61,14 @@ def make_tensorboard_command(base_url: str, unix_socket: str) -> list[str]:
 
 
 def setup_mlflow_ui() -> dict:
-    """jupyter-server-proxy settings for the MLflow UI (entry point ``mlflow``)."""
+    """jupyter-server-proxy settings for the MLflow UI (entry point ``mlflow``).
+
+    Called by jupyter-server-proxy inside the notebook server as it loads: the UI is
+    then started as JupyterLab opens (:mod:`enertef_hub.notebook.mlflow_warmup`).
+    """
+    from .mlflow_warmup import warm_up_when_lab_opens
+
+    warm_up_when_lab_opens()
     return {
         "command": make_mlflow_ui_command,
         # A socket in a private folder: other accounts on a shared machine cannot

@@ -1,0 +1,141 @@
+"""Start the MLflow UI while JupyterLab opens, so the launcher tile opens it ready.
+
+jupyter-server-proxy starts the MLflow UI when its URL is first visited, and MLflow
+takes seconds to load (more on a busy machine). JupyterLab asks the notebook server
+for its launcher tiles (``<base_url>server-proxy/servers-info``) as it opens; at that
+moment a person is looking at the launcher, and a click on the MLflow tile usually
+follows seconds later. So, the first time the tiles are asked for, the notebook
+server starts the MLflow UI itself, through jupyter-server-proxy's own process
+manager: the same handler class, process state and lock a click would use, so the
+click then finds the process running (or starting, and shows its "starting" page)
+and nothing is started twice.
+
+Servers that never open JupyterLab (API-only use, the hub's spawn benchmarks) do not
+pay for it; the cost is one MLflow UI process per user who opens JupyterLab, as if
+they had clicked the tile.
+
+It needs no configuration file: jupyter-server-proxy calls our entry point
+(:func:`enertef_hub.notebook.proxies.setup_mlflow_ui`) inside the notebook server
+while it loads, and that calls :func:`warm_up_when_lab_opens`, which waits for the
+server's event loop (all extensions loaded) before touching its routes. Turn it off
+with ``ENERTEF_MLFLOW_UI_WARMUP=0`` in the server's environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+#: Environment variable that turns the warm-up off (``0``, ``false``, ``no``).
+WARMUP_ENV = "ENERTEF_MLFLOW_UI_WARMUP"
+
+#: Name of the jupyter-server-proxy entry (its URL path under the server).
+PROXY_NAME = "mlflow"
+
+log = logging.getLogger(__name__)
+
+
+def warmup_enabled(environ: dict[str, str] | None = None) -> bool:
+    """Whether the warm-up is on (pure): on unless ``ENERTEF_MLFLOW_UI_WARMUP`` says off."""
+    environ = os.environ if environ is None else environ
+    return environ.get(WARMUP_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def warm_up_when_lab_opens() -> bool:
+    """In a running notebook server, arrange the warm-up; elsewhere do nothing. Whether it was arranged."""
+    if not warmup_enabled():
+        return False
+    try:
+        from jupyter_server.serverapp import ServerApp
+    except ImportError:
+        return False
+    if not ServerApp.initialized():
+        return False  # not inside a notebook server (a test, `jupyter server extension list`...)
+    serverapp = ServerApp.instance()
+    io_loop = getattr(serverapp, "io_loop", None)
+    if io_loop is None or getattr(serverapp, "_enertef_mlflow_warmup", False):
+        return False
+    serverapp._enertef_mlflow_warmup = True
+    # Run once the loop starts: by then every extension has added its routes.
+    io_loop.add_callback(install, serverapp.web_app, serverapp.log)
+    return True
+
+
+def _rules(router):
+    """Every routing rule of a tornado router, nested routers included."""
+    for rule in getattr(router, "rules", ()):
+        yield rule
+        yield from _rules(rule.target)
+
+
+def find_routes(web_app, base_url: str):
+    """``(servers-info rules, (mlflow proxy handler class, its kwargs) or None)`` of *web_app*."""
+    from jupyter_server.utils import url_path_join
+    from jupyter_server_proxy.api import ServersInfoHandler
+
+    info_rules, proxy = [], None
+    proxy_path = url_path_join(base_url, PROXY_NAME, "(.*)") + "$"
+    for router in (web_app.default_router, web_app.wildcard_router):
+        for rule in _rules(router):
+            target = rule.target
+            if isinstance(target, type) and issubclass(target, ServersInfoHandler):
+                info_rules.append(rule)
+            pattern = getattr(getattr(rule.matcher, "regex", None), "pattern", None)
+            if pattern == proxy_path and isinstance(target, type):
+                proxy = (target, dict(rule.target_kwargs))
+    return info_rules, proxy
+
+
+def install(web_app, logger: logging.Logger = log) -> bool:
+    """Make the launcher-tiles route start the MLflow UI the first time it is asked. Whether it could."""
+    base_url = web_app.settings.get("base_url", "/")
+    info_rules, proxy = find_routes(web_app, base_url)
+    if not info_rules or proxy is None:
+        logger.warning("MLflow UI warm-up: jupyter-server-proxy routes not found; the UI starts on first visit")
+        return False
+    started = []
+
+    def warm():
+        if not started:
+            started.append(asyncio.ensure_future(start_through_proxy(web_app, *proxy, logger=logger)))
+
+    for rule in info_rules:
+        original = rule.target
+
+        class WarmingServersInfoHandler(original):
+            """jupyter-server-proxy's launcher-tiles answer, which also starts the MLflow UI once."""
+
+            async def get(self, *args, **kwargs):
+                if self.current_user:  # only for the server's owner (the answer itself is @authenticated)
+                    warm()
+                return await super().get(*args, **kwargs)
+
+        rule.target = WarmingServersInfoHandler
+    return True
+
+
+class _NoConnection:
+    """The connection of a request nobody sent: the warm-up's stand-in for a click."""
+
+    context = None
+
+    def set_close_callback(self, callback):
+        pass
+
+
+async def start_through_proxy(web_app, handler_class, handler_kwargs, logger: logging.Logger = log) -> bool:
+    """Start the proxied process as a first visit would (same state and lock). Whether it is ready."""
+    from jupyter_server.utils import url_path_join
+    from tornado.httputil import HTTPServerRequest
+
+    path = url_path_join(web_app.settings.get("base_url", "/"), PROXY_NAME, "")
+    request = HTTPServerRequest(method="GET", uri=path, connection=_NoConnection())
+    try:
+        handler = handler_class(web_app, request, **handler_kwargs)
+        await handler.ensure_process()
+    except Exception as exc:  # the click will try again and show the error to the user
+        logger.warning("MLflow UI warm-up failed (it starts on first visit instead): %s", exc)
+        return False
+    logger.info("MLflow UI started as JupyterLab opened, ahead of the first visit")
+    return True
