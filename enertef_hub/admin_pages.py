@@ -16,6 +16,7 @@ an admin landing page after login instead of spawning the admin's own server.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -135,33 +136,79 @@ def _when(value) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-async def account_sizes(workbench, accounts: list[dict]) -> tuple[dict, dict, str | None]:
-    """Sizes for the page, cheap enough for every page load of a hub with thousands of stores.
+#: Accounts per page of the accounts page, unless ``?per_page=`` asks otherwise ("all": every one).
+PER_PAGE = 100
+MAX_PER_PAGE = 1000
 
-    Returns ``({schema: (bytes, over soft limit), bucket: (bytes, objects)}, {team:
-    members}, when MinIO last scanned)``. PostgreSQL sizes come from one catalogue
-    query; MinIO's from one admin call, its data-usage scanner's figures (minutes
-    behind the latest writes, as in MinIO's console). ``enertef-hub usage`` lists
-    every bucket instead, for exact figures.
+#: The states an account can be shown in (AccountsBase._finish), in the order of the filter.
+STATES = ("active", "suspended", "deleted, data kept", "active, no store yet", "purged",
+          "waiting for approval", "no store yet", "signed up")
+
+
+def select_page(accounts: list[dict], query: str = "", state: str = "", offset: int = 0,
+                limit: int | None = PER_PAGE) -> tuple[list[dict], int, dict[str, int]]:
+    """The accounts to show: ``(page, how many match, {state: count of all accounts})`` (pure).
+
+    ``query`` matches part of the username (case-insensitive), ``state`` one of
+    :data:`STATES` exactly; ``limit`` None shows every match. ``accounts`` is sorted.
     """
-    soft = parse_size(workbench.quotas.postgres_soft_limit)
-    schemas = [make_user_resources(a["username"], a["incarnation"]).schema for a in accounts]
-    sizes: dict = {}
-    async with workbench.postgres.connection() as conn:
-        cur = await conn.execute(
-            "SELECT n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_namespace n"
-            " LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'm')"
-            " WHERE n.nspname = ANY(%s) GROUP BY n.nspname",
-            (schemas,),
-        )
-        for schema, size in await cur.fetchall():
-            sizes[schema] = (int(size), bool(soft) and int(size) > soft)
-        teams = {team: sorted(members) for team, members in (await workbench._registry.team_members(conn)).items()}
-    usage = json.loads(await workbench.minio._run(lambda: workbench.minio._get_clients()[1].get_data_usage_info()))
+    counts: dict[str, int] = {}
+    for a in accounts:
+        counts[a["state"]] = counts.get(a["state"], 0) + 1
+    query = query.strip().lower()
+    matches = [a for a in accounts if (not query or query in a["name"]) and (not state or a["state"] == state)]
+    offset = max(0, min(offset, len(matches) - 1)) if matches else 0
+    page = matches[offset:] if limit is None else matches[offset:offset + limit]
+    return page, len(matches), counts
+
+
+async def account_sizes(workbench, schemas: list[str], buckets: list[str]) -> tuple[dict, str | None]:
+    """Sizes of the given stores and buckets, as ``({schema: (bytes, over soft limit), bucket:
+    (bytes, objects)}, when MinIO last scanned)``.
+
+    Only for the accounts on the page: PostgreSQL measures a store by a stat() of
+    each file of each table and index (an MLflow store has ~60), which for every
+    store of a hub with 1,500 accounts took seconds. One catalogue query; MinIO's
+    figures come from one admin call, its data-usage scanner's (minutes behind the
+    latest writes, as in MinIO's console). ``enertef-hub usage`` lists every bucket
+    instead, for exact figures.
+    """
+    async def postgres() -> dict:
+        if not schemas:
+            return {}
+        soft = parse_size(workbench.quotas.postgres_soft_limit)
+        async with workbench.postgres.connection() as conn:
+            cur = await conn.execute(
+                "SELECT n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_namespace n"
+                " LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'm')"
+                " WHERE n.nspname = ANY(%s) GROUP BY n.nspname",
+                (schemas,),
+            )
+            return {schema: (int(size), bool(soft) and int(size) > soft) for schema, size in await cur.fetchall()}
+
+    async def minio() -> dict:
+        if not buckets:
+            return {}
+        # MinIO's answer covers every bucket (~1 MB of JSON at 1,500): parsed in the worker
+        # thread, not on the hub's event loop.
+        return await workbench.minio._run(lambda: json.loads(workbench.minio._get_clients()[1].get_data_usage_info()))
+
+    pg_sizes, usage = await asyncio.gather(postgres(), minio())  # both at once
+    sizes = dict(pg_sizes)
+    wanted = set(buckets)
     for bucket, info in (usage.get("bucketsUsageInfo") or {}).items():
-        sizes[bucket] = (int(info.get("size") or 0), int(info.get("objectsCount") or 0))
+        if bucket in wanted:
+            sizes[bucket] = (int(info.get("size") or 0), int(info.get("objectsCount") or 0))
     scanned = usage.get("lastUpdate")
-    return sizes, teams, scanned[:19].replace("T", " ") + " UTC" if scanned else None
+    return sizes, scanned[:19].replace("T", " ") + " UTC" if scanned else None
+
+
+def _entry(entries: dict[str, dict], name: str) -> dict:
+    """``name``'s entry of the account list, made empty the first time."""
+    if name not in entries:
+        entries[name] = {"name": name, "hub_account": False, "admin": False, "approved": None,
+                         "last_activity": "never", "running": False, "incarnations": [], "teams": []}
+    return entries[name]
 
 
 class AccountsBase(TemplatesMixin, BaseHandler):
@@ -171,56 +218,85 @@ class AccountsBase(TemplatesMixin, BaseHandler):
     def workbench(self):
         return self.authenticator.workbench
 
-    async def collect_accounts(self) -> tuple[list[dict], str | None]:
-        """One entry per username (hub user, sign-up or registry name), and an error if data is missing."""
+    async def _registry(self) -> tuple[list[dict], dict[str, list[str]]]:
+        """Every registry row and the teams' members, in one connection."""
+        async with self.workbench.postgres.connection() as conn:
+            rows = await self.workbench._registry.list_all(conn)
+            teams = await self.workbench._registry.team_members(conn)
+        return rows, {team: sorted(members) for team, members in teams.items()}
+
+    def _hub_entries(self) -> dict[str, dict]:
+        """One entry per hub user and sign-up, in three queries of the hub database (none per user)."""
         entries: dict[str, dict] = {}
 
         def entry(name):
-            return entries.setdefault(name, {
-                "name": name, "hub_account": False, "admin": False, "approved": None,
-                "last_activity": "never", "running": False, "incarnations": [], "teams": [],
-            })
+            return _entry(entries, name)
 
-        for user in self.db.query(orm.User).order_by(orm.User.name):
-            e = entry(user.name)
-            e.update(hub_account=True, admin=bool(user.admin), last_activity=_when(user.last_activity),
-                     running=any(s.server is not None for s in user._orm_spawners))
-        for info in self.db.query(UserInfo):
-            entry(info.username)["approved"] = bool(info.is_authorized)
+        running = {uid for (uid,) in self.db.query(orm.Spawner.user_id).filter(orm.Spawner.server_id.isnot(None))}
+        users = self.db.query(orm.User.id, orm.User.name, orm.User.admin, orm.User.last_activity)
+        for uid, name, admin, last_activity in users:
+            entry(name).update(hub_account=True, admin=bool(admin), last_activity=_when(last_activity),
+                               running=uid in running)
+        for username, authorized in self.db.query(UserInfo.username, UserInfo.is_authorized):
+            entry(username)["approved"] = bool(authorized)
+        return entries
 
-        try:
-            accounts = await self.workbench.accounts()
-        except Exception as exc:  # the page still lists the hub's accounts
-            self.log.warning("Accounts page: the account registry is unavailable: %s", exc)
-            return self._finish(entries), f"The account registry could not be read: {exc}"
+    async def collect_accounts(self, query: str = "", state: str = "", offset: int = 0,
+                               limit: int | None = PER_PAGE, exact: str | None = None) -> dict:
+        """The accounts of one page with their sizes, and what the page says around them.
+
+        One entry per username (hub user, sign-up or registry name); every account's
+        state is known (for the filter's counts), but sizes are read only for the
+        page's accounts. ``exact``: only that username (a confirmation page).
+        Returns ``{"accounts", "total", "counts", "error", "minio_scanned"}``.
+        """
+        entries = self._hub_entries()
+
+        def entry(name):
+            return _entry(entries, name)
+
         problem = None
         try:
-            sizes, teams, scanned = await account_sizes(self.workbench, accounts)
-        except Exception as exc:  # the page still lists every account, without sizes
-            self.log.warning("Accounts page: sizes unavailable: %s", exc)
-            problem, sizes, teams, scanned = f"Sizes could not be read: {exc}", {}, {}, None
+            rows, teams = await self._registry()
+        except Exception as exc:  # the page still lists the hub's accounts
+            self.log.warning("Accounts page: the account registry is unavailable: %s", exc)
+            rows, teams, problem = [], {}, f"The account registry could not be read: {exc}"
         for team, members in teams.items():
             for member in members:
                 entry(member)["teams"].append(team)
-        for account in accounts:
-            name, incarnation = account["username"], account["incarnation"]
+        for row in rows:
+            name, incarnation = row["username"], row["incarnation"]
             resources = make_user_resources(name, incarnation)
-            pg_bytes, over = sizes.get(resources.schema, (None, False))
-            bucket = sizes.get(resources.bucket)
             entry(name)["incarnations"].append({
                 "incarnation": incarnation,
-                "state": account["state"],
+                "state": row["state"],
                 "schema": resources.schema,
                 "bucket": resources.bucket,
-                "created": _when(account.get("created_at")),
-                "deleted": _when(account["deleted_at"]) if account.get("deleted_at") else "",
-                "postgres": format_size(pg_bytes),
-                "postgres_over": over,
-                "minio": "not scanned yet" if bucket is None else format_size(bucket[0]),
-                "objects": "-" if bucket is None else bucket[1],
+                "created": _when(row.get("created_at")),
+                "deleted": _when(row["deleted_at"]) if row.get("deleted_at") else "",
             })
-        self.minio_scanned = scanned
-        return self._finish(entries), problem
+        accounts = self._finish(entries)
+        if exact is not None:
+            page = [a for a in accounts if a["name"] == exact]
+            total, counts = len(page), {}
+        else:
+            page, total, counts = select_page(accounts, query, state, offset, limit)
+
+        shown = [i for a in page for i in a["incarnations"] if i["state"] != "purged"]
+        scanned = None
+        try:
+            sizes, scanned = await account_sizes(self.workbench, [i["schema"] for i in shown],
+                                                 [i["bucket"] for i in shown])
+        except Exception as exc:  # the page still lists every account, without sizes
+            self.log.warning("Accounts page: sizes unavailable: %s", exc)
+            problem, sizes = problem or f"Sizes could not be read: {exc}", {}
+        for i in shown:
+            pg_bytes, over = sizes.get(i["schema"], (None, False))
+            bucket = sizes.get(i["bucket"])
+            i.update(postgres=format_size(pg_bytes), postgres_over=over,
+                     minio="not scanned yet" if bucket is None else format_size(bucket[0]),
+                     objects="-" if bucket is None else bucket[1])
+        return {"accounts": page, "total": total, "counts": counts, "error": problem, "minio_scanned": scanned}
 
     @staticmethod
     def _finish(entries: dict[str, dict]) -> list[dict]:
@@ -241,27 +317,50 @@ class AccountsBase(TemplatesMixin, BaseHandler):
             e["teams"] = sorted(e["teams"])
         return sorted(entries.values(), key=lambda e: e["name"])
 
-    async def render_accounts(self, message=None, error=None):
-        accounts, problem = await self.collect_accounts()
+    def _listing(self) -> dict:
+        """Search, state filter and page of the request (``?q=&state=&start=&per_page=``)."""
+        per_page = self.get_argument("per_page", "")
+        if per_page == "all":
+            limit = None
+        else:
+            try:
+                limit = min(max(int(per_page), 1), MAX_PER_PAGE)
+            except ValueError:
+                limit = PER_PAGE
+        try:
+            offset = max(int(self.get_argument("start", "0")), 0)
+        except ValueError:
+            offset = 0
+        state = self.get_argument("state", "")
+        return {"query": self.get_argument("q", "").strip().lower()[:64],
+                "state": state if state in STATES else "", "offset": offset, "limit": limit}
+
+    async def render_accounts(self, message=None, error=None, listing: dict | None = None):
+        listing = listing or {"query": "", "state": "", "offset": 0, "limit": PER_PAGE}
+        found = await self.collect_accounts(**listing)
         html = await self.render_template(
             "enertef-accounts.html",
-            accounts=accounts,
+            accounts=found["accounts"],
+            total=found["total"],
+            counts=found["counts"],
+            states=STATES,
+            listing=listing,
             message=message,
-            error=error or problem,
+            error=error or found["error"],
             deletion=deletion_outcome(self.authenticator),
-            minio_scanned=getattr(self, "minio_scanned", None),
+            minio_scanned=found["minio_scanned"],
             accounts_url=self.hub.base_url + ACCOUNTS_PATH,
         )
         self.finish(html)
 
 
 class AccountsHandler(AccountsBase):
-    """``/hub/enertef/accounts``: every account, with its sizes and actions (admins only)."""
+    """``/hub/enertef/accounts``: the accounts, a page at a time, with sizes and actions (admins only)."""
 
     @web.authenticated  # logged out: to the login page and back, not a bare 403
     @needs_scope(ADMIN_SCOPE)
     async def get(self):
-        await self.render_accounts()
+        await self.render_accounts(listing=self._listing())
 
 
 class AccountActionHandler(AccountsBase):
@@ -288,8 +387,8 @@ class AccountActionHandler(AccountsBase):
         return username, incarnation
 
     async def _confirm_page(self, username, action, incarnation, error=None):
-        accounts, problem = await self.collect_accounts()
-        account = next((a for a in accounts if a["name"] == username), None)
+        found = await self.collect_accounts(exact=username)
+        account, problem = (found["accounts"] or [None])[0], found["error"]
         if account is None:
             raise web.HTTPError(404, f"No account named {username}.")
         resources = make_user_resources(username, incarnation) if incarnation is not None else None
@@ -325,9 +424,15 @@ class AccountActionHandler(AccountsBase):
         except EnerTEFError as error:
             self.log.error("Accounts page: %s of %s failed: %s", action, username, error)
             self.set_status(503 if isinstance(error, ServiceUnavailableError) else 409)
-            await self.render_accounts(error=f"{action.capitalize()} of {username} failed: {error}")
+            await self.render_accounts(error=f"{action.capitalize()} of {username} failed: {error}",
+                                       listing=self._about(username))
             return
-        await self.render_accounts(message=message)
+        await self.render_accounts(message=message, listing=self._about(username))
+
+    @staticmethod
+    def _about(username: str) -> dict:
+        """The listing shown after an action: the account acted on (a link leads back to all)."""
+        return {"query": username, "state": "", "offset": 0, "limit": PER_PAGE}
 
     async def _stop_servers(self, username: str) -> int:
         """Stop the user's running servers (their credentials were just replaced)."""

@@ -101,6 +101,11 @@ def test_admin_restores_one_deleted_account_and_purges_another(hub, page):
     expect(page.locator("#enertef-nav-approvals")).to_have_attribute("href", "/hub/authorize")
     expect(page.locator("#enertef-deletion-help")).to_contain_text("keeps their data")
 
+    # The list comes a page at a time (the shared services hold thousands of accounts): search.
+    page.fill("#enertef-q", keeper["name"])
+    page.locator("#enertef-accounts-search button[type=submit]").click()
+    page.wait_for_url(re.compile(rf".*/hub/enertef/accounts\?q={keeper['name']}&state=$"))
+    expect(page.locator("#enertef-shown")).to_contain_text("1–1 of 1 account matching")
     row = page.locator(f"#account-{keeper['name']}")
     expect(row.locator(".account-state")).to_have_text("deleted, data kept")
     expect(row).to_contain_text(keeper["schema"])
@@ -133,7 +138,7 @@ def test_admin_restores_one_deleted_account_and_purges_another(hub, page):
     assert registry(keeper["name"]) == {1: "active"}
 
     # Purge: the name must be typed; a wrong one changes nothing.
-    page.goto(f"{hub.url}/hub/enertef/accounts")
+    page.goto(f"{hub.url}/hub/enertef/accounts?q={goner['name']}")
     page.locator(f"#account-{goner['name']} [data-action=purge]").click()
     expect(page.locator("#enertef-consequences")).to_contain_text("deleted for good")
     page.fill("#enertef-confirm-input", "someone-else")

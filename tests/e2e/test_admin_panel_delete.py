@@ -21,7 +21,7 @@ import pytest
 import requests
 from hubharness import signup_and_approve, start_server
 from playwright.sync_api import expect
-from test_admin_page import PASSWORD, bucket_exists, fresh_name, log_in, registry, schema_exists
+from test_admin_page import PASSWORD, bucket_exists, fresh_name, log_in, registry, schema_exists, screenshot
 
 from enertef_hub.naming import make_user_resources
 
@@ -76,6 +76,7 @@ def test_deleting_a_user_in_the_admin_panel_asks_first_and_keeps_the_data(hub, p
     expect(consequences).to_contain_text("Their data is kept")
     expect(consequences.get_by_role("link", name="Accounts")).to_have_attribute("href", "/hub/enertef/accounts")
     expect(page.locator("#enertef-delete-confirm")).to_have_text(f"Delete {name}")
+    screenshot(page, "admin-panel-delete-confirmation")
 
     # Cancel: nothing is sent, the user is still there, the panel stays on the user's page.
     user_deletes = lambda: [url for url in deletes if re.search(rf"/hub/api/users/{name}(\?|$)", url)]  # noqa: E731

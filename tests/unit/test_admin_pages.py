@@ -108,3 +108,41 @@ def test_deletion_outcome_follows_the_settings():
     assert admin_pages.deletion_outcome(auth(True, False)) == "kept"
     assert admin_pages.deletion_outcome(auth(True, True)) == "purged"
     assert admin_pages.deletion_outcome(auth(False, True)) == "untouched"
+
+
+def accounts_named(*names_states):
+    return [{"name": name, "state": state} for name, state in names_states]
+
+
+def test_a_page_of_accounts_with_search_state_filter_and_counts():
+    accounts = accounts_named(*((f"user{n:04d}", "deleted, data kept" if n % 10 == 0 else "active")
+                                for n in range(1500)))
+    page, total, counts = admin_pages.select_page(accounts)
+    assert [a["name"] for a in page] == [f"user{n:04d}" for n in range(100)] and total == 1500
+    assert counts == {"active": 1350, "deleted, data kept": 150}
+
+    page, total, _ = admin_pages.select_page(accounts, offset=1400, limit=250)
+    assert (page[0]["name"], len(page), total) == ("user1400", 100, 1500)
+    page, total, _ = admin_pages.select_page(accounts, offset=99999)  # past the end: the last one
+    assert [a["name"] for a in page] == ["user1499"]
+    page, total, _ = admin_pages.select_page(accounts, limit=None)
+    assert len(page) == total == 1500
+
+    page, total, counts = admin_pages.select_page(accounts, query=" USER014", state="deleted, data kept")
+    assert [a["name"] for a in page] == ["user0140"]  # user0140-user0149 match, one of them deleted
+    assert total == 1 and counts["deleted, data kept"] == 150  # counts are of every account
+
+    assert admin_pages.select_page([], query="x") == ([], 0, {})
+
+
+@pytest.mark.parametrize("args, expected", [
+    ({}, {"query": "", "state": "", "offset": 0, "limit": 100}),
+    ({"q": " Alice ", "state": "purged", "start": "200", "per_page": "50"},
+     {"query": "alice", "state": "purged", "offset": 200, "limit": 50}),
+    ({"state": "nonsense", "start": "-5", "per_page": "x"}, {"query": "", "state": "", "offset": 0, "limit": 100}),
+    ({"per_page": "all"}, {"query": "", "state": "", "offset": 0, "limit": None}),
+    ({"per_page": "999999", "start": "y"}, {"query": "", "state": "", "offset": 0, "limit": 1000}),
+])
+def test_the_listing_is_read_from_the_query_string_and_bounded(args, expected):
+    handler = SimpleNamespace(get_argument=lambda name, default="": args.get(name, default))
+    assert AccountsBase._listing(handler) == expected
