@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 STARTING_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Starting {title}…</title>
 <meta name="viewport" content="width=device-width,initial-scale=1">
+<link rel="icon" href="data:,">
 <noscript><meta http-equiv="refresh" content="2"></noscript>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 0; height: 100vh; display: flex;

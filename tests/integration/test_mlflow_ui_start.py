@@ -1,0 +1,183 @@
+"""The MLflow UI's first visit through a real notebook server and jupyter-server-proxy.
+
+A real ``jupyter server`` (with jupyter-server-proxy and our ``mlflow`` entry point)
+runs with the environment of a provisioned user. Checked as JupyterLab and the
+browser meet it:
+
+- asking for the launcher tiles (what JupyterLab does as it opens) starts the MLflow
+  UI, once, before anyone clicks the tile; the click then reaches that process;
+- without that warm-up, the first visit gets the "starting" page at once, and the UI
+  once MLflow is loaded;
+- the endpoints MLflow's page calls for features this server leaves out answer 200
+  through the proxy (no 404 in the browser console).
+
+Times are not asserted (benchmarks/bench_mlflow_ui_memory.py prints them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from enertef_hub.notebook.mlflow_ui import ABSENT_FEATURE_ANSWERS
+from tests.conftest import free_port, unique_name
+
+UI_MODULE = "enertef_hub.notebook.mlflow_ui"
+
+
+@pytest.fixture(scope="module")
+def user_env(tmp_path_factory, services):
+    """The environment of a provisioned user's server (hub-side secrets removed)."""
+    from traitlets.config import Config
+
+    from enertef_hub.workbench import Workbench
+
+    name = unique_name("uistart")
+
+    async def provision():
+        wb = Workbench(config=Config())
+        try:
+            result = await wb.provision(name)
+            await wb.ensure_mlflow_tables(result)
+            return result.environment
+        finally:
+            await wb.close()
+
+    async def purge():
+        wb = Workbench(config=Config())
+        try:
+            await wb.deprovision(name, purge=True)
+        finally:
+            await wb.close()
+
+    environment = asyncio.run(provision())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENERTEF_", "AWS_", "MLFLOW_", "PG", "JUPYTER"))}
+    env.update(environment)
+    env["HOME"] = str(tmp_path_factory.mktemp("home"))
+    env["JUPYTERHUB_USER"] = name
+    yield name, env
+    asyncio.run(purge())
+
+
+class NotebookServer:
+    """A running ``jupyter server`` under ``/user/<name>/`` with token auth."""
+
+    def __init__(self, name: str, env: dict[str, str], root: Path, extra_env: dict[str, str] | None = None):
+        self.token = secrets.token_hex(16)
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}/user/{name}/"
+        env = {**env, **(extra_env or {}), "JUPYTER_TOKEN": self.token}
+        self.log = root / "jupyter-server.log"
+        cmd = [str(Path(sys.executable).parent / "jupyter-server"), f"--port={port}", "--ip=127.0.0.1", "--no-browser",
+               f"--ServerApp.base_url=/user/{name}/", f"--ServerApp.root_dir={root}"]  # fmt: skip
+        if os.geteuid() == 0:
+            cmd.append("--allow-root")
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if self.get("api/status").status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"jupyter server did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", 60)
+        return requests.get(self.url + path, headers={"Authorization": f"token {self.token}"}, **kwargs)
+
+    def ui_processes(self) -> list[psutil.Process]:
+        found = []
+        for child in psutil.Process(self.proc.pid).children(recursive=True):
+            try:
+                if UI_MODULE in " ".join(child.cmdline()):
+                    found.append(child)
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
+    def wait_until_ready(self, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.get("mlflow/enertef-ui-status").json()
+            if status["state"] != "starting":
+                return status
+            time.sleep(0.2)
+        raise AssertionError(f"MLflow UI still starting after {timeout}s")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def notebook_server(user_env, tmp_path):
+    servers = []
+
+    def start(**extra_env):
+        name, env = user_env
+        servers.append(NotebookServer(name, env, tmp_path, extra_env))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_opening_jupyterlab_starts_the_ui_before_the_click(notebook_server) -> None:
+    server = notebook_server()
+    assert not server.ui_processes()  # nothing runs before JupyterLab opens
+    tiles = server.get("server-proxy/servers-info")
+    assert tiles.status_code == 200 and "mlflow" in [s["name"] for s in tiles.json()["server_processes"]]
+    deadline = time.monotonic() + 60
+    while not server.ui_processes():
+        assert time.monotonic() < deadline, "JupyterLab's launcher did not start the MLflow UI"
+        time.sleep(0.2)
+    started = server.ui_processes()
+    server.get("server-proxy/servers-info")  # JupyterLab opened again: nothing new
+    assert server.wait_until_ready() == {"state": "ready", "message": ""}
+    page = server.get("mlflow/")
+    assert page.status_code == 200 and b'id="root"' in page.content  # MLflow's own page, at once
+    assert [p.pid for p in server.ui_processes()] == [p.pid for p in started]  # the click reused it
+    assert "MLflow UI started as JupyterLab opened" in server.log.read_text()
+
+
+def test_first_visit_without_warmup_shows_the_starting_page_then_the_ui(notebook_server) -> None:
+    server = notebook_server(ENERTEF_MLFLOW_UI_WARMUP="0")
+    server.get("server-proxy/servers-info")
+    time.sleep(1)
+    assert not server.ui_processes()  # warm-up off: started by the visit only
+    first = server.get("mlflow/")
+    # MLflow takes seconds to load: the visit gets the starting page meanwhile.
+    assert first.status_code == 200 and "Starting your MLflow UI" in first.text, first.text[:300]
+    assert first.headers["Cache-Control"] == "no-store"
+    assert server.wait_until_ready() == {"state": "ready", "message": ""}
+    page = server.get("mlflow/")
+    assert page.status_code == 200 and b'id="root"' in page.content
+    # What MLflow's page asks on every visit, for features this server leaves out.
+    for path, expected in ABSENT_FEATURE_ANSWERS.items():
+        answer = server.get("mlflow" + path)
+        assert answer.status_code == 200 and answer.json() == expected, (path, answer.status_code)
+    # And the store answers through the proxy.
+    search = requests.post(server.url + "mlflow/ajax-api/2.0/mlflow/experiments/search", json={"max_results": 10},
+                           headers={"Authorization": f"token {server.token}"}, timeout=60)  # fmt: skip
+    assert search.status_code == 200 and "Default" in json.dumps(search.json())
