@@ -99,9 +99,10 @@ async def make_stores(workbench, prefix: str):
     """Provision two new users; give (a) its tables by MLflow, (b) by the replay. Returns both results."""
     from enertef_hub import mlflow_snapshot
 
-    stamp = f"{int(time.time()) % 100000:05d}{os.getpid() % 1000:03d}"
-    made = await workbench.provision(f"{prefix}a{stamp}")
-    replayed = await workbench.provision(f"{prefix}b{stamp}")
+    from tests.conftest import unique_name
+
+    made = await workbench.provision(unique_name(f"{prefix}a"))
+    replayed = await workbench.provision(unique_name(f"{prefix}b"))
 
     workbench.replay_mlflow_snapshot = False  # (a): MLflow itself, in a subprocess, as the user's role
     try:
