@@ -9,23 +9,47 @@ starts, in turn, on loopback:
 
 and for each waits until it answers, loads the UI page and searches experiments and
 runs (so lazily imported code is counted), then sums RSS over the whole process tree.
-Figures are printed, never asserted. Run with the services up:
 
-    source .local/services.env && .venv/bin/python benchmarks/bench_mlflow_ui_memory.py
+Then the tile click as a user meets it: a real ``jupyter server`` with
+jupyter-server-proxy and the user's environment, the light UI as the launcher's
+``mlflow`` entry and ``mlflow server --workers 1`` (no jobs) as a second entry
+(``mlflow-baseline``, under its own prefix). For each round a fresh server, and:
+
+- baseline, click: ``GET mlflow-baseline/`` until it answers;
+- light UI, click with no warm-up (``ENERTEF_MLFLOW_UI_WARMUP=0``): the first page is
+  the "starting" page; the user's tab then polls and shows MLflow's page;
+- light UI, JupyterLab opened ``--think`` seconds before the click (it asks for the
+  launcher tiles, which starts the UI): what a person who looks for the tile gets.
+
+"first page" is the first HTML answer to the click (the starting page counts: it is
+what the user sees), "MLflow page" MLflow's own page, "experiments" the answer to the
+page's first API call (``experiments/search``) issued then. Times are from the click,
+over ``--rounds`` rounds (median). RSS is the UI's process tree after the page and a
+run search. Figures are printed, never asserted. Run with the services up:
+
+    source .local/services.env && .venv/bin/python benchmarks/bench_mlflow_ui_memory.py [--rounds 3] [--think 2] [--no-defaults]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import psutil
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests.integration.test_mlflow_ui_start import NotebookServer  # noqa: E402
 
 USER = "nbbench"
 PREFIX = "/user/nbbench/mlflow"
@@ -127,7 +151,83 @@ def measure(name: str, cmd: list[str], env: dict[str, str], base: str) -> dict:
         proc.wait()
 
 
+BASELINE_CONFIG = """
+c = get_config()  # noqa
+import sys
+c.ServerProxy.servers = {
+    "mlflow-baseline": {
+        "command": [sys.executable, "-m", "mlflow", "server", "--workers", "1", "--host", "127.0.0.1",
+                    "--port", "{port}", "--static-prefix", "{base_url}mlflow-baseline",
+                    "--backend-store-uri", %(backend)r, "--default-artifact-root", %(root)r],
+        "environment": {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        "absolute_url": True,
+        "timeout": 120,
+    }
+}
+"""
+
+
+def process_tree_rss(server: NotebookServer, marker: str) -> int:
+    """RSS (bytes) of the server's child processes started for *marker*, with their descendants."""
+    total = 0
+    for proc in server.ui_processes(marker):
+        if proc.ppid() != server.proc.pid:
+            continue  # counted with its parent
+        total += tree_rss(proc)[0]
+    return total
+
+
+def click(server: NotebookServer, name: str, marker: str, think: float | None) -> dict:
+    """Time a tile click on entry *name*: first page, MLflow page, experiments listed; RSS after."""
+    if think is not None:
+        server.get("server-proxy/servers-info")  # JupyterLab opens and shows the launcher
+        time.sleep(think)  # ... a person finds the MLflow tile
+    started = time.perf_counter()
+    first = server.get(f"{name}/", timeout=180)
+    first_page = time.perf_counter() - started
+    if "Starting your MLflow UI" in first.text:  # the tab polls, then reloads
+        while server.get(f"{name}/enertef-ui-status").json()["state"] == "starting":
+            time.sleep(0.3)
+        first = server.get(f"{name}/")
+    mlflow_page = time.perf_counter() - started
+    assert first.status_code == 200 and 'id="root"' in first.text, first.text[:300]
+    headers = {"Authorization": f"token {server.token}"}
+    api = f"{server.url}{name}/ajax-api/2.0/mlflow"
+    requests.post(f"{api}/experiments/search", json={"max_results": 25}, headers=headers, timeout=120).raise_for_status()
+    experiments = time.perf_counter() - started
+    requests.post(f"{api}/runs/search", json={"experiment_ids": ["0"]}, headers=headers, timeout=120).raise_for_status()
+    time.sleep(2)
+    return {"first": first_page, "page": mlflow_page, "experiments": experiments, "rss": process_tree_rss(server, marker)}
+
+
+def tile_clicks(env: dict[str, str], environment: dict[str, str], rounds: int, think: float) -> dict[str, list[dict]]:
+    config = Path(tempfile.mkdtemp(prefix="nbbench-jupyter-")) / "baseline_config.py"
+    config.write_text(BASELINE_CONFIG % {"backend": environment["ENERTEF_MLFLOW_BACKEND_STORE_URI"],
+                                         "root": environment["ENERTEF_MLFLOW_ARTIFACT_ROOT"]})  # fmt: skip
+    env = dict(env, JUPYTERHUB_USER=USER)
+    results: dict[str, list[dict]] = {"baseline": [], "cold": [], "warm": []}
+    for _ in range(rounds):
+        root = Path(tempfile.mkdtemp(prefix="nbbench-root-"))
+        server = NotebookServer(USER, env, root, {"ENERTEF_MLFLOW_UI_WARMUP": "0"}, args=(f"--config={config}",))
+        try:
+            results["baseline"].append(click(server, "mlflow-baseline", "mlflow server", None))
+            results["cold"].append(click(server, "mlflow", "enertef_hub.notebook.mlflow_ui", None))
+        finally:
+            server.stop()
+        server = NotebookServer(USER, env, root)
+        try:
+            results["warm"].append(click(server, "mlflow", "enertef_hub.notebook.mlflow_ui", think))
+        finally:
+            server.stop()
+    return results
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="tile-click rounds (fresh notebook server each)")
+    parser.add_argument("--think", type=float, default=2.0, help="seconds between JupyterLab opening and the click")
+    parser.add_argument("--no-defaults", action="store_true", help="skip `mlflow server` with its defaults (~3 GB)")
+    args = parser.parse_args()
     environment = provision()
     env = user_env(environment)
     workdir = tempfile.mkdtemp(prefix="nbbench-")
@@ -139,8 +239,10 @@ def main() -> int:
         backend, root = environment["ENERTEF_MLFLOW_BACKEND_STORE_URI"], environment["ENERTEF_MLFLOW_ARTIFACT_ROOT"]
         mlflow_cli = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--default-artifact-root", root, "--host", "127.0.0.1"]  # fmt: skip
         light_env = dict(env, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-        rows = [
-            measure("mlflow server (defaults)", [*mlflow_cli, "--port", "18110"], env, "http://127.0.0.1:18110"),
+        rows = []
+        if not args.no_defaults:
+            rows.append(measure("mlflow server (defaults)", [*mlflow_cli, "--port", "18110"], env, "http://127.0.0.1:18110"))
+        rows += [
             measure(
                 "mlflow server --workers 1, no jobs",
                 [*mlflow_cli, "--port", "18111", "--workers", "1"],
@@ -154,11 +256,24 @@ def main() -> int:
                 "http://127.0.0.1:18112" + PREFIX,
             ),
         ]
+        clicks = tile_clicks(env, environment, args.rounds, args.think)
     finally:
         deprovision()
     print(f"{'variant':40} {'ready s':>8} {'procs':>6} {'RSS MB':>8}")
     for row in rows:
         print(f"{row['variant']:40} {row['ready_s']:>8} {row['processes']:>6} {row['rss_mb']:>8}")
+    print()
+    print(f"Tile click through jupyter-server-proxy, median of {args.rounds} (s from the click; RSS of the UI's processes)")
+    print(f"{'variant':48} {'first page':>10} {'MLflow page':>11} {'experiments':>11} {'RSS MB':>7}")
+    labels = {
+        "baseline": "mlflow server --workers 1, no jobs",
+        "cold": "enertef light UI, click with no warm-up",
+        "warm": f"enertef light UI, JupyterLab opened {args.think:g} s before",
+    }
+    for key, label in labels.items():
+        got = clicks[key]
+        med = {k: statistics.median(r[k] for r in got) for k in ("first", "page", "experiments", "rss")}
+        print(f"{label:48} {med['first']:>10.2f} {med['page']:>11.2f} {med['experiments']:>11.2f} {med['rss'] / 2**20:>7.0f}")
     return 0
 
 

@@ -227,7 +227,24 @@ def make_app(prefix: str = "", import_policy: ImportPolicy | None = None):
     finally:
         if import_policy is not None:
             import_policy.lift()
+    connect_tracking_store()
     return ui_defaults(absent_features(flask_app, prefix))
+
+
+def connect_tracking_store() -> None:
+    """Open the user's store now (engine, schema check: ~0.5 s), not on the page's first call.
+
+    Best effort: if the database cannot be reached now, the UI starts anyway and its
+    calls report MLflow's own error, and work again once the database is back.
+    """
+    import logging
+
+    from mlflow.server import handlers
+
+    try:
+        handlers._get_tracking_store()
+    except Exception as exc:  # noqa: BLE001 - the UI's own calls retry and report it
+        logging.getLogger(__name__).warning("MLflow UI: the tracking store is not reachable yet: %s", exc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,14 +1,14 @@
 """Start the MLflow UI while JupyterLab opens, so the launcher tile opens it ready.
 
 jupyter-server-proxy starts the MLflow UI when its URL is first visited, and MLflow
-takes seconds to load (more on a busy machine). JupyterLab asks the notebook server
-for its launcher tiles (``<base_url>server-proxy/servers-info``) as it opens; at that
-moment a person is looking at the launcher, and a click on the MLflow tile usually
-follows seconds later. So, the first time the tiles are asked for, the notebook
-server starts the MLflow UI itself, through jupyter-server-proxy's own process
-manager: the same handler class, process state and lock a click would use, so the
-click then finds the process running (or starting, and shows its "starting" page)
-and nothing is started twice.
+takes seconds to load (more on a busy machine). A click on the MLflow tile follows
+JupyterLab's opening by seconds: the browser loads the JupyterLab page, then asks the
+notebook server for its launcher tiles (``<base_url>server-proxy/servers-info``),
+draws the launcher, and the person finds the tile. So the first time either is asked
+for by the server's owner, the notebook server starts the MLflow UI itself, through
+jupyter-server-proxy's own process manager: the same handler class, process state
+and lock a click would use, so the click then finds the process running (or
+starting, and shows its "starting" page) and nothing is started twice.
 
 Servers that never open JupyterLab (API-only use, the hub's spawn benchmarks) do not
 pay for it; the cost is one MLflow UI process per user who opens JupyterLab, as if
@@ -69,29 +69,43 @@ def _rules(router):
         yield from _rules(rule.target)
 
 
-def find_routes(web_app, base_url: str):
-    """``(servers-info rules, (mlflow proxy handler class, its kwargs) or None)`` of *web_app*."""
-    from jupyter_server.utils import url_path_join
+def _lab_opening_handlers() -> tuple[type, ...]:
+    """Handler classes whose GET means "JupyterLab is opening": the launcher tiles, the JupyterLab page."""
     from jupyter_server_proxy.api import ServersInfoHandler
 
-    info_rules, proxy = [], None
+    classes: list[type] = [ServersInfoHandler]
+    try:
+        from jupyterlab_server.handlers import LabHandler
+    except ImportError:  # a server without JupyterLab still has the tiles' route
+        pass
+    else:
+        classes.append(LabHandler)
+    return tuple(classes)
+
+
+def find_routes(web_app, base_url: str):
+    """``(rules that mean JupyterLab is opening, (mlflow proxy handler class, its kwargs) or None)`` of *web_app*."""
+    from jupyter_server.utils import url_path_join
+
+    opening = _lab_opening_handlers()
+    opening_rules, proxy = [], None
     proxy_path = url_path_join(base_url, PROXY_NAME, "(.*)") + "$"
     for router in (web_app.default_router, web_app.wildcard_router):
         for rule in _rules(router):
             target = rule.target
-            if isinstance(target, type) and issubclass(target, ServersInfoHandler):
-                info_rules.append(rule)
+            if isinstance(target, type) and target in opening:  # exactly: not LabHandler's 404 page
+                opening_rules.append(rule)
             pattern = getattr(getattr(rule.matcher, "regex", None), "pattern", None)
             if pattern == proxy_path and isinstance(target, type):
                 proxy = (target, dict(rule.target_kwargs))
-    return info_rules, proxy
+    return opening_rules, proxy
 
 
 def install(web_app, logger: logging.Logger = log) -> bool:
-    """Make the launcher-tiles route start the MLflow UI the first time it is asked. Whether it could."""
+    """Make JupyterLab's page and launcher tiles start the MLflow UI the first time either is asked. Whether it could."""
     base_url = web_app.settings.get("base_url", "/")
-    info_rules, proxy = find_routes(web_app, base_url)
-    if not info_rules or proxy is None:
+    opening_rules, proxy = find_routes(web_app, base_url)
+    if not opening_rules or proxy is None:
         logger.warning("MLflow UI warm-up: jupyter-server-proxy routes not found; the UI starts on first visit")
         return False
     started = []
@@ -100,19 +114,25 @@ def install(web_app, logger: logging.Logger = log) -> bool:
         if not started:
             started.append(asyncio.ensure_future(start_through_proxy(web_app, *proxy, logger=logger)))
 
-    for rule in info_rules:
-        original = rule.target
-
-        class WarmingServersInfoHandler(original):
-            """jupyter-server-proxy's launcher-tiles answer, which also starts the MLflow UI once."""
-
-            async def get(self, *args, **kwargs):
-                if self.current_user:  # only for the server's owner (the answer itself is @authenticated)
-                    warm()
-                return await super().get(*args, **kwargs)
-
-        rule.target = WarmingServersInfoHandler
+    for rule in opening_rules:
+        rule.target = _warming(rule.target, warm)
     return True
+
+
+def _warming(handler_class: type, warm) -> type:
+    """A subclass of *handler_class* whose GET by the server's owner first calls ``warm()``."""
+
+    class Warming(handler_class):
+        def get(self, *args, **kwargs):
+            # current_user is set by prepare(); the GET itself stays @authenticated.
+            if self.current_user:
+                warm()
+            # tornado awaits what a handler method returns: works for sync and async GETs.
+            return super().get(*args, **kwargs)
+
+    Warming.__name__ = Warming.__qualname__ = f"MlflowWarming{handler_class.__name__}"
+    Warming.__doc__ = f"{handler_class.__name__} that also starts the MLflow UI, once."
+    return Warming
 
 
 class _NoConnection:

@@ -4,7 +4,7 @@ A real ``jupyter server`` (with jupyter-server-proxy and our ``mlflow`` entry po
 runs with the environment of a provisioned user. Checked as JupyterLab and the
 browser meet it:
 
-- asking for the launcher tiles (what JupyterLab does as it opens) starts the MLflow
+- opening JupyterLab (its page, or the launcher tiles it asks for) starts the MLflow
   UI, once, before anyone clicks the tile; the click then reaches that process;
 - without that warm-up, the first visit gets the "starting" page at once, and the UI
   once MLflow is loaded;
@@ -72,7 +72,8 @@ def user_env(tmp_path_factory, services):
 class NotebookServer:
     """A running ``jupyter server`` under ``/user/<name>/`` with token auth."""
 
-    def __init__(self, name: str, env: dict[str, str], root: Path, extra_env: dict[str, str] | None = None):
+    def __init__(self, name: str, env: dict[str, str], root: Path, extra_env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()):  # fmt: skip
         self.token = secrets.token_hex(16)
         port = free_port()
         self.url = f"http://127.0.0.1:{port}/user/{name}/"
@@ -82,6 +83,7 @@ class NotebookServer:
                f"--ServerApp.base_url=/user/{name}/", f"--ServerApp.root_dir={root}"]  # fmt: skip
         if os.geteuid() == 0:
             cmd.append("--allow-root")
+        cmd.extend(args)
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
         deadline = time.monotonic() + 90
@@ -100,11 +102,12 @@ class NotebookServer:
         kwargs.setdefault("timeout", 60)
         return requests.get(self.url + path, headers={"Authorization": f"token {self.token}"}, **kwargs)
 
-    def ui_processes(self) -> list[psutil.Process]:
+    def ui_processes(self, marker: str = UI_MODULE) -> list[psutil.Process]:
+        """The server's child processes whose command line contains *marker* (the MLflow UI's)."""
         found = []
         for child in psutil.Process(self.proc.pid).children(recursive=True):
             try:
-                if UI_MODULE in " ".join(child.cmdline()):
+                if marker in " ".join(child.cmdline()):
                     found.append(child)
             except psutil.NoSuchProcess:
                 pass
@@ -143,17 +146,22 @@ def notebook_server(user_env, tmp_path):
         server.stop()
 
 
-def test_opening_jupyterlab_starts_the_ui_before_the_click(notebook_server) -> None:
+@pytest.mark.parametrize("opening", ["server-proxy/servers-info", "lab"])
+def test_opening_jupyterlab_starts_the_ui_before_the_click(notebook_server, opening) -> None:
     server = notebook_server()
     assert not server.ui_processes()  # nothing runs before JupyterLab opens
-    tiles = server.get("server-proxy/servers-info")
-    assert tiles.status_code == 200 and "mlflow" in [s["name"] for s in tiles.json()["server_processes"]]
+    assert server.get("api/contents").status_code == 200  # other calls start nothing
+    time.sleep(0.5)
+    assert not server.ui_processes()
+    # JupyterLab's page, or the launcher tiles it asks for next.
+    assert server.get(opening).status_code == 200
     deadline = time.monotonic() + 60
     while not server.ui_processes():
         assert time.monotonic() < deadline, "JupyterLab's launcher did not start the MLflow UI"
         time.sleep(0.2)
     started = server.ui_processes()
-    server.get("server-proxy/servers-info")  # JupyterLab opened again: nothing new
+    tiles = server.get("server-proxy/servers-info")  # JupyterLab opened again: nothing new
+    assert "mlflow" in [s["name"] for s in tiles.json()["server_processes"]]
     assert server.wait_until_ready() == {"state": "ready", "message": ""}
     page = server.get("mlflow/")
     assert page.status_code == 200 and b'id="root"' in page.content  # MLflow's own page, at once
