@@ -95,8 +95,12 @@ def compare(made: dict[str, str], replayed: dict[str, str]) -> dict[str, list[st
 # -- the two stores ----------------------------------------------------------------------
 
 
-async def make_stores(workbench, prefix: str):
-    """Provision two new users; give (a) its tables by MLflow, (b) by the replay. Returns both results."""
+async def make_stores(workbench, prefix: str, replay_extra: str = ""):
+    """Provision two new users; give (a) its tables by MLflow, (b) by the replay. Returns both results.
+
+    ``replay_extra``: SQL run at the end of the replay, as a broken replay would leave
+    the store (a self-test of whatever checks the stores: it must then fail).
+    """
     from enertef_hub import mlflow_snapshot
 
     from tests.conftest import unique_name
@@ -118,7 +122,8 @@ async def make_stores(workbench, prefix: str):
             workbench.postgres.admin_url, workbench.postgres.registry_schema,
             workbench.mlflow_python, workbench.mlflow_tables_timeout)
     stores = workbench.mlflow_stores(replayed)[:1]  # the user's own store (no teams)
-    done = await workbench._replay_snapshot(stores, snapshot)  # the spawner's step
+    replaying = {**snapshot, "script": f"{snapshot['script']};\n{replay_extra}"} if replay_extra else snapshot
+    done = await workbench._replay_snapshot(stores, replaying)  # the spawner's step
     if done != stores:
         raise RuntimeError(f"the replay into {stores[0].schema} failed: see the log above")
     return made, replayed, snapshot
@@ -170,7 +175,7 @@ async def main_async(args) -> int:
     workbench = Workbench.instance()
     made = replayed = None
     try:
-        made, replayed, snapshot = await make_stores(workbench, args.prefix)
+        made, replayed, snapshot = await make_stores(workbench, args.prefix, args.replay_extra)
         admin_url = workbench.postgres.admin_url
         runs = {}
         for label, result in (("made", made), ("replayed", replayed)):
@@ -222,6 +227,9 @@ def main(argv=None) -> int:
                         help="directory for the logs, JUnit files and summary.json")
     parser.add_argument("--prefix", default="mlst", help="username prefix of the two users made")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds one run of the tests may take")
+    parser.add_argument("--replay-extra", default="", metavar="SQL",
+                        help="self-test: SQL run at the end of the replay (e.g. 'DELETE FROM workspaces'),"
+                        " to see the tests notice a broken replay")
     parser.add_argument("--keep", action="store_true", help="keep both users and their stores afterwards")
     parser.add_argument("--pytest-args", nargs=argparse.REMAINDER, default=[],
                         help="further pytest arguments (last on the line)")
