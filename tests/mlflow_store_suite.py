@@ -106,26 +106,33 @@ async def make_stores(workbench, prefix: str, replay_extra: str = ""):
     from tests.conftest import unique_name
 
     made = await workbench.provision(unique_name(f"{prefix}a"))
-    replayed = await workbench.provision(unique_name(f"{prefix}b"))
-
-    workbench.replay_mlflow_snapshot = False  # (a): MLflow itself, in a subprocess, as the user's role
+    replayed = None
     try:
-        await workbench.ensure_mlflow_tables(made)
-    finally:
-        workbench.replay_mlflow_snapshot = True
+        replayed = await workbench.provision(unique_name(f"{prefix}b"))
+        replay = workbench.replay_mlflow_snapshot
+        workbench.replay_mlflow_snapshot = False  # (a): MLflow itself, in a subprocess, as the user's role
+        try:
+            await workbench.ensure_mlflow_tables(made)
+        finally:
+            workbench.replay_mlflow_snapshot = replay
 
-    version = await workbench._mlflow_version()
-    async with workbench.postgres.connection() as conn:
-        snapshot = await mlflow_snapshot.load_snapshot(conn, workbench.postgres.registry_schema, version)
-    if snapshot is None:  # first run of this MLflow release on this database: record it now
-        snapshot = await mlflow_snapshot.record_snapshot(
-            workbench.postgres.admin_url, workbench.postgres.registry_schema,
-            workbench.mlflow_python, workbench.mlflow_tables_timeout)
-    stores = workbench.mlflow_stores(replayed)[:1]  # the user's own store (no teams)
-    replaying = {**snapshot, "script": f"{snapshot['script']};\n{replay_extra}"} if replay_extra else snapshot
-    done = await workbench._replay_snapshot(stores, replaying)  # the spawner's step
-    if done != stores:
-        raise RuntimeError(f"the replay into {stores[0].schema} failed: see the log above")
+        version = await workbench._mlflow_version()
+        async with workbench.postgres.connection() as conn:
+            snapshot = await mlflow_snapshot.load_snapshot(conn, workbench.postgres.registry_schema, version)
+        if snapshot is None:  # first run of this MLflow release on this database: record it now
+            snapshot = await mlflow_snapshot.record_snapshot(
+                workbench.postgres.admin_url, workbench.postgres.registry_schema,
+                workbench.mlflow_python, workbench.mlflow_tables_timeout)
+        stores = workbench.mlflow_stores(replayed)[:1]  # the user's own store (no teams)
+        replaying = {**snapshot, "script": f"{snapshot['script']};\n{replay_extra}"} if replay_extra else snapshot
+        done = await workbench._replay_snapshot(stores, replaying)  # the spawner's step
+        if done != stores:
+            raise RuntimeError(f"the replay into {stores[0].schema} failed: see the log above")
+    except BaseException:
+        for result in (made, replayed):  # nothing half-made is left behind
+            if result is not None:
+                await workbench.deprovision(result.resources.username, purge=True)
+        raise
     return made, replayed, snapshot
 
 
