@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from jinja2 import DictLoader, Environment
+from jinja2 import ChoiceLoader, DictLoader, Environment, FileSystemLoader
 
 from enertef_hub import admin_pages
 from enertef_hub.admin_pages import AccountsBase, HubTemplatesLoader, admin_default_url, install_admin_pages
@@ -117,22 +117,42 @@ def accounts_named(*names_states):
 def test_a_page_of_accounts_with_search_state_filter_and_counts():
     accounts = accounts_named(*((f"user{n:04d}", "deleted, data kept" if n % 10 == 0 else "active")
                                 for n in range(1500)))
-    page, total, counts = admin_pages.select_page(accounts)
-    assert [a["name"] for a in page] == [f"user{n:04d}" for n in range(100)] and total == 1500
+    page, total, counts, offset = admin_pages.select_page(accounts)
+    assert [a["name"] for a in page] == [f"user{n:04d}" for n in range(100)] and (total, offset) == (1500, 0)
     assert counts == {"active": 1350, "deleted, data kept": 150}
 
-    page, total, _ = admin_pages.select_page(accounts, offset=1400, limit=250)
-    assert (page[0]["name"], len(page), total) == ("user1400", 100, 1500)
-    page, total, _ = admin_pages.select_page(accounts, offset=99999)  # past the end: the last one
-    assert [a["name"] for a in page] == ["user1499"]
-    page, total, _ = admin_pages.select_page(accounts, limit=None)
+    page, total, _, offset = admin_pages.select_page(accounts, offset=1400, limit=250)
+    assert (page[0]["name"], len(page), total, offset) == ("user1400", 100, 1500, 1400)
+    page, _, _, offset = admin_pages.select_page(accounts, offset=99999)  # past the end: the last page
+    assert (page[0]["name"], len(page), offset) == ("user1400", 100, 1400)
+    page, total, _, _ = admin_pages.select_page(accounts, limit=None)
     assert len(page) == total == 1500
 
-    page, total, counts = admin_pages.select_page(accounts, query=" USER014", state="deleted, data kept")
+    page, total, counts, _ = admin_pages.select_page(accounts, query=" USER014", state="deleted, data kept")
     assert [a["name"] for a in page] == ["user0140"]  # user0140-user0149 match, one of them deleted
     assert total == 1 and counts["deleted, data kept"] == 150  # counts are of every account
 
-    assert admin_pages.select_page([], query="x") == ([], 0, {})
+    assert admin_pages.select_page([], query="x") == ([], 0, {}, 0)
+
+
+def test_the_accounts_page_shows_where_it_is_and_links_the_pages_around():
+    # The hub's loader finds our templates too (TemplatesMixin); page.html is a minimal one.
+    env = Environment(loader=HubTemplatesLoader(ChoiceLoader([
+        DictLoader({"page.html": HUB_PAGE}), FileSystemLoader(admin_pages.TEMPLATE_DIR)])), autoescape=True)
+    accounts = [{"name": f"user{n:04d}", "state": "active", "admin": False, "running": False, "teams": [],
+                 "last_activity": "never", "incarnations": [], "active": None, "approved": True}
+                for n in range(100, 200)]
+    html = render(env, "enertef-accounts.html", accounts=accounts, total=1500,
+                  counts={"active": 1400, "deleted, data kept": 100}, states=admin_pages.STATES,
+                  listing={"query": "user", "state": "active", "offset": 100, "limit": 100},
+                  deletion="kept", accounts_url="/hub/enertef/accounts", minio_scanned=None)
+    html = " ".join(html.split())
+    assert "101–200 of 1500 accounts matching “user” (active)" in html
+    assert 'href="/hub/enertef/accounts?q=user&amp;state=active&amp;start=0&amp;per_page=100">Previous' in html
+    assert 'href="/hub/enertef/accounts?q=user&amp;state=active&amp;start=200&amp;per_page=100">Next' in html
+    assert '<option value="deleted, data kept" >deleted, data kept (100)</option>' in html
+    assert '<option value="active" selected>active (1400)</option>' in html
+    assert 'id="account-user0100"' in html and 'id="account-user0199"' in html
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -140,8 +160,8 @@ def test_a_page_of_accounts_with_search_state_filter_and_counts():
     ({"q": " Alice ", "state": "purged", "start": "200", "per_page": "50"},
      {"query": "alice", "state": "purged", "offset": 200, "limit": 50}),
     ({"state": "nonsense", "start": "-5", "per_page": "x"}, {"query": "", "state": "", "offset": 0, "limit": 100}),
-    ({"per_page": "all"}, {"query": "", "state": "", "offset": 0, "limit": None}),
-    ({"per_page": "999999", "start": "y"}, {"query": "", "state": "", "offset": 0, "limit": 1000}),
+    ({"per_page": "all"}, {"query": "", "state": "", "offset": 0, "limit": 100}),
+    ({"per_page": "999999", "start": "y"}, {"query": "", "state": "", "offset": 0, "limit": 500}),
 ])
 def test_the_listing_is_read_from_the_query_string_and_bounded(args, expected):
     handler = SimpleNamespace(get_argument=lambda name, default="": args.get(name, default))
