@@ -6,6 +6,7 @@ starts, in turn, on loopback:
 - ``mlflow server`` with its defaults (what a user would type);
 - ``mlflow server --workers 1`` with ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``;
 - ``python -m enertef_hub.notebook.mlflow_ui`` (what the JupyterLab launcher starts);
+- TensorBoard as the launcher starts it (``enertef_hub.notebook.tensorboard_ui``);
 
 and for each waits until it answers, loads the UI page and searches experiments and
 runs (so lazily imported code is counted), then sums RSS over the whole process tree.
@@ -18,24 +19,27 @@ jupyter-server-proxy and the user's environment, the light UI as the launcher's
 - baseline, click: ``GET mlflow-baseline/`` until it answers;
 - light UI, click with no warm-up (``ENERTEF_MLFLOW_UI_WARMUP=0``): the first page is
   the "starting" page; the user's tab then polls and shows MLflow's page;
-- light UI, JupyterLab opened ``--think`` seconds before the click (it asks for the
-  launcher tiles, which starts the UI): what a person who looks for the tile gets.
+- light UI, JupyterLab opened ``--think`` seconds before the click (its page and its
+  launcher tiles start the UI): what a person who looks for the tile gets.
 
 "first page" is the first HTML answer to the click (the starting page counts: it is
 what the user sees), "MLflow page" MLflow's own page, "experiments" the answer to the
 page's first API call (``experiments/search``) issued then. Times are from the click,
 over ``--rounds`` rounds (median). RSS is the UI's process tree after the page and a
-run search. Figures are printed, never asserted. Run with the services up:
+run search (and USS: its private memory, what it adds beyond shared libraries).
+Figures are printed, never asserted. Run with the services up:
 
-    source .local/services.env && .venv/bin/python benchmarks/bench_mlflow_ui_memory.py [--rounds 3] [--think 2] [--no-defaults]
+    source .local/services.env && .venv/bin/python benchmarks/bench_mlflow_ui_memory.py [--rounds 3] [--think 3] [--no-defaults]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -105,6 +109,17 @@ def tree_rss(proc: psutil.Process) -> tuple[int, int]:
     return total, len(procs)
 
 
+def tree_uss(proc: psutil.Process) -> int:
+    """Private memory (USS) of a process tree: what it adds to the machine beyond shared libraries' pages."""
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_full_info().uss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def get(url: str, data: bytes | None = None) -> bytes:
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
     with urllib.request.urlopen(req, timeout=30) as resp:
@@ -131,7 +146,8 @@ def measure(name: str, cmd: list[str], env: dict[str, str], base: str) -> dict:
         get(base + "/ajax-api/2.0/mlflow/runs/search", json.dumps({"experiment_ids": ["0", "1"]}).encode())
         time.sleep(3)  # let worker processes finish importing
         rss, count = tree_rss(ps)
-        return {"variant": name, "ready_s": round(ready, 1), "processes": count, "rss_mb": round(rss / 2**20)}
+        return {"variant": name, "ready_s": round(ready, 1), "processes": count, "rss_mb": round(rss / 2**20),
+                "uss_mb": round(tree_uss(ps) / 2**20)}  # fmt: skip
     finally:
         try:
             procs = [ps, *ps.children(recursive=True)]
@@ -149,6 +165,73 @@ def measure(name: str, cmd: list[str], env: dict[str, str], base: str) -> dict:
             except psutil.NoSuchProcess:
                 pass
         proc.wait()
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket, as jupyter-server-proxy talks to TensorBoard."""
+
+    def __init__(self, path: str):
+        super().__init__("localhost", timeout=30)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(self._path)
+
+
+def unix_get(sock: str, path: str) -> int:
+    conn = UnixHTTPConnection(sock)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def measure_tensorboard(env: dict[str, str]) -> dict:
+    """TensorBoard as the launcher starts it (unix socket, one process): ready time and memory."""
+    from enertef_hub.notebook.proxies import make_tensorboard_command
+
+    folder = Path(tempfile.mkdtemp(prefix="nbbench-tb-"))
+    sock = str(folder / "tb.sock")
+    env = dict(env, ENERTEF_TENSORBOARD_LOGDIR=str(folder / "logs"))
+    prefix = f"/user/{USER}/tensorboard"
+    started = time.perf_counter()
+    old = os.environ.get("ENERTEF_TENSORBOARD_LOGDIR")
+    os.environ["ENERTEF_TENSORBOARD_LOGDIR"] = env["ENERTEF_TENSORBOARD_LOGDIR"]
+    try:
+        cmd = make_tensorboard_command(f"/user/{USER}/", sock)
+    finally:
+        if old is None:
+            del os.environ["ENERTEF_TENSORBOARD_LOGDIR"]
+        else:
+            os.environ["ENERTEF_TENSORBOARD_LOGDIR"] = old
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ps = psutil.Process(proc.pid)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if unix_get(sock, prefix + "/") == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("TensorBoard did not start")
+            time.sleep(0.05)
+        ready = time.perf_counter() - started
+        for path in ("/data/plugins_listing", "/data/runs", "/data/plugin/scalars/tags"):
+            unix_get(sock, prefix + path)
+        time.sleep(3)
+        rss, count = tree_rss(ps)
+        return {"variant": "TensorBoard (launcher's, unix socket)", "ready_s": round(ready, 1), "processes": count,
+                "rss_mb": round(rss / 2**20), "uss_mb": round(tree_uss(ps) / 2**20)}  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 BASELINE_CONFIG = """
@@ -177,11 +260,18 @@ def process_tree_rss(server: NotebookServer, marker: str) -> int:
     return total
 
 
+def process_tree_uss(server: NotebookServer, marker: str) -> int:
+    """USS (bytes) of the same processes as :func:`process_tree_rss`."""
+    return sum(tree_uss(p) for p in server.ui_processes(marker) if p.ppid() == server.proc.pid)
+
+
 def click(server: NotebookServer, name: str, marker: str, think: float | None) -> dict:
     """Time a tile click on entry *name*: first page, MLflow page, experiments listed; RSS after."""
     if think is not None:
-        server.get("server-proxy/servers-info")  # JupyterLab opens and shows the launcher
-        time.sleep(think)  # ... a person finds the MLflow tile
+        opened = time.perf_counter()
+        server.get("lab")  # JupyterLab's page: the browser opens JupyterLab ...
+        server.get("server-proxy/servers-info")  # ... which asks for its launcher tiles
+        time.sleep(max(0.0, think - (time.perf_counter() - opened)))  # ... and a person finds the tile
     started = time.perf_counter()
     first = server.get(f"{name}/", timeout=180)
     first_page = time.perf_counter() - started
@@ -197,7 +287,8 @@ def click(server: NotebookServer, name: str, marker: str, think: float | None) -
     experiments = time.perf_counter() - started
     requests.post(f"{api}/runs/search", json={"experiment_ids": ["0"]}, headers=headers, timeout=120).raise_for_status()
     time.sleep(2)
-    return {"first": first_page, "page": mlflow_page, "experiments": experiments, "rss": process_tree_rss(server, marker)}
+    return {"first": first_page, "page": mlflow_page, "experiments": experiments,
+            "rss": process_tree_rss(server, marker), "uss": process_tree_uss(server, marker)}  # fmt: skip
 
 
 def tile_clicks(env: dict[str, str], environment: dict[str, str], rounds: int, think: float) -> dict[str, list[dict]]:
@@ -225,7 +316,8 @@ def tile_clicks(env: dict[str, str], environment: dict[str, str], rounds: int, t
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="tile-click rounds (fresh notebook server each)")
-    parser.add_argument("--think", type=float, default=2.0, help="seconds between JupyterLab opening and the click")
+    parser.add_argument("--think", type=float, default=3.0,
+                        help="seconds from opening JupyterLab to the click (page load, launcher drawn, tile found)")
     parser.add_argument("--no-defaults", action="store_true", help="skip `mlflow server` with its defaults (~3 GB)")
     args = parser.parse_args()
     environment = provision()
@@ -256,15 +348,16 @@ def main() -> int:
                 "http://127.0.0.1:18112" + PREFIX,
             ),
         ]
+        rows.append(measure_tensorboard(env))
         clicks = tile_clicks(env, environment, args.rounds, args.think)
     finally:
         deprovision()
-    print(f"{'variant':40} {'ready s':>8} {'procs':>6} {'RSS MB':>8}")
+    print(f"{'variant':40} {'ready s':>8} {'procs':>6} {'RSS MB':>8} {'USS MB':>8}")
     for row in rows:
-        print(f"{row['variant']:40} {row['ready_s']:>8} {row['processes']:>6} {row['rss_mb']:>8}")
+        print(f"{row['variant']:40} {row['ready_s']:>8} {row['processes']:>6} {row['rss_mb']:>8} {row['uss_mb']:>8}")
     print()
     print(f"Tile click through jupyter-server-proxy, median of {args.rounds} (s from the click; RSS of the UI's processes)")
-    print(f"{'variant':48} {'first page':>10} {'MLflow page':>11} {'experiments':>11} {'RSS MB':>7}")
+    print(f"{'variant':48} {'first page':>10} {'MLflow page':>11} {'experiments':>11} {'RSS MB':>7} {'USS MB':>7}")
     labels = {
         "baseline": "mlflow server --workers 1, no jobs",
         "cold": "enertef light UI, click with no warm-up",
@@ -272,8 +365,9 @@ def main() -> int:
     }
     for key, label in labels.items():
         got = clicks[key]
-        med = {k: statistics.median(r[k] for r in got) for k in ("first", "page", "experiments", "rss")}
-        print(f"{label:48} {med['first']:>10.2f} {med['page']:>11.2f} {med['experiments']:>11.2f} {med['rss'] / 2**20:>7.0f}")
+        med = {k: statistics.median(r[k] for r in got) for k in ("first", "page", "experiments", "rss", "uss")}
+        print(f"{label:48} {med['first']:>10.2f} {med['page']:>11.2f} {med['experiments']:>11.2f}"
+              f" {med['rss'] / 2**20:>7.0f} {med['uss'] / 2**20:>7.0f}")
     return 0
 
 

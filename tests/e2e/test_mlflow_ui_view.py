@@ -5,7 +5,9 @@ that server (as from a notebook), then Chromium, logged in as her, opens
 ``/user/<name>/mlflow/`` on her own origin. She must land on the model-training view
 (the runs table, not GenAI's empty Traces page), the run must say it was created by
 her hub username (not the server's operating-system account), and the parts that
-cannot work here (the Assistant, "Start Demo", AI Gateway) must not be shown.
+cannot work here (the Assistant, "Start Demo", AI Gateway) must not be shown. Her first
+visit shows a page saying the UI is starting (nothing started it before), and no call
+MLflow's page makes ends in an error in the browser console.
 
 With ``ENERTEF_E2E_SCREENSHOTS=<dir>`` the run page is saved as ``mlflow-run.png``
 (the README's picture, docs/images/).
@@ -84,6 +86,48 @@ def assert_genai_parts_hidden(page):
         found = page.get_by_text(text)
         assert not any(found.nth(i).is_visible() for i in range(found.count())), f"{text!r} is shown"
     assert not page.locator("[data-assistant-ui]").filter(visible=True).count()
+
+
+#: Records each page's title in the tab's sessionStorage (kept across the starting
+#: page's reload), so the test can tell which pages the user saw.
+RECORD_TITLES = """
+window.addEventListener("DOMContentLoaded", () => {
+  try {
+    const seen = JSON.parse(sessionStorage.getItem("e2e-titles") || "[]");
+    seen.push(document.title);
+    sessionStorage.setItem("e2e-titles", JSON.stringify(seen));
+  } catch (e) {}
+});
+"""
+
+
+def test_first_visit_says_the_ui_is_starting_and_the_console_stays_clean(hub, user, page) -> None:
+    """Her first visit: a page says the UI is starting, then MLflow's UI; no errors in the console."""
+    name = user["name"]
+    page.add_init_script(RECORD_TITLES)
+    errors = []  # (page URL, message) of console errors and failed requests while on the MLflow UI
+    page.on("console", lambda msg: errors.append((page.url, msg.text)) if msg.type == "error" else None)
+    page.on("response", lambda r: errors.append((page.url, f"{r.status} {r.url}")) if r.status >= 400 else None)
+    # (a request the test's own navigation cuts short is aborted, not failed)
+    page.on("requestfailed", lambda r: errors.append((page.url, f"{r.failure} {r.url}")) if "ABORTED" not in (r.failure or "") else None)
+    page.goto(f"{hub.url}/hub/login?next=/user/{name}/mlflow/")
+    page.fill("#username_input", name)
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(rf"^{re.escape(user['url'])}mlflow/.*"), timeout=120_000)
+    # The server never opened JupyterLab, so nothing started the UI before this visit:
+    # MLflow takes seconds to load, and the tab says so meanwhile, then shows the UI.
+    expect(page.get_by_text(EXPERIMENT, exact=True).first).to_be_visible(timeout=120_000)
+    titles = page.evaluate("JSON.parse(sessionStorage.getItem('e2e-titles') || '[]')")
+    assert titles[0] == "Starting MLflow UI…" and titles[-1] == "MLflow", titles
+    # Her experiment's runs and her run's page: every call MLflow's page makes is answered.
+    page.goto(f"{user['url']}mlflow/#/experiments/{user['experiment_id']}/runs")
+    expect(page.get_by_text(RUN_NAME).first).to_be_visible(timeout=60_000)
+    page.goto(f"{user['url']}mlflow/#/experiments/{user['experiment_id']}/runs/{user['run_id']}")
+    expect(page.get_by_text("Created by", exact=True).first).to_be_visible(timeout=60_000)
+    page.wait_for_timeout(2000)  # late calls (model metrics, artifacts) have their say
+    on_mlflow = [(url, text) for url, text in errors if "/mlflow/" in url]
+    assert not on_mlflow, on_mlflow
 
 
 def test_newcomer_lands_on_her_run_created_by_her_hub_name(hub, user, page) -> None:
