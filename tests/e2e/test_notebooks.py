@@ -150,6 +150,9 @@ def test_notebook_runs_are_in_the_user_store_and_bucket(user) -> None:
 
 def test_browser_sees_the_run_in_mlflow_and_the_curves_in_tensorboard(hub, user, page) -> None:
     name = user["name"]
+    # Console errors while on the MLflow UI (404s of calls MLflow's page makes, ...).
+    mlflow_errors = []
+    page.on("console", lambda m: mlflow_errors.append(m.text) if m.type == "error" and "/mlflow/" in page.url else None)
     page.goto(f"{hub.url}/hub/login?next=/user/{name}/mlflow/")
     page.fill("#username_input", name)
     page.fill("#password_input", PASSWORD)
@@ -166,6 +169,7 @@ def test_browser_sees_the_run_in_mlflow_and_the_curves_in_tensorboard(hub, user,
     # The user's own origin (http://<name>.localhost:PORT/user/<name>/...).
     page.goto(f"{user['url']}mlflow/#/experiments/{experiment_id}/runs")
     expect(page.get_by_text("first-run").first).to_be_visible(timeout=60_000)
+    assert not mlflow_errors, mlflow_errors
 
     page.goto(f"{user['url']}tensorboard/#timeseries")
     expect(page.get_by_text("accuracy/val").first).to_be_visible(timeout=90_000)
