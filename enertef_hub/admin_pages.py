@@ -3,15 +3,18 @@
 Built like the approval page (a hub handler rendering a template that extends the
 hub's ``page.html``), not as a separate server, so it shares the hub's login,
 scopes and XSRF protection. It lists every account the hub or the registry knows
-(state, incarnations, PostgreSQL and MinIO sizes, teams, last activity) and offers
+(state, incarnations, PostgreSQL and MinIO sizes, teams, last activity), a page at a
+time with a search and a state filter (sizes are read for the page only), and offers
 restore, purge, rotate and suspend. Each action has a confirmation page (a plain
 GET that changes nothing) whose form POST, with the hub's XSRF token and a
 ``confirm`` field, does it; purging asks for the username to be typed.
 
 :func:`install_admin_pages` also adds, at hub start-up, what these pages need
 around them: links to them in the hub's navigation bar for admins, a note on
-JupyterHub's own admin panel saying what deleting a user does to the data, and
-an admin landing page after login instead of spawning the admin's own server.
+JupyterHub's own admin panel saying what deleting a user does to the data, with a
+confirmation dialog before the panel deletes anyone (``enertef-admin-panel.js``,
+served by :class:`StaticHandler`), and an admin landing page after login instead of
+spawning the admin's own server.
 """
 
 from __future__ import annotations
