@@ -5,8 +5,8 @@ uvicorn with four workers plus a job runner (measured here: 15 processes, ~3 GB 
 ``--workers 1`` without jobs still two processes, ~575 MB). A user looking at their
 own runs needs none of that, so this module serves MLflow's own Flask application
 (``mlflow.server.app``: the UI and the REST/ajax API it calls) from ONE process with
-uvicorn, no job execution and no artifact proxying (artifacts are read straight from
-the user's bucket with the server's own credentials).
+Werkzeug's threaded server, no job execution and no artifact proxying (artifacts are
+read straight from the user's bucket with the server's own credentials).
 
 Configuration comes from the environment the hub gives every server:
 ``ENERTEF_MLFLOW_BACKEND_STORE_URI`` (falls back to ``MLFLOW_TRACKING_URI``) and
@@ -261,9 +261,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"MLflow UI: {exc}", file=sys.stderr)
         return 1
 
-    # Before MLflow: its server module checks whether it runs under uvicorn.
-    import uvicorn
-
     # Listen at once; MLflow loads meanwhile (the user sees a "starting" page).
     ui = LoadingApp(
         lambda: make_app(args.prefix, ImportPolicy()),
@@ -272,19 +269,27 @@ def main(argv: list[str] | None = None) -> int:
         failure_hint="Restart your server from the hub control panel (File > Hub Control Panel); "
         "if it persists, ask an administrator.",
     ).start()
-    listen = {"uds": args.unix_socket} if args.unix_socket else {"host": "127.0.0.1", "port": args.port}
-    uvicorn.run(
-        same_origin_guard(ui),
-        interface="wsgi",
-        workers=1,
-        log_level="warning",
-        access_log=False,
-        # Requests come only through the hub's proxy: trust its forwarded headers.
-        proxy_headers=True,
-        forwarded_allow_ips="*" if args.unix_socket else "127.0.0.1",
-        **listen,
-    )
+    make_ui_server(same_origin_guard(ui), unix_socket=args.unix_socket, port=args.port).serve_forever()
     return 0
+
+
+def make_ui_server(wsgi_app, unix_socket: str | None = None, port: int | None = None):
+    """Werkzeug's threaded WSGI server on *unix_socket* (or 127.0.0.1:*port*), as TensorBoard's here.
+
+    One user's UI behind the hub's proxy needs no more: Werkzeug is loaded with Flask
+    anyway, where uvicorn would add an event loop and a thread pool (~2 MB). Requests
+    come only through the proxy, so its forwarded scheme and client address are trusted.
+    """
+    from werkzeug import serving
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    class QuietHandler(serving.WSGIRequestHandler):
+        def log_request(self, *args, **kwargs):
+            pass  # no access log (the notebook server logs every proxied request)
+
+    host, port = (f"unix://{unix_socket}", 0) if unix_socket else ("127.0.0.1", port)
+    return serving.make_server(host, port, ProxyFix(wsgi_app, x_for=1, x_proto=1), threaded=True,
+                               request_handler=QuietHandler)  # fmt: skip
 
 
 if __name__ == "__main__":
