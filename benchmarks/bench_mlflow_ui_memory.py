@@ -26,7 +26,8 @@ jupyter-server-proxy and the user's environment, the light UI as the launcher's
 what the user sees), "MLflow page" MLflow's own page, "experiments" the answer to the
 page's first API call (``experiments/search``) issued then. Times are from the click,
 over ``--rounds`` rounds (median). RSS is the UI's process tree after the page and a
-run search (and USS: its private memory, what it adds beyond shared libraries).
+run search, and again after a run's page (GraphQL and the artifact list, which loads
+the S3 client) (and USS: its private memory, what it adds beyond shared libraries).
 Figures are printed, never asserted. Run with the services up:
 
     source .local/services.env && .venv/bin/python benchmarks/bench_mlflow_ui_memory.py [--rounds 3] [--think 3] [--no-defaults]
@@ -285,10 +286,20 @@ def click(server: NotebookServer, name: str, marker: str, think: float | None) -
     api = f"{server.url}{name}/ajax-api/2.0/mlflow"
     requests.post(f"{api}/experiments/search", json={"max_results": 25}, headers=headers, timeout=120).raise_for_status()
     experiments = time.perf_counter() - started
-    requests.post(f"{api}/runs/search", json={"experiment_ids": ["0"]}, headers=headers, timeout=120).raise_for_status()
+    runs = requests.post(f"{api}/runs/search", json={"experiment_ids": ["0"]}, headers=headers, timeout=120)
+    runs.raise_for_status()
     time.sleep(2)
-    return {"first": first_page, "page": mlflow_page, "experiments": experiments,
-            "rss": process_tree_rss(server, marker), "uss": process_tree_uss(server, marker)}  # fmt: skip
+    memory = {"rss": process_tree_rss(server, marker), "uss": process_tree_uss(server, marker)}
+    # A run's page: MLflow's page asks GraphQL for the run and lists its artifacts
+    # (which loads the S3 client, boto3): what a user who opens a run adds.
+    run_id = runs.json()["runs"][0]["info"]["run_id"]
+    query = {"operationName": "MlflowGetRun", "variables": {"data": {"runId": run_id}},
+             "query": "query MlflowGetRun($data: MlflowGetRunInput!) { mlflowGetRun(input: $data) { run { info { runUuid } } } }"}  # fmt: skip
+    requests.post(f"{server.url}{name}/graphql", json=query, headers=headers, timeout=120).raise_for_status()
+    requests.get(f"{api}/artifacts/list", params={"run_id": run_id}, headers=headers, timeout=120).raise_for_status()
+    time.sleep(1)
+    return {"first": first_page, "page": mlflow_page, "experiments": experiments, **memory,
+            "run_rss": process_tree_rss(server, marker)}  # fmt: skip
 
 
 def tile_clicks(env: dict[str, str], environment: dict[str, str], rounds: int, think: float) -> dict[str, list[dict]]:
@@ -357,7 +368,8 @@ def main() -> int:
         print(f"{row['variant']:40} {row['ready_s']:>8} {row['processes']:>6} {row['rss_mb']:>8} {row['uss_mb']:>8}")
     print()
     print(f"Tile click through jupyter-server-proxy, median of {args.rounds} (s from the click; RSS of the UI's processes)")
-    print(f"{'variant':48} {'first page':>10} {'MLflow page':>11} {'experiments':>11} {'RSS MB':>7} {'USS MB':>7}")
+    print(f"{'variant':48} {'first page':>10} {'MLflow page':>11} {'experiments':>11} {'RSS MB':>7} {'USS MB':>7}"
+          f" {'RSS MB after a run page':>23}")
     labels = {
         "baseline": "mlflow server --workers 1, no jobs",
         "cold": "enertef light UI, click with no warm-up",
@@ -365,9 +377,9 @@ def main() -> int:
     }
     for key, label in labels.items():
         got = clicks[key]
-        med = {k: statistics.median(r[k] for r in got) for k in ("first", "page", "experiments", "rss", "uss")}
+        med = {k: statistics.median(r[k] for r in got) for k in ("first", "page", "experiments", "rss", "uss", "run_rss")}
         print(f"{label:48} {med['first']:>10.2f} {med['page']:>11.2f} {med['experiments']:>11.2f}"
-              f" {med['rss'] / 2**20:>7.0f} {med['uss'] / 2**20:>7.0f}")
+              f" {med['rss'] / 2**20:>7.0f} {med['uss'] / 2**20:>7.0f} {med['run_rss'] / 2**20:>23.0f}")
     return 0
 
 
