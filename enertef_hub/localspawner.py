@@ -13,10 +13,12 @@ no isolation between users and exists only for tests and development.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import pwd
 import shutil
+import stat
 import sys
 import time
 from pathlib import Path
@@ -29,6 +31,7 @@ from . import sysaccounts
 from .errors import ConfigurationError, ProvisioningError
 from .events import as_data
 from .naming import make_system_username
+from .provisioners.seeding import SCRIPTS_DIRNAME
 from .spawnermixin import EnerTEFSpawnerMixin
 from .workbench import ProvisionResult
 
@@ -69,6 +72,20 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
     def _notebook_scripts_dir_default(self):
         return os.environ.get("ENERTEF_NOTEBOOK_SCRIPTS", "") or default_notebook_scripts()
 
+    #: Digest of the notebook scripts as last merged in full into this user's home (kept
+    #: in the hub's database with the spawner's state, across stops and hub restarts).
+    seeded_scripts_digest: str = ""
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.seeded_scripts_digest = state.get("enertef_seeded_scripts", "")
+
+    def get_state(self):
+        state = super().get_state()
+        if self.seeded_scripts_digest:
+            state["enertef_seeded_scripts"] = self.seeded_scripts_digest
+        return state
+
     @property
     def system_username(self) -> str:
         """The OS account that runs this user's server."""
@@ -96,10 +113,15 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
                 )
             await self._ensure_system_user()
         if self.notebook_scripts_dir:
-            # The server does not need the scripts to start: merge them meanwhile
-            # (a Python subprocess of ~0.3 s that would otherwise delay every spawn).
+            digest = scripts_digest(self.notebook_scripts_dir)
+            if digest and digest == self.seeded_scripts_digest and self._scripts_folder_exists():
+                # Nothing shipped changed since the last full merge, so a merge would
+                # change nothing (edits and deletions are the user's): skip its ~0.3 s
+                # of CPU, which competes with the server's start on a small machine.
+                return
+            # The server does not need the scripts to start: merge them meanwhile.
             self._enertef_progress(35, "Updating your notebook scripts…")
-            self.run_alongside_server(self._seed_home())
+            self.run_alongside_server(self._seed_home(digest))
 
     async def _run(self, *cmd: str, as_user: bool = False) -> str:
         kwargs = {}
@@ -137,8 +159,17 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
         # Private home: other users' servers must not read it.
         os.chmod(self.home_dir, 0o700)
 
-    async def _seed_home(self):
+    def _scripts_folder_exists(self) -> bool:
+        try:  # lstat: a symlink in its place is not the folder (the merge refuses it anyway)
+            return stat.S_ISDIR(os.lstat(os.path.join(self.home_dir, SCRIPTS_DIRNAME)).st_mode)
+        except OSError:
+            return False
+
+    async def _seed_home(self, digest: str = ""):
         """Merge the notebook scripts into the home; a problem there is reported, never fatal.
+
+        ``digest`` (of the shipped scripts) is remembered when every file could be
+        merged, so the next spawn skips an identical merge.
 
         Seeding runs as the user, never as root: the home is user-controlled, and a
         root process writing there could be tricked by a symlink. Python runs in
@@ -176,6 +207,8 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
                                        " Your server starts anyway.")
         else:
             self.log.info("Seeded home of %s: %s", self.user.name, as_data(json.dumps(report["counts"])))
+            # With a refused file the merge must run again: the user may move it away.
+            self.seeded_scripts_digest = "" if report["refused"] else digest
             if report["refused"]:
                 skipped = ", ".join(report["refused"][:10])
                 self._enertef_progress(45, f"Notebook scripts: skipped {len(report['refused'])} file(s) because a"
@@ -270,6 +303,21 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
         if self.run_as_hub_user:
             return paths
         return await super().move_certs(paths)
+
+
+def scripts_digest(source: str) -> str:
+    """SHA-256 over the relative paths and contents of the shipped notebook scripts (pure read).
+
+    "" when the folder cannot be read: the merge then runs, and reports the problem.
+    """
+    digest = hashlib.sha256()
+    try:
+        for path in sorted(p for p in Path(source).rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(path.relative_to(source).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    except OSError:
+        return ""
+    return digest.hexdigest()
 
 
 def _parse_seed_report(output: bytes) -> dict | None:

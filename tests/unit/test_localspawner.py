@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from unittest import mock
 
 import pytest
@@ -56,3 +57,54 @@ async def test_deleted_users_home_is_archived_or_purged(tmp_path, workbench_poli
         assert archived == []
     else:
         assert [p.name for p in archived[0].iterdir()] == ["thesis.ipynb"]
+
+
+async def _prepare(spawner):
+    """prepare_home as a spawn runs it, with the work it leaves alongside the server awaited."""
+    spawner._enertef_alongside = []
+    spawner._enertef_events = []
+    await spawner.prepare_home(None)
+    for task in spawner._enertef_alongside:
+        await task
+    return len(spawner._enertef_alongside)
+
+
+async def test_unchanged_scripts_are_not_merged_again_but_changes_and_a_lost_folder_are(tmp_path):
+    source = tmp_path / "shipped"
+    source.mkdir()
+    (source / "helpers.py").write_text("VERSION = 1\n")
+    spawner = make_spawner("alice", home_root=str(tmp_path / "homes"), run_as_hub_user=True,
+                           notebook_scripts_dir=str(source))
+    scripts = tmp_path / "homes" / "alice" / "notebook-scripts"
+
+    assert await _prepare(spawner) == 1  # first spawn: merged
+    assert (scripts / "helpers.py").read_text() == "VERSION = 1\n"
+    # The digest travels with the spawner's state (the hub's database), e.g. over a hub restart.
+    restarted = make_spawner("alice", home_root=str(tmp_path / "homes"), run_as_hub_user=True,
+                             notebook_scripts_dir=str(source))
+    restarted.load_state(spawner.get_state())
+    assert await _prepare(restarted) == 0  # nothing shipped changed: no merge
+
+    (source / "helpers.py").write_text("VERSION = 2\n")  # an update is shipped
+    assert await _prepare(restarted) == 1
+    assert (scripts / "helpers.py").read_text() == "VERSION = 2\n"
+
+    shutil.rmtree(scripts)  # the user removed the whole folder: the next spawn brings it back
+    assert await _prepare(restarted) == 1
+    assert (scripts / "helpers.py").read_text() == "VERSION = 2\n"
+
+
+async def test_a_refused_file_keeps_the_merge_running_at_each_spawn(tmp_path):
+    source = tmp_path / "shipped"
+    source.mkdir()
+    (source / "helpers.py").write_text("VERSION = 1\n")
+    spawner = make_spawner("alice", home_root=str(tmp_path / "homes"), run_as_hub_user=True,
+                           notebook_scripts_dir=str(source))
+    scripts = tmp_path / "homes" / "alice" / "notebook-scripts"
+    scripts.mkdir(parents=True)
+    (scripts / "helpers.py").symlink_to(tmp_path / "elsewhere")  # in the way: refused
+    assert await _prepare(spawner) == 1
+    assert spawner.seeded_scripts_digest == ""
+    (scripts / "helpers.py").unlink()  # the user moves it away, as the message asks
+    assert await _prepare(spawner) == 1
+    assert (scripts / "helpers.py").read_text() == "VERSION = 1\n"
