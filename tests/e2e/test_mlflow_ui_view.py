@@ -7,7 +7,8 @@ that server (as from a notebook), then Chromium, logged in as her, opens
 her hub username (not the server's operating-system account), and the parts that
 cannot work here (the Assistant, "Start Demo", AI Gateway) must not be shown. Her first
 visit shows a page saying the UI is starting (nothing started it before), and no call
-MLflow's page makes ends in an error in the browser console.
+MLflow's page makes ends in an error in the browser console. Another newcomer who opens
+JupyterLab finds the UI already started when she clicks the launcher's MLflow tile.
 
 With ``ENERTEF_E2E_SCREENSHOTS=<dir>`` the run page is saved as ``mlflow-run.png``
 (the README's picture, docs/images/).
@@ -162,3 +163,43 @@ def test_newcomer_lands_on_her_run_created_by_her_hub_name(hub, user, page) -> N
     expect(page.get_by_text("accuracy").first).to_be_visible()
     assert_genai_parts_hidden(page)
     screenshot(page, "mlflow-run")
+
+
+def test_jupyterlab_starts_the_ui_before_the_tile_is_clicked(hub, page) -> None:
+    """Opening JupyterLab starts the MLflow UI; the launcher's MLflow tile then opens it ready."""
+    import time
+
+    import psutil
+
+    name = signup_and_approve(hub, "mltile" + secrets.token_hex(3), PASSWORD)
+    server_url = start_server(hub, name).rstrip("/") + "/"
+    server = psutil.Process(server_pid(hub, name))
+
+    def ui_processes():
+        return [p for p in server.children(recursive=True) if "enertef_hub.notebook.mlflow_ui" in " ".join(p.cmdline())]
+
+    assert not ui_processes()  # a running server that never opened JupyterLab has none
+    page.goto(f"{hub.url}/hub/login?next=/user/{name}/lab")
+    page.fill("#username_input", name)
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    tile = page.locator(".jp-LauncherCard").filter(has_text="MLflow")
+    expect(tile).to_be_visible(timeout=120_000)
+    deadline = time.monotonic() + 30
+    while not ui_processes():  # JupyterLab's page and tiles started it, before any click
+        assert time.monotonic() < deadline, "opening JupyterLab did not start the MLflow UI"
+        time.sleep(0.2)
+    page.wait_for_timeout(3000)  # a person finds the tile
+    with page.context.expect_page() as opened:
+        clicked = time.monotonic()
+        tile.click()
+    tab = opened.value
+    tab.wait_for_url(re.compile(rf"^{re.escape(server_url)}mlflow/.*"), timeout=60_000, wait_until="commit")
+    committed = time.monotonic() - clicked
+    tab.wait_for_function("document.title === 'MLflow'", timeout=90_000)
+    mlflow_page = time.monotonic() - clicked
+    expect(tab.get_by_text("Default", exact=True).first).to_be_visible(timeout=90_000)
+    # Figures for people (the benchmark prints them too); not asserted.
+    print(f"tile click: page {committed:.2f} s, MLflow's page {mlflow_page:.2f} s, "
+          f"experiments drawn {time.monotonic() - clicked:.2f} s")
+    assert len(ui_processes()) == 1  # the click reused the process JupyterLab started
