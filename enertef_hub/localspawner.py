@@ -36,6 +36,10 @@ from .spawnermixin import EnerTEFSpawnerMixin
 from .workbench import ProvisionResult
 
 
+#: Niceness of the notebook-scripts merge, which runs alongside the user's server start.
+SEEDING_NICENESS = 10
+
+
 def default_notebook_scripts() -> str:
     """The ``notebook-scripts/`` folder shipped beside the package (source checkouts)."""
     candidate = Path(__file__).resolve().parent.parent / "notebook-scripts"
@@ -179,13 +183,20 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
         as one JSON object and only ever logged quoted, so it can never pass for a
         lifecycle event in the hub log.
         """
-        kwargs = {} if self.run_as_hub_user else {"preexec_fn": set_user_setuid(self.system_username, chdir=False)}
+        become_user = None if self.run_as_hub_user else set_user_setuid(self.system_username, chdir=False)
+
+        def preexec():
+            # It runs while the server starts: let the server have the CPU first.
+            os.nice(SEEDING_NICENESS)
+            if become_user is not None:
+                become_user()
+
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", "-m", "enertef_hub.provisioners.seeding", "--json",
                 "--source", self.notebook_scripts_dir, "--home", self.home_dir,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
-                env={"PATH": "/usr/bin:/bin", "HOME": self.home_dir, "LANG": "C.UTF-8"}, cwd="/", **kwargs,
+                env={"PATH": "/usr/bin:/bin", "HOME": self.home_dir, "LANG": "C.UTF-8"}, cwd="/", preexec_fn=preexec,
             )
             try:
                 output, _ = await asyncio.wait_for(proc.communicate(), 60)
