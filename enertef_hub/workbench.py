@@ -176,8 +176,7 @@ class Workbench(SingletonConfigurable):
         account = await self._registry.active(conn, name)
         if account is not None and account.ready_generation == account.generation:
             resources = make_user_resources(name, account.incarnation)
-            state = await self.postgres.store_state(conn, resources)
-            if state["can_login"] and state["schema_exists"] and await self.minio.user_is_ready(resources):
+            if await self.postgres.store_usable(conn, resources) and await self.minio.user_is_ready(resources):
                 return self._result(resources, account, created=False, started=started)
         created: list[tuple[str, str]] = []
         try:
