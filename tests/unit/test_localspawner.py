@@ -69,19 +69,24 @@ async def _prepare(spawner):
     return len(spawner._enertef_alongside)
 
 
-async def test_unchanged_scripts_are_not_merged_again_but_changes_and_a_lost_folder_are(tmp_path):
+def _shipped_scripts_and_spawner(tmp_path):
+    """A shipped scripts folder with one script, and alice's spawner (development mode) merging it."""
     source = tmp_path / "shipped"
-    source.mkdir()
+    source.mkdir(exist_ok=True)
     (source / "helpers.py").write_text("VERSION = 1\n")
     spawner = make_spawner("alice", home_root=str(tmp_path / "homes"), run_as_hub_user=True,
                            notebook_scripts_dir=str(source))
-    scripts = tmp_path / "homes" / "alice" / "notebook-scripts"
+    return source, spawner, tmp_path / "homes" / "alice" / "notebook-scripts"
+
+
+async def test_unchanged_scripts_are_not_merged_again_but_changes_and_a_lost_folder_are(tmp_path):
+    source, spawner, scripts = _shipped_scripts_and_spawner(tmp_path)
 
     assert await _prepare(spawner) == 1  # first spawn: merged
     assert (scripts / "helpers.py").read_text() == "VERSION = 1\n"
     # The digest travels with the spawner's state (the hub's database), e.g. over a hub restart.
     restarted = make_spawner("alice", home_root=str(tmp_path / "homes"), run_as_hub_user=True,
-                             notebook_scripts_dir=str(source))
+                             notebook_scripts_dir=str(source))  # same state, new spawner object
     restarted.load_state(spawner.get_state())
     assert await _prepare(restarted) == 0  # nothing shipped changed: no merge
 
@@ -95,12 +100,7 @@ async def test_unchanged_scripts_are_not_merged_again_but_changes_and_a_lost_fol
 
 
 async def test_a_refused_file_keeps_the_merge_running_at_each_spawn(tmp_path):
-    source = tmp_path / "shipped"
-    source.mkdir()
-    (source / "helpers.py").write_text("VERSION = 1\n")
-    spawner = make_spawner("alice", home_root=str(tmp_path / "homes"), run_as_hub_user=True,
-                           notebook_scripts_dir=str(source))
-    scripts = tmp_path / "homes" / "alice" / "notebook-scripts"
+    _, spawner, scripts = _shipped_scripts_and_spawner(tmp_path)
     scripts.mkdir(parents=True)
     (scripts / "helpers.py").symlink_to(tmp_path / "elsewhere")  # in the way: refused
     assert await _prepare(spawner) == 1
