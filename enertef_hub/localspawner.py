@@ -13,7 +13,6 @@ no isolation between users and exists only for tests and development.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import pwd
@@ -31,7 +30,7 @@ from . import sysaccounts
 from .errors import ConfigurationError, ProvisioningError
 from .events import as_data
 from .naming import make_system_username
-from .provisioners.seeding import SCRIPTS_DIRNAME
+from .provisioners.seeding import SCRIPTS_DIRNAME, make_source_digest
 from .spawnermixin import EnerTEFSpawnerMixin
 from .workbench import ProvisionResult
 
@@ -117,7 +116,7 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
                 )
             await self._ensure_system_user()
         if self.notebook_scripts_dir:
-            digest = scripts_digest(self.notebook_scripts_dir)
+            digest = make_source_digest(Path(self.notebook_scripts_dir))
             if digest and digest == self.seeded_scripts_digest and self._scripts_folder_exists():
                 # Nothing shipped changed since the last full merge, so a merge would
                 # change nothing (edits and deletions are the user's): skip its ~0.3 s
@@ -314,21 +313,6 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
         if self.run_as_hub_user:
             return paths
         return await super().move_certs(paths)
-
-
-def scripts_digest(source: str) -> str:
-    """SHA-256 over the relative paths and contents of the shipped notebook scripts (pure read).
-
-    "" when the folder cannot be read: the merge then runs, and reports the problem.
-    """
-    digest = hashlib.sha256()
-    try:
-        for path in sorted(p for p in Path(source).rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            digest.update(path.relative_to(source).as_posix().encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    except OSError:
-        return ""
-    return digest.hexdigest()
 
 
 def _parse_seed_report(output: bytes) -> dict | None:

@@ -98,6 +98,22 @@ def make_source_listing(source: Path) -> dict[str, Path]:
     return listing
 
 
+def make_source_digest(source: Path) -> str:
+    """SHA-256 over the relative paths and contents of what :func:`make_source_listing` seeds.
+
+    Equal digests mean a merge has nothing new to bring. "" when the source cannot be
+    read (a merge then runs, and reports the problem).
+    """
+    digest = hashlib.sha256()
+    try:
+        for rel, path in make_source_listing(source).items():
+            digest.update(rel.encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    except OSError:
+        return ""
+    return digest.hexdigest()
+
+
 def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
