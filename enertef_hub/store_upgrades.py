@@ -104,6 +104,10 @@ class StoreUpgrader(LoggingConfigurable):
         """
         if not await cls.with_tables(conn, [schema]):
             return None
+        return await cls._read_revision(conn, schema)
+
+    @staticmethod
+    async def _read_revision(conn: psycopg.AsyncConnection, schema: str) -> str | None:
         cur = await conn.execute(sql.SQL("SELECT version_num FROM {}").format(sql.Identifier(schema, "alembic_version")))
         row = await cur.fetchone()
         return row[0] if row else None
@@ -112,7 +116,7 @@ class StoreUpgrader(LoggingConfigurable):
         """Fill in each store's current revision.
 
         ``member_of(conn, *roles)``: an async context manager under which the connection
-        may read the stores (``PostgresProvisioner.member_of``: the admin role is a member
+        may read the stores (``PostgresProvisioner.reader_of``: the admin role is a member
         of a store's role only while it reads it); entered only if a store has tables.
         """
         tables = await self.with_tables(conn, [s.schema for s in stores])
@@ -123,7 +127,7 @@ class StoreUpgrader(LoggingConfigurable):
             # A store's role has the schema's name.
             async with (member_of(conn, *[s.schema for s in todo]) if member_of else contextlib.nullcontext()):
                 for store in todo:
-                    store.revision = await self.store_revision(conn, store.schema)
+                    store.revision = await self._read_revision(conn, store.schema)
         return stores
 
     async def behind(self, stores: list[Store]) -> list[Store]:

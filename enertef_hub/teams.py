@@ -14,6 +14,8 @@ periodic sync service (revocation delay at most its interval).
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Iterable, Mapping
 
 from . import events
@@ -48,6 +50,8 @@ class TeamSync:
         member = await self._active_resources(conn, username)
         current = set(await self.registry.teams_of(conn, username))
         for team in wanted:
+            if team in current and member is not None and await self._membership_intact(conn, team, member):
+                continue  # a returning member: two lookups instead of re-making it all (~25 ms)
             await self._set_membership(conn, team, username, member, True, actor, recorded=team in current)
         for team in sorted(current - set(wanted)):
             await self._set_membership(conn, team, username, member, False, actor)
@@ -94,6 +98,14 @@ class TeamSync:
     async def _active_resources(self, conn, username: str):
         account = await self.registry.active(conn, username)
         return make_user_resources(username, account.incarnation) if account else None
+
+    async def _membership_intact(self, conn, team_name: str, member) -> bool:
+        """Whether the team's store, bucket and the member's access to both are all there."""
+        team = make_team_resources(team_name)
+        in_postgres, in_minio = await asyncio.gather(
+            self.postgres.team_member_usable(conn, team, member),
+            self.minio.team_member_is_ready(team, member.minio_user))
+        return in_postgres and in_minio
 
     async def _set_membership(self, conn, team_name: str, username: str, member, grant: bool, actor,
                               recorded: bool = False):

@@ -164,7 +164,7 @@ async def store_size(conn, schema: str, member_of=None) -> tuple[int, datetime |
     """Bytes of a schema's tables (with indexes and TOAST), and its latest MLflow run time.
 
     Sizes come from the catalogue; reading the runs needs the privileges of the
-    schema's owner: ``member_of(conn, role)`` (``PostgresProvisioner.member_of``) gives
+    schema's owner: ``member_of(conn, role)`` (``PostgresProvisioner.reader_of``) gives
     the admin role membership in it for that read only. None: the connection has them.
     """
     cur = await conn.execute(
@@ -219,7 +219,7 @@ async def collect_usage(workbench) -> list[dict]:
             res = make_team_resources(team)
             entries.append(("team", team, None, "team", res.schema, res.bucket, None, sorted(teams[team])))
         for kind, name, incarnation, state, schema, bucket, changed, members in entries:
-            pg_bytes, last_run = await store_size(conn, schema, workbench.postgres.member_of)
+            pg_bytes, last_run = await store_size(conn, schema, workbench.postgres.reader_of)
             rows.append({"kind": kind, "name": name, "incarnation": incarnation, "state": state,
                          "schema": schema, "bucket": bucket, "postgres_bytes": pg_bytes,
                          "postgres_over_soft_limit": bool(soft) and pg_bytes > soft,

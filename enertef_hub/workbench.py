@@ -176,7 +176,8 @@ class Workbench(SingletonConfigurable):
         account = await self._registry.active(conn, name)
         if account is not None and account.ready_generation == account.generation:
             resources = make_user_resources(name, account.incarnation)
-            if await self.postgres.store_usable(conn, resources) and await self.minio.user_is_ready(resources):
+            if (await self.postgres.store_usable(conn, resources)
+                    and await self.minio.user_is_ready(resources, self._minio_secret(resources, account))):
                 return self._result(resources, account, created=False, started=started)
         created: list[tuple[str, str]] = []
         try:
@@ -245,7 +246,7 @@ class Workbench(SingletonConfigurable):
         """The user's and teams' stores (:meth:`mlflow_stores`), each with its current revision."""
         stores = self.mlflow_stores(result)
         async with self.postgres.connection() as conn:
-            await self.upgrader.read_revisions(conn, stores, self.postgres.member_of)
+            await self.upgrader.read_revisions(conn, stores, self.postgres.reader_of)
         return stores
 
     async def upgrade_mlflow_stores(self, result: ProvisionResult, progress=None,
@@ -382,7 +383,7 @@ class Workbench(SingletonConfigurable):
                 cur = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (team.schema,))
                 if await cur.fetchone():
                     stores.append(Store("team", team.team, team.schema, self._admin_store_env(base, team.role, team.schema, team.bucket)))
-            await self.upgrader.read_revisions(conn, stores, self.postgres.member_of)
+            await self.upgrader.read_revisions(conn, stores, self.postgres.reader_of)
         return stores
 
     @staticmethod

@@ -156,6 +156,8 @@ class MinioProvisioner(LoggingConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._clients: tuple[Minio, MinioAdmin] | None = None
+        # Policies this process found (or made) at the current version: see user_is_ready.
+        self._current_policies: set[str] = set()
 
     # -- clients -----------------------------------------------------------------
 
@@ -191,7 +193,15 @@ class MinioProvisioner(LoggingConfigurable):
                 secure=secure, http_client=http,
             )
             self._clients = (s3, admin)
+            self._http = http
         return self._clients
+
+    def _client_as(self, access_key: str, secret_key: str) -> Minio:
+        """An S3 client acting as a user (sharing the admin client's connection pool)."""
+        self._get_clients()
+        parts = urlsplit(self.endpoint)
+        return Minio(parts.netloc, access_key=access_key, secret_key=secret_key,
+                     secure=parts.scheme == "https", region=self.region, http_client=self._http)
 
     async def _run(self, func, *args):
         try:
@@ -210,18 +220,31 @@ class MinioProvisioner(LoggingConfigurable):
 
     # -- users ---------------------------------------------------------------------
 
-    async def user_is_ready(self, resources: UserResources) -> bool:
-        """True if alice's MinIO user is enabled with her policy and her bucket exists."""
-        return await self._run(self._user_is_ready, resources)
+    async def user_is_ready(self, resources: UserResources, secret: str) -> bool:
+        """True if alice's MinIO user works with ``secret`` on her bucket, under the current policy.
 
-    def _user_is_ready(self, resources: UserResources) -> bool:
-        s3, admin = self._get_clients()
-        info = self._user_info(admin, resources.minio_user)
-        if not info or info.get("status") != "enabled" or resources.policy not in _policies(info):
+        The check of every repeat spawn, in one S3 call made as alice (a HEAD of her
+        bucket): it succeeds only if her user exists, is enabled, has this very secret
+        and a policy reaching the bucket, and the bucket exists, which is what her
+        server needs. Whether her policy is the current version (not an older
+        release's, nor made under other ``allow_*`` settings) is asked of MinIO once
+        per hub process and policy, alongside: only the hub writes policies (theirs
+        deny it to users), and a new release or new settings is a new hub process.
+        """
+        s3, admin = self._get_clients()  # made here, not by two threads racing
+        checks = [self._run(self._works_as_user, resources, secret)]
+        if resources.policy not in self._current_policies:
+            checks.append(self._run(self._policy_is_current, admin, resources.policy, [resources.bucket]))
+        if not all(await asyncio.gather(*checks)):
             return False
-        if not self._policy_is_current(admin, resources.policy, [resources.bucket]):
-            return False  # made by an older version, or the allow_* settings changed
-        return s3.bucket_exists(resources.bucket)
+        self._current_policies.add(resources.policy)
+        return True
+
+    def _works_as_user(self, resources: UserResources, secret: str) -> bool:
+        try:
+            return self._client_as(resources.minio_user, secret).bucket_exists(resources.bucket)
+        except S3Error:
+            return False  # unknown, disabled, another secret, no policy: provisioning repairs it
 
     def make_policy(self, buckets: list[str]) -> dict:
         """The policy of a user or team reaching ``buckets``, as the settings say."""
@@ -433,6 +456,24 @@ class MinioProvisioner(LoggingConfigurable):
             admin.policy_set(team.policy, group=team.group)
         elif access_key in (self._group_info(admin, team.group).get("members") or []):
             admin.group_remove(team.group, [access_key])
+
+    async def team_member_is_ready(self, team: TeamResources, access_key: str) -> bool:
+        """True if the team's bucket exists and its enabled group, with the team's current
+        policy, has ``access_key`` as a member: what :meth:`ensure_team` and
+        :meth:`set_team_member` make, checked (every returning member's spawn) without
+        writing. The policy's version is asked once per process, as in :meth:`user_is_ready`.
+        """
+        s3, admin = self._get_clients()
+        checks = [self._run(self._group_info, admin, team.group), self._run(s3.bucket_exists, team.bucket)]
+        if team.policy not in self._current_policies:
+            checks.append(self._run(self._policy_is_current, admin, team.policy, [team.bucket]))
+        group, bucket_exists, *policy_current = await asyncio.gather(*checks)
+        if not (bucket_exists and all(policy_current) and group.get("status") == "enabled"
+                and access_key in (group.get("members") or [])
+                and team.policy in (group.get("policy") or "").split(",")):
+            return False
+        self._current_policies.add(team.policy)
+        return True
 
     async def team_state(self, team: TeamResources) -> dict:
         """Members and bucket of a team (for ``status`` and tests)."""

@@ -11,6 +11,9 @@ at 3,000 accounts), so membership is granted for one operation and taken back:
 - :func:`temporary_membership`: inside a transaction (a savepoint when the caller is
   in one), revoked before it ends; if the block fails, the rollback takes the grant
   back too, so no other session ever sees it committed.
+- :func:`reading_membership`: for reads only: the grant and everything else in the
+  block is rolled back, so nothing is committed, no other session sees the grant,
+  and no commit is paid for (a store's revision at each spawn: 1.9 ms instead of 4).
 - :func:`lent_membership`: committed, for another process that connects as the admin
   with ``-c role=`` (``enertef-hub upgrade-stores``), revoked afterwards; while any
   is lent, a shared advisory lock tells :func:`revoke_leftovers` to leave them.
@@ -70,6 +73,22 @@ async def temporary_membership(conn: psycopg.AsyncConnection, *roles: str):
             # RESET first: REVOKE of the role the session acts as would leave it acting as it.
             await conn.execute("RESET ROLE")
             await conn.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(_roles(granted)))
+
+
+@asynccontextmanager
+async def reading_membership(conn: psycopg.AsyncConnection, *roles: str):
+    """Make the admin a member of ``roles`` for a block that only reads, then roll it all back.
+
+    The block runs in a transaction (a savepoint inside the caller's) that always ends
+    in a rollback, which takes the grant back with it: a write in the block is lost.
+    Granting what the admin already has (a superuser, or an enclosing block's grant)
+    is a no-op notice, and the rollback leaves that membership as it was.
+    """
+    names = sorted({r for r in roles if r})
+    async with conn.transaction(force_rollback=True):
+        if names:
+            await conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(_roles(names)))
+        yield
 
 
 @asynccontextmanager

@@ -217,6 +217,11 @@ class PostgresProvisioner(LoggingConfigurable):
         """
         return pg_membership.temporary_membership(conn, *roles)
 
+    def reader_of(self, conn: psycopg.AsyncConnection, *roles: str):
+        """Async context manager like :meth:`member_of`, for a block that only reads:
+        it is rolled back, the grant with it (see :mod:`.pg_membership`)."""
+        return pg_membership.reading_membership(conn, *roles)
+
     def lent_membership(self, role: str):
         """Async context manager: the admin is a member of ``role`` (committed) for the block.
 
@@ -362,6 +367,20 @@ class PostgresProvisioner(LoggingConfigurable):
                 team=sql.Identifier(team.role), member=sql.Identifier(member.role)
             )
         )
+
+    async def team_member_usable(self, conn: psycopg.AsyncConnection, team: TeamResources,
+                                 member: UserResources) -> bool:
+        """Whether the team's schema exists, owned by its role, and alice's role is a member
+        of it: what :meth:`ensure_team_store` and :meth:`grant_team` make, checked with
+        index lookups and no write (every returning member's spawn)."""
+        cur = await conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace n JOIN pg_roles t ON t.oid = n.nspowner"
+            "               WHERE n.nspname = %(schema)s AND t.rolname = %(team)s)"
+            " AND EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles t ON t.oid = m.roleid"
+            "             JOIN pg_roles u ON u.oid = m.member WHERE t.rolname = %(team)s AND u.rolname = %(member)s)",
+            {"schema": team.schema, "team": team.role, "member": member.role},
+        )
+        return bool((await cur.fetchone())[0])
 
     async def revoke_team(self, conn: psycopg.AsyncConnection, team: TeamResources, member: UserResources) -> list[str]:
         """Take alice out of the team's role, end her sessions, and sweep the team's store.

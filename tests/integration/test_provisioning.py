@@ -14,6 +14,7 @@ from psycopg import sql
 
 from enertef_hub.errors import ProvisioningError
 from enertef_hub.naming import InvalidNameError
+from enertef_hub.workbench import Workbench
 
 from tests.conftest import acting_as, unique_name
 from tests.integration.conftest import run_as_user
@@ -233,3 +234,45 @@ async def test_failure_after_storage_was_made_takes_everything_back(workbench, a
     assert f"user-{name}" not in {b["Name"] for b in admin_s3(services).list_buckets()["Buckets"]}
     monkeypatch.undo()
     assert (await workbench.provision(name)).created  # and the next attempt completes
+
+
+async def test_returning_user_whose_storage_secret_changed_gets_working_credentials(workbench):
+    # MinIO restored from an older backup, or its user's key changed by hand: the
+    # returning user's spawn must notice that the key it hands out no longer works
+    # (a check of the user's existence and policy alone would not) and repair it.
+    name = unique_name("erin")
+    first = await workbench.provision(name)
+    _, admin = workbench.minio._get_clients()
+    admin.user_add(first.resources.minio_user, "not-the-derived-secret-1234")
+    with pytest.raises(ClientError):
+        s3_client(first.environment).head_bucket(Bucket=first.resources.bucket)
+
+    again = await workbench.provision(name)
+    assert again.environment["AWS_SECRET_ACCESS_KEY"] == first.environment["AWS_SECRET_ACCESS_KEY"]
+    s3_client(again.environment).head_bucket(Bucket=again.resources.bucket)
+
+
+async def test_policy_of_an_older_release_is_replaced_at_the_next_hub_s_first_spawn(workbench, services):
+    # A policy an older release made (other statement ids, e.g. one allowing bucket
+    # policies) is found by the next hub process and replaced at the user's spawn.
+    name = unique_name("fred")
+    first = await workbench.provision(name)
+    bucket = first.resources.bucket
+    _, admin = workbench.minio._get_clients()
+    admin.policy_add(first.resources.policy, policy={"Version": "2012-10-17", "Statement": [
+        {"Sid": "v0all", "Effect": "Allow", "Action": ["s3:*"],
+         "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]})
+    public = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{bucket}/*"]}]})
+    s3_client(first.environment).put_bucket_policy(Bucket=bucket, Policy=public)  # the old policy allowed it
+    s3_client(first.environment).delete_bucket_policy(Bucket=bucket)
+
+    next_hub = Workbench(config=workbench.config)  # a new hub process: nothing remembered
+    try:
+        again = await next_hub.provision(name)
+    finally:
+        await next_hub.close()
+    with pytest.raises(ClientError) as err:
+        s3_client(again.environment).put_bucket_policy(Bucket=bucket, Policy=public)
+    assert err.value.response["Error"]["Code"] == "AccessDenied"
+    s3_client(again.environment).put_object(Bucket=bucket, Key="still-works.txt", Body=b"ok")

@@ -146,3 +146,27 @@ async def test_unsafe_team_names_are_refused_before_any_call(workbench, admin_co
     report = await workbench.sync_teams({"data science": [name], "ok": []})
     assert "letters" in report["refused"]["data science"]
     assert admin_conn.execute("SELECT count(*) FROM pg_roles").fetchone()[0] == before
+
+
+async def test_returning_member_s_lost_team_access_is_repaired_at_spawn(workbench, admin_conn):
+    # A returning member's spawn only checks the membership (no rewrite of it all):
+    # the check must still see what was lost by hand, in each service, and repair it.
+    team = unique_name("crew")
+    gina = unique_name("gina")
+    first = await workbench.provision(gina, teams=[team])
+    s3_client(first.environment).list_objects_v2(Bucket=f"team-{team}")
+    url, options = team_url(first.environment, team)
+
+    _, admin = workbench.minio._get_clients()
+    admin.group_remove(f"team-{team}", [first.resources.minio_user])
+    admin_conn.execute(sql.SQL("REVOKE {} FROM {}").format(
+        sql.Identifier(f"t_{team}"), sql.Identifier(first.resources.role)))
+    with pytest.raises(ClientError):
+        s3_client(first.environment).list_objects_v2(Bucket=f"team-{team}")
+    with pytest.raises(psycopg.OperationalError, match="permission denied to set role"):
+        psycopg.connect(url, options=options)
+
+    again = await workbench.provision(gina, teams=[team])
+    assert again.environment["ENERTEF_TEAMS"] == team
+    s3_client(again.environment).list_objects_v2(Bucket=f"team-{team}")
+    psycopg.connect(url, options=options).close()
