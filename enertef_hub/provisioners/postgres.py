@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from traitlets import Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..errors import ConfigurationError, ProvisioningError, ServiceUnavailableError
+from ..errors import ConfigurationError, ServiceUnavailableError
 from ..naming import TeamResources, UserResources
 from . import pg_membership, pg_sweep
 
