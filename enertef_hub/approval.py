@@ -15,6 +15,7 @@ from __future__ import annotations
 from jupyterhub.utils import maybe_future, new_token
 
 from .events import log_event
+from .preparation import stop_preparing
 
 
 def spawn_allowed(authenticator, username: str) -> bool:
@@ -40,6 +41,8 @@ async def withdraw_access(handler, username: str) -> dict:
     down; in that case the raised error says what is left to do.
     """
     done = {"servers_stopped": 0, "tokens_revoked": 0}
+    # A preparation started at approval must not give access back after this.
+    await stop_preparing(username)
     user = handler.users.get(username)
     if user is not None:
         for name, spawner in list(user.spawners.items()):

@@ -37,6 +37,7 @@ from .handlers import (
     SignUpHandler,
     ToggleAuthorizationHandler,
 )
+from .preparation import stop_preparing
 from .throttle import LoginThrottle
 
 #: NativeAuthenticator routes replaced by ours (see enertef_hub.handlers for why).
@@ -120,6 +121,16 @@ class EnerTEFAuthenticator(NativeAuthenticator):
         ``Workbench.purge_on_delete`` says. Turn off only if you revoke access by other
         means (e.g. ``enertef-hub deprovision USER``): a deleted user whose access is
         not revoked can keep using their old credentials from a running process.""",
+    )
+
+    prepare_on_approval = Bool(
+        True,
+        config=True,
+        help="""Make an approved user's MLflow store (with MLflow's tables), bucket and
+        credentials as soon as an admin approves the sign-up, in the background, so
+        the user's first spawn only checks they are there (it takes about as long as
+        a returning user's). Off: they are made at the first spawn, while the user
+        waits. Either way a spawn repairs whatever is missing.""",
     )
 
     # NativeAuthenticator's defaults accept empty passwords and never lock an
@@ -319,6 +330,8 @@ class EnerTEFAuthenticator(NativeAuthenticator):
         credentials would be worse.
         """
         name = user.name
+        # A preparation started at approval must not give access back after this.
+        await stop_preparing(name)
         if self.revoke_on_delete:
             try:
                 await self.workbench.deprovision(name, actor=actor)

@@ -45,6 +45,7 @@ from tornado.httputil import url_concat
 from .approval import withdraw_access
 from .errors import EnerTEFError
 from .events import log_event
+from .preparation import prepare_in_background
 
 #: bcrypt refuses (bcrypt >= 5: raises) passwords longer than this many bytes.
 BCRYPT_MAX_PASSWORD_BYTES = 72
@@ -336,6 +337,8 @@ class ToggleAuthorizationHandler(TemplatesMixin, LocalBase):
     toggled on GET, so a link planted anywhere an admin browses could approve a
     sign-up. A GET just shows the user's row on the approval page.
 
+    Approving starts preparing the user's workbench in the background
+    (:mod:`enertef_hub.preparation`), so their first spawn finds it ready.
     Withdrawing an approval ends everything the user holds at once
     (:func:`enertef_hub.approval.withdraw_access`): servers, every hub token and
     login cookie, database and storage access (data kept).
@@ -358,6 +361,8 @@ class ToggleAuthorizationHandler(TemplatesMixin, LocalBase):
             info.username,
             actor=self.current_user.name,
         )
+        if info.is_authorized and self.authenticator.prepare_on_approval:
+            prepare_in_background(self.authenticator.workbench, info.username, self.current_user.name, self.log)
         if not info.is_authorized:
             try:
                 await withdraw_access(self, info.username)

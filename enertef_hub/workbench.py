@@ -162,6 +162,19 @@ class Workbench(SingletonConfigurable):
         await self.ensure_bucket_quotas(result)
         return result
 
+    async def prepare(self, username: str, actor: str | None = None) -> ProvisionResult:
+        """Everything a spawn of ``username`` makes, made ahead of it (at approval).
+
+        Provisioning (team memberships left as they are: they follow JupyterHub's
+        groups at spawn), the upgrade of a store an older MLflow made, and MLflow's
+        tables. The spawn then finds it all ready. Raises like :meth:`provision`.
+        """
+        result = await self.provision(username, teams=None, actor=actor)
+        stores = await self.read_mlflow_stores(result)
+        await self.upgrade_mlflow_stores(result, None, stores)
+        await self.ensure_mlflow_tables(result, stores)
+        return result
+
     async def ensure_bucket_quotas(self, result: ProvisionResult):
         """Give the user's bucket and their teams' buckets the quotas of :class:`~.usage.Quotas`."""
         quotas = {result.resources.bucket: self.quotas.user_quota(result.resources.username, result.teams)}

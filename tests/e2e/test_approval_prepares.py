@@ -1,0 +1,101 @@
+"""Approval prepares the workbench before the first spawn; withdrawal and deletion stop it.
+
+Against the real hub, PostgreSQL and MinIO: an admin's approval on /hub/authorize
+makes the user's store (with MLflow's tables), bucket and credentials in the
+background, so the first spawn only checks them. Taking the approval back at once,
+or deleting the user, must leave no access behind, whatever the preparation had
+done by then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+
+import psycopg
+import pytest
+from hubharness import admin_s3, approve, form_session, run_coroutine, signup, start_server
+
+pytestmark = pytest.mark.jupyterhub_login
+
+PASSWORD = "Tr0ub4dor&3-but-longer"
+
+
+def fresh_name(prefix: str) -> str:
+    return prefix + secrets.token_hex(3)
+
+
+def store_facts(name: str) -> dict:
+    """What exists of ``name``'s first incarnation in PostgreSQL (as the hub's admin sees it)."""
+    schema = f"u_{name}"
+    with psycopg.connect(os.environ["ENERTEF_POSTGRES_ADMIN_URL"], autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT (SELECT rolcanlogin FROM pg_roles WHERE rolname = %(s)s),"
+            " EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            "         WHERE n.nspname = %(s)s AND c.relname = 'alembic_version')",
+            {"s": schema}).fetchone()
+    return {"can_login": row[0], "mlflow_tables": row[1]}
+
+
+def minio_user_status(name: str) -> str:
+    """``enabled``, ``disabled`` or ``absent``: the MinIO user of ``name``'s first incarnation."""
+    from enertef_hub.naming import make_user_resources
+    from enertef_hub.provisioners.minio import MinioProvisioner
+
+    state = run_coroutine(MinioProvisioner().user_state(make_user_resources(name, 1)))
+    return state["minio_user_status"]
+
+
+def events(hub, event: str, name: str) -> list[dict]:
+    found = []
+    for line in hub.log_path.read_text(errors="replace").splitlines():
+        if "enertef-event" in line and f'"event": "{event}"' in line:
+            record = json.loads(line[line.index("{"):])
+            if record.get("user") == name:
+                found.append(record)
+    return found
+
+
+def wait_for(predicate, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_approval_prepares_store_bucket_and_tables_before_the_first_spawn(hub):
+    name = fresh_name("prep")
+    assert signup(hub, name, PASSWORD).status_code == 200
+    assert store_facts(name) == {"can_login": None, "mlflow_tables": False}  # nothing before approval
+
+    approve(hub, name)
+    assert wait_for(lambda: events(hub, "prepared", name)), "no preparation after the approval"
+    assert store_facts(name) == {"can_login": True, "mlflow_tables": True}
+    assert f"user-{name}" in {b["Name"] for b in admin_s3().list_buckets()["Buckets"]}
+    assert events(hub, "prepared", name)[0]["actor"] == hub.admin_name
+
+    # The first spawn finds everything ready: nothing is provisioned a second time.
+    start_server(hub, name)
+    assert len(events(hub, "provisioned", name)) == 1
+
+
+def test_withdrawing_at_once_leaves_no_access_whatever_the_preparation_did(hub):
+    name = fresh_name("prepw")
+    assert signup(hub, name, PASSWORD).status_code == 200
+    admin, xsrf = form_session(hub, "/hub/authorize", session=hub.admin_session())
+    for _ in range(2):  # approve, then withdraw straight away, while the preparation runs
+        response = admin.post(f"{hub.url}/hub/authorize/{name}", data={"_xsrf": xsrf},
+                              allow_redirects=False, timeout=60)
+        assert response.status_code == 302, response.text[-1500:]
+
+    def no_access():
+        return store_facts(name)["can_login"] in (None, False) and minio_user_status(name) != "enabled"
+
+    assert no_access()
+    time.sleep(3)  # nothing left running brings it back later
+    assert no_access()
+    assert not events(hub, "prepared", name)
