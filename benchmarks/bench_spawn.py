@@ -9,12 +9,16 @@ e2e test hub (EnerTEFAuthenticator + EnerTEFLocalSpawner against the real Postgr
 and MinIO). For each variant it prints:
 
 - first spawn of a new user and repeat spawn of the same user (p50, p95), interleaved
-  stock/ours user by user so load affects both alike;
+  user by user, in an order that rotates each round, so load and order affect every
+  lane alike. Ours has two first-spawn lanes: users who signed up and were approved
+  (the approval prepared their workbench in the background), and users an admin
+  made without a sign-up (everything is provisioned at the first spawn);
 - for the same spawns, the time from the request to the launch of the server's process
   (the hub's own part of the critical path: provisioning and home preparation for
   ours), which the server's start-up time, seconds long and noisy, does not blur;
-- a storm of N first spawns at once: when the last server was ready, and the peak RSS
-  of the hub's whole process tree (hub, proxy, servers, helpers) while it ran.
+- a storm of N first spawns at once (ours: not prepared, so provisioning is in it):
+  when the last server was ready, and the peak RSS of the hub's whole process tree
+  (hub, proxy, servers, helpers) while it ran.
 
 "Ready" is the moment the user's server logs that it is running (the timestamp of its
 own log line), measured from the spawn request: JupyterHub's polling delay is taken
@@ -200,19 +204,35 @@ def our_hub(services: dict):
     state = Path(tempfile.mkdtemp(prefix="bench-ours-"))
     with running_hub(services, state) as hub:
         def make_user(name: str) -> str:
-            # Signed up and approved (NativeAuthenticator), then known to the hub as a user.
+            # Signed up and approved (NativeAuthenticator), as users are. The approval
+            # prepares the workbench in the background; a user logs in seconds later,
+            # so the spawn waits until it is done (the spawn would also wait for it).
             name = signup_and_approve(hub, name, secrets.token_urlsafe(16))
+            deadline = time.monotonic() + 120
+            while not any('"event": "prepared"' in line and f'"user": "{name}"' in line
+                          for line in hub.log_text().splitlines()):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name}'s workbench was not prepared after the approval")
+                time.sleep(0.1)
             hub.api("POST", f"/users/{name}")
             return name
 
-        yield Variant("ours", hub.url, hub.token, hub.log_path, hub.process.pid, make_user)
+        def make_unprepared_user(name: str) -> str:
+            # Made by an admin through the REST API, without a sign-up: nothing is
+            # prepared, so the first spawn provisions everything while the user waits.
+            hub.api("POST", f"/users/{name}").raise_for_status()
+            return name
+
+        variant = Variant("ours", hub.url, hub.token, hub.log_path, hub.process.pid, make_user)
+        variant.make_unprepared_user = make_unprepared_user
+        yield variant
 
 
 def row(label: str, seconds: list[float]) -> dict:
     ms = sorted(s * 1000 for s in seconds)
     p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
     out = {"p50": statistics.median(ms), "p95": p95}
-    print(f"  {label:<24} n={len(ms):<3} p50={out['p50']:>8.0f} ms  p95={p95:>8.0f} ms")
+    print(f"  {label:<34} n={len(ms):<3} p50={out['p50']:>8.0f} ms  p95={p95:>8.0f} ms")
     return out
 
 
@@ -237,7 +257,7 @@ def storm(variant: Variant, users: list[str]) -> tuple[float, int]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--users", type=int, default=12, help="users per variant for first/repeat spawns")
+    parser.add_argument("--users", type=int, default=12, help="users per lane for first/repeat spawns")
     parser.add_argument("--storm", type=int, default=8, help="first spawns at once")
     args = parser.parse_args()
     services = {k: v for k, v in os.environ.items() if k.startswith("ENERTEF_")}
@@ -245,45 +265,45 @@ def main():
         sys.exit("start the services first: scripts/services.sh start && . .local/services.env")
     tag = secrets.token_hex(3)
     with stock_hub() as stock, our_hub(services) as ours:
-        variants = (stock, ours)
-        first = {v.name: [] for v in variants}
-        repeat = {v.name: [] for v in variants}
-        first_launch = {v.name: [] for v in variants}
-        repeat_launch = {v.name: [] for v in variants}
-        names = {v.name: [v.make_user(f"b{tag}{v.name[0]}{i}") for i in range(args.users)] for v in variants}
-        for i in range(args.users):
-            for v in variants:  # interleaved: stock then ours, user by user
-                first[v.name] += v.spawn([names[v.name][i]])
-                first_launch[v.name] += v.launched
-                v.stop([names[v.name][i]])
-        for i in range(args.users):
-            for v in variants:
-                repeat[v.name] += v.spawn([names[v.name][i]])
-                repeat_launch[v.name] += v.launched
-                v.stop([names[v.name][i]])
-        print(f"spawn time to the server's readiness ({args.users} users per variant, interleaved)")
-        rows = {}
-        for v in variants:
-            print(f"{v.name}:")
-            rows[v.name] = (row("first spawn", first[v.name]), row("repeat spawn", repeat[v.name]))
-        for i, what in enumerate(("first", "repeat")):
-            added = rows["ours"][i]["p50"] - rows["stock"][i]["p50"]
-            ratio = rows["ours"][i]["p50"] / rows["stock"][i]["p50"]
-            print(f"  {what} spawn: ours adds {added:+.0f} ms p50 (ratio {ratio:.2f})")
+        # Lanes of spawns: (label, hub, users). Each round runs every lane once, in an
+        # order that rotates from round to round, so no lane always follows another.
+        first_lanes = [
+            ("stock", stock, [stock.make_user(f"b{tag}s{i}") for i in range(args.users)]),
+            ("ours", ours, [ours.make_user(f"b{tag}o{i}") for i in range(args.users)]),
+            ("ours, not prepared", ours, [ours.make_unprepared_user(f"b{tag}u{i}") for i in range(args.users)]),
+        ]
+        repeat_lanes = first_lanes[:2]
+        ready = {}
+        launched = {}
+        for phase, lanes in (("first", first_lanes), ("repeat", repeat_lanes)):
+            for i in range(args.users):
+                shift = i % len(lanes)
+                for label, hub, users in lanes[shift:] + lanes[:shift]:
+                    ready.setdefault((phase, label), []).extend(hub.spawn([users[i]]))
+                    launched.setdefault((phase, label), []).extend(hub.launched)
+                    hub.stop([users[i]])
+        print(f"spawn time to the server's readiness ({args.users} users per lane, interleaved)")
+        print("  ours: signed up and approved (the approval prepared the workbench in the background);")
+        print("  ours, not prepared: made by an admin without a sign-up, provisioned at the first spawn")
+        rows = {key: row(f"{key[1]}, {key[0]} spawn", values) for key, values in ready.items()}
+        for phase, label in rows:
+            if label != "stock":
+                added = rows[(phase, label)]["p50"] - rows[(phase, "stock")]["p50"]
+                ratio = rows[(phase, label)]["p50"] / rows[(phase, "stock")]["p50"]
+                print(f"  {phase} spawn, {label}: adds {added:+.0f} ms p50 (ratio {ratio:.2f})")
         # The part of the spawn the hub itself adds, free of the server's own start-up
         # time (seconds, and the noisiest part on a small machine).
         print("spawn request to the server's process launch (the hub's part of the critical path)")
-        launch_rows = {}
-        for v in variants:
-            print(f"{v.name}:")
-            launch_rows[v.name] = (row("first spawn", first_launch[v.name]), row("repeat spawn", repeat_launch[v.name]))
-        for i, what in enumerate(("first", "repeat")):
-            added = launch_rows["ours"][i]["p50"] - launch_rows["stock"][i]["p50"]
-            print(f"  {what} spawn: ours adds {added:+.0f} ms p50 before the server's process starts")
-        print(f"storm: {args.storm} first spawns at once")
+        launch_rows = {key: row(f"{key[1]}, {key[0]} spawn", values) for key, values in launched.items()}
+        for phase, label in launch_rows:
+            if label != "stock":
+                added = launch_rows[(phase, label)]["p50"] - launch_rows[(phase, "stock")]["p50"]
+                print(f"  {phase} spawn, {label}: adds {added:+.0f} ms p50 before the server's process starts")
+        print(f"storm: {args.storm} first spawns at once (ours not prepared: provisioning included)")
         result = {}
-        for v in variants:
-            users = [v.make_user(f"s{tag}{v.name[0]}{i}") for i in range(args.storm)]
+        for v in (stock, ours):
+            make = getattr(v, "make_unprepared_user", v.make_user)
+            users = [make(f"s{tag}{v.name[0]}{i}") for i in range(args.storm)]
             result[v.name] = storm(v, users)
             v.stop(users)
             print(f"  {v.name:<6} all ready after {result[v.name][0]:6.2f} s, process tree peak"
