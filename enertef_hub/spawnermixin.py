@@ -9,6 +9,7 @@ for what differs between Kubernetes and one machine.
 from __future__ import annotations
 
 import asyncio
+import inspect
 
 from .approval import spawn_allowed
 from .environment import without_admin_secrets
@@ -34,6 +35,7 @@ class EnerTEFSpawnerMixin:
     _enertef_done: bool = True  #: provisioning of the current spawn is over
     _enertef_alongside: list = []  #: work of the current spawn that runs while the server starts
     _enertef_finished: bool = True  #: that work is over too
+    _enertef_launched: asyncio.Event | None = None  #: set once the server is launched: that work begins
 
     @property
     def workbench(self) -> Workbench:
@@ -81,11 +83,22 @@ class EnerTEFSpawnerMixin:
     def run_alongside_server(self, coro):
         """Run *coro* while the server starts; ``start()`` returns once it is done too.
 
-        Its progress messages still reach the spawn page (the spawn is not over before
+        It begins once the spawner has launched the server (its own ``start()``
+        returned): starting a subprocess from the hub blocks the hub's event loop for
+        ~20 ms (a fork of a large process), which must not delay the launch. Its
+        progress messages still reach the spawn page (the spawn is not over before
         ``start()`` returns). It must report its own problems: an exception is logged
         and does not fail the spawn. If the server fails to start, it is cancelled.
         """
-        self._enertef_alongside.append(asyncio.ensure_future(coro))
+        task = asyncio.ensure_future(self._after_launch(coro))
+        # Cancelled before it began (the server failed to start): it never runs.
+        task.add_done_callback(lambda _: coro.close() if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+                               else None)
+        self._enertef_alongside.append(task)
+
+    async def _after_launch(self, coro):
+        await self._enertef_launched.wait()
+        return await coro
 
     async def start(self):
         self._enertef_events = []
@@ -93,6 +106,7 @@ class EnerTEFSpawnerMixin:
         self._enertef_done = False
         self._enertef_finished = False
         self._enertef_alongside = []
+        self._enertef_launched = asyncio.Event()
         try:
             if not spawn_allowed(getattr(self, "authenticator", None), self.user.name):
                 # A token minted while approved, or an admin, must not bring a withdrawn user back.
@@ -140,6 +154,7 @@ class EnerTEFSpawnerMixin:
             self._enertef_wakeup.set()
         try:
             started = await super().start()
+            self._enertef_launched.set()
         except BaseException:
             tables.cancel()
             for task in self._enertef_alongside:

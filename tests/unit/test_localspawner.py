@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import os
 import shutil
 from unittest import mock
@@ -63,6 +65,8 @@ async def _prepare(spawner):
     """prepare_home as a spawn runs it, with the work it leaves alongside the server awaited."""
     spawner._enertef_alongside = []
     spawner._enertef_events = []
+    spawner._enertef_launched = asyncio.Event()
+    spawner._enertef_launched.set()  # as once the server is launched
     await spawner.prepare_home(None)
     for task in spawner._enertef_alongside:
         await task
