@@ -13,12 +13,26 @@ import json
 import os
 import secrets
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
 from hubharness import admin_s3, approve, form_session, run_coroutine, signup, start_server
 
+from .conftest import running_hub
+
 pytestmark = pytest.mark.jupyterhub_login
+
+SLOW_PREPARATION = Path(__file__).with_name("slow_preparation_config.py")
+
+
+@pytest.fixture(scope="module")
+def slow_hub(services_env, tmp_path_factory):
+    """A hub whose preparations start 1.5 s after the approval: a withdrawal or deletion
+    made at once surely lands while one runs."""
+    with running_hub(services_env, tmp_path_factory.mktemp("slowprep"),
+                     {"ENERTEF_E2E_EXTRA_CONFIG": str(SLOW_PREPARATION)}) as hub:
+        yield hub
 
 PASSWORD = "Tr0ub4dor&3-but-longer"
 
@@ -83,7 +97,8 @@ def test_approval_prepares_store_bucket_and_tables_before_the_first_spawn(hub):
     assert len(events(hub, "provisioned", name)) == 1
 
 
-def test_withdrawing_at_once_leaves_no_access_whatever_the_preparation_did(hub):
+def test_withdrawing_at_once_leaves_no_access_whatever_the_preparation_did(slow_hub):
+    hub = slow_hub
     name = fresh_name("prepw")
     assert signup(hub, name, PASSWORD).status_code == 200
     admin, xsrf = form_session(hub, "/hub/authorize", session=hub.admin_session())
@@ -96,6 +111,23 @@ def test_withdrawing_at_once_leaves_no_access_whatever_the_preparation_did(hub):
         return store_facts(name)["can_login"] in (None, False) and minio_user_status(name) != "enabled"
 
     assert no_access()
-    time.sleep(3)  # nothing left running brings it back later
+    time.sleep(3)  # the preparation would have ended by now: nothing brings access back
+    assert no_access()
+    assert not events(hub, "prepared", name)
+
+
+def test_deleting_at_once_leaves_no_access_whatever_the_preparation_did(slow_hub):
+    hub = slow_hub
+    name = fresh_name("prepd")
+    assert signup(hub, name, PASSWORD).status_code == 200
+    hub.api("POST", f"/users/{name}").raise_for_status()
+    approve(hub, name)  # the preparation starts...
+    assert hub.api("DELETE", f"/users/{name}").status_code == 204  # ...and the admin deletes the user at once
+
+    def no_access():
+        return store_facts(name)["can_login"] in (None, False) and minio_user_status(name) != "enabled"
+
+    assert no_access()
+    time.sleep(3)  # the preparation would have ended by now: nothing brings access back
     assert no_access()
     assert not events(hub, "prepared", name)
