@@ -51,7 +51,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
-from hubharness import signup_and_approve  # noqa: E402
+from hubharness import signup_and_approve, wait_prepared  # noqa: E402
 
 from tests.e2e.conftest import running_hub  # noqa: E402
 
@@ -208,12 +208,7 @@ def our_hub(services: dict):
             # prepares the workbench in the background; a user logs in seconds later,
             # so the spawn waits until it is done (the spawn would also wait for it).
             name = signup_and_approve(hub, name, secrets.token_urlsafe(16))
-            deadline = time.monotonic() + 120
-            while not any('"event": "prepared"' in line and f'"user": "{name}"' in line
-                          for line in hub.log_text().splitlines()):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name}'s workbench was not prepared after the approval")
-                time.sleep(0.1)
+            wait_prepared(hub, name, timeout=120)
             hub.api("POST", f"/users/{name}")
             return name
 

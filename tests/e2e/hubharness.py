@@ -175,6 +175,17 @@ def signup_and_approve(hub: Hub, username: str, password: str) -> str:
     return name
 
 
+def wait_prepared(hub: Hub, username: str, timeout: float = 60):
+    """Wait until the preparation that ``username``'s approval started has ended
+    (``prepared`` event in the hub log; EnerTEFAuthenticator.prepare_on_approval)."""
+    deadline = time.monotonic() + timeout
+    while not any('"event": "prepared"' in line and f'"user": "{username}"' in line
+                  for line in hub.log_text().splitlines()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{username}'s workbench was not prepared after the approval")
+        time.sleep(0.1)
+
+
 def start_server(hub: Hub, username: str, timeout: float = 240) -> str:
     """Start ``username``'s default server through the REST API; return its URL when ready.
 

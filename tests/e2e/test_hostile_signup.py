@@ -21,7 +21,7 @@ import boto3
 import psycopg
 import pytest
 import requests
-from hubharness import approve, form_session, login_session, new_session, signup
+from hubharness import approve, form_session, login_session, new_session, signup, wait_prepared
 from minio import MinioAdmin
 from minio.credentials import StaticProvider
 
@@ -114,19 +114,10 @@ def nothing_created(hub):
 
 
 def approve_and_wait(hub, username: str):
-    """Approve, then wait until the preparation the approval started is over."""
+    """Approve, then wait until the preparation the approval started is over, so that it
+    cannot make resources appear during a later test."""
     approve(hub, username)
     wait_prepared(hub, username)
-
-
-def wait_prepared(hub, username: str):
-    """Wait until the preparation an approval started is over, so that it cannot make
-    resources appear during a later test."""
-    deadline = time.monotonic() + 60
-    while not any('"event": "prepared"' in line and f'"user": "{username}"' in line
-                  for line in hub.log_text().splitlines()):
-        assert time.monotonic() < deadline, f"{username}'s workbench was not prepared"
-        time.sleep(0.1)
 
 
 def assert_refused(response: requests.Response, status: int, text: str | None = None):
