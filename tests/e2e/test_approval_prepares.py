@@ -81,6 +81,18 @@ def wait_for(predicate, timeout: float = 60):
     return False
 
 
+def assert_no_access_now_and_later(hub, name: str):
+    """No database login and no enabled MinIO user for ``name``, now and once the
+    preparation would have ended; and no preparation completed."""
+    def no_access():
+        return store_facts(name)["can_login"] in (None, False) and minio_user_status(name) != "enabled"
+
+    assert no_access()
+    time.sleep(3)  # the preparation would have ended by now: nothing brings access back
+    assert no_access()
+    assert not events(hub, "prepared", name)
+
+
 def test_approval_prepares_store_bucket_and_tables_before_the_first_spawn(hub):
     name = fresh_name("prep")
     assert signup(hub, name, PASSWORD).status_code == 200
@@ -106,14 +118,7 @@ def test_withdrawing_at_once_leaves_no_access_whatever_the_preparation_did(slow_
         response = admin.post(f"{hub.url}/hub/authorize/{name}", data={"_xsrf": xsrf},
                               allow_redirects=False, timeout=60)
         assert response.status_code == 302, response.text[-1500:]
-
-    def no_access():
-        return store_facts(name)["can_login"] in (None, False) and minio_user_status(name) != "enabled"
-
-    assert no_access()
-    time.sleep(3)  # the preparation would have ended by now: nothing brings access back
-    assert no_access()
-    assert not events(hub, "prepared", name)
+    assert_no_access_now_and_later(hub, name)
 
 
 def test_deleting_at_once_leaves_no_access_whatever_the_preparation_did(slow_hub):
@@ -123,11 +128,4 @@ def test_deleting_at_once_leaves_no_access_whatever_the_preparation_did(slow_hub
     hub.api("POST", f"/users/{name}").raise_for_status()
     approve(hub, name)  # the preparation starts...
     assert hub.api("DELETE", f"/users/{name}").status_code == 204  # ...and the admin deletes the user at once
-
-    def no_access():
-        return store_facts(name)["can_login"] in (None, False) and minio_user_status(name) != "enabled"
-
-    assert no_access()
-    time.sleep(3)  # the preparation would have ended by now: nothing brings access back
-    assert no_access()
-    assert not events(hub, "prepared", name)
+    assert_no_access_now_and_later(hub, name)
