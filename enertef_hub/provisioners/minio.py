@@ -156,7 +156,8 @@ class MinioProvisioner(LoggingConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._clients: tuple[Minio, MinioAdmin] | None = None
-        # Policies this process found (or made) at the current version: see user_is_ready.
+        self._http: urllib3.PoolManager | None = None  #: made with the clients, shared by every S3 client
+        # Policies this process found at the current version: see _policy_known_current.
         self._current_policies: set[str] = set()
 
     # -- clients -----------------------------------------------------------------
@@ -184,21 +185,18 @@ class MinioProvisioner(LoggingConfigurable):
                 # Retry a refused connection once, never a request MinIO may have acted on.
                 retries=urllib3.Retry(total=1, connect=1, read=0, status=0, backoff_factor=0.1),
             )
-            s3 = Minio(
-                parts.netloc, access_key=self.access_key, secret_key=self.secret_key,
-                secure=secure, region=self.region, http_client=http,
-            )
+            self._http = http
+            s3 = self._client_as(self.access_key, self.secret_key)
             admin = FastMinioAdmin(
                 endpoint=parts.netloc, credentials=StaticProvider(self.access_key, self.secret_key),
                 secure=secure, http_client=http,
             )
             self._clients = (s3, admin)
-            self._http = http
         return self._clients
 
     def _client_as(self, access_key: str, secret_key: str) -> Minio:
-        """An S3 client acting as a user (sharing the admin client's connection pool)."""
-        self._get_clients()
+        """An S3 client with these credentials (the admin's, or a user's), on the one
+        connection pool made by :meth:`_get_clients`."""
         parts = urlsplit(self.endpoint)
         return Minio(parts.netloc, access_key=access_key, secret_key=secret_key,
                      secure=parts.scheme == "https", region=self.region, http_client=self._http)
@@ -231,20 +229,28 @@ class MinioProvisioner(LoggingConfigurable):
         per hub process and policy, alongside: only the hub writes policies (theirs
         deny it to users), and a new release or new settings is a new hub process.
         """
-        s3, admin = self._get_clients()  # made here, not by two threads racing
-        checks = [self._run(self._works_as_user, resources, secret)]
-        if resources.policy not in self._current_policies:
-            checks.append(self._run(self._policy_is_current, admin, resources.policy, [resources.bucket]))
-        if not all(await asyncio.gather(*checks)):
-            return False
-        self._current_policies.add(resources.policy)
-        return True
+        self._get_clients()  # made here, not by two threads racing
+        works, policy_current = await asyncio.gather(
+            self._run(self._works_as_user, resources, secret),
+            self._policy_known_current(resources.policy, [resources.bucket]))
+        return works and policy_current
 
     def _works_as_user(self, resources: UserResources, secret: str) -> bool:
         try:
             return self._client_as(resources.minio_user, secret).bucket_exists(resources.bucket)
         except S3Error:
             return False  # unknown, disabled, another secret, no policy: provisioning repairs it
+
+    async def _policy_known_current(self, name: str, buckets: list[str]) -> bool:
+        """:meth:`_policy_is_current`, asked of MinIO once per process and policy (see
+        :meth:`user_is_ready` for why once is enough)."""
+        if name in self._current_policies:
+            return True
+        _, admin = self._get_clients()
+        if not await self._run(self._policy_is_current, admin, name, buckets):
+            return False
+        self._current_policies.add(name)
+        return True
 
     def make_policy(self, buckets: list[str]) -> dict:
         """The policy of a user or team reaching ``buckets``, as the settings say."""
@@ -464,16 +470,12 @@ class MinioProvisioner(LoggingConfigurable):
         writing. The policy's version is asked once per process, as in :meth:`user_is_ready`.
         """
         s3, admin = self._get_clients()
-        checks = [self._run(self._group_info, admin, team.group), self._run(s3.bucket_exists, team.bucket)]
-        if team.policy not in self._current_policies:
-            checks.append(self._run(self._policy_is_current, admin, team.policy, [team.bucket]))
-        group, bucket_exists, *policy_current = await asyncio.gather(*checks)
-        if not (bucket_exists and all(policy_current) and group.get("status") == "enabled"
+        group, bucket_exists, policy_current = await asyncio.gather(
+            self._run(self._group_info, admin, team.group), self._run(s3.bucket_exists, team.bucket),
+            self._policy_known_current(team.policy, [team.bucket]))
+        return (bucket_exists and policy_current and group.get("status") == "enabled"
                 and access_key in (group.get("members") or [])
-                and team.policy in (group.get("policy") or "").split(",")):
-            return False
-        self._current_policies.add(team.policy)
-        return True
+                and team.policy in (group.get("policy") or "").split(","))
 
     async def team_state(self, team: TeamResources) -> dict:
         """Members and bucket of a team (for ``status`` and tests)."""
