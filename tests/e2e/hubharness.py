@@ -7,6 +7,7 @@ it never collides with another ``conftest``).
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -175,12 +176,22 @@ def signup_and_approve(hub: Hub, username: str, password: str) -> str:
     return name
 
 
+def events_for(hub: Hub, username: str) -> list[dict]:
+    """The lifecycle events (``enertef-event`` lines of the hub log) of ``username``, in order."""
+    found = []
+    for line in hub.log_text().splitlines():
+        if "enertef-event " in line:
+            record = json.loads(line.split("enertef-event ", 1)[1])
+            if record.get("user") == username:
+                found.append(record)
+    return found
+
+
 def wait_prepared(hub: Hub, username: str, timeout: float = 60):
     """Wait until the preparation that ``username``'s approval started has ended
     (``prepared`` event in the hub log; EnerTEFAuthenticator.prepare_on_approval)."""
     deadline = time.monotonic() + timeout
-    while not any('"event": "prepared"' in line and f'"user": "{username}"' in line
-                  for line in hub.log_text().splitlines()):
+    while not any(event["event"] == "prepared" for event in events_for(hub, username)):
         if time.monotonic() > deadline:
             raise AssertionError(f"{username}'s workbench was not prepared after the approval")
         time.sleep(0.1)

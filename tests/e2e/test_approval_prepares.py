@@ -9,7 +9,6 @@ done by then.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import time
@@ -17,7 +16,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from hubharness import admin_s3, approve, form_session, run_coroutine, signup, start_server
+from hubharness import (admin_s3, approve, events_for, form_session, run_coroutine, signup, start_server,
+                        wait_prepared)
 
 from .conftest import running_hub
 
@@ -63,22 +63,7 @@ def minio_user_status(name: str) -> str:
 
 
 def events(hub, event: str, name: str) -> list[dict]:
-    found = []
-    for line in hub.log_path.read_text(errors="replace").splitlines():
-        if "enertef-event" in line and f'"event": "{event}"' in line:
-            record = json.loads(line[line.index("{"):])
-            if record.get("user") == name:
-                found.append(record)
-    return found
-
-
-def wait_for(predicate, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
+    return [e for e in events_for(hub, name) if e["event"] == event]
 
 
 def assert_no_access_now_and_later(hub, name: str):
@@ -99,7 +84,7 @@ def test_approval_prepares_store_bucket_and_tables_before_the_first_spawn(hub):
     assert store_facts(name) == {"can_login": None, "mlflow_tables": False}  # nothing before approval
 
     approve(hub, name)
-    assert wait_for(lambda: events(hub, "prepared", name)), "no preparation after the approval"
+    wait_prepared(hub, name)
     assert store_facts(name) == {"can_login": True, "mlflow_tables": True}
     assert f"user-{name}" in {b["Name"] for b in admin_s3().list_buckets()["Buckets"]}
     assert events(hub, "prepared", name)[0]["actor"] == hub.admin_name

@@ -10,7 +10,6 @@ Each run uses fresh names (PostgreSQL and MinIO outlive the test hub).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -24,6 +23,7 @@ from botocore.exceptions import ClientError
 from hubharness import (
     admin_s3,
     approve,
+    events_for,
     form_session,
     login_session,
     s3_client,
@@ -65,16 +65,6 @@ def libpq_uri(sqlalchemy_uri: str) -> str:
 def schema_of(env: dict[str, str]) -> str:
     # The role is the user name in the URI; its schema carries the same name.
     return urlsplit(env["ENERTEF_MLFLOW_BACKEND_STORE_URI"]).username
-
-
-def events_for(hub, username: str) -> list[dict]:
-    found = []
-    for line in hub.log_text().splitlines():
-        if "enertef-event " in line:
-            record = json.loads(line.split("enertef-event ", 1)[1])
-            if record.get("user") == username:
-                found.append(record)
-    return found
 
 
 def log_in(page, hub, username: str, password: str, next_url: str = ""):
