@@ -25,6 +25,11 @@ import sys
 #: Exit code: the store's schema revision is unknown to this MLflow (a later release made it).
 EXIT_STORE_NEWER = 3
 
+#: A store's MLflow lock, keyed on the role the session acts as (the store's owner):
+#: taken here, by the hub's replay of MLflow's tables, and by the MLflow of the user's
+#: server while it opens the store, so table creation never runs twice at once.
+STORE_LOCK_SQL = "SELECT pg_advisory_lock(hashtextextended('enertef:mlflow:' || current_user, 0))"
+
 
 def schema_head() -> dict:
     """The alembic head revision of the installed MLflow, and its version."""
@@ -85,8 +90,7 @@ def ensure_store(uri: str, artifact_root: str) -> dict:
     engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
     try:
         with engine.connect() as conn:
-            conn.execute(sqlalchemy.text(
-                "SELECT pg_advisory_lock(hashtextextended('enertef:mlflow:' || current_user, 0))"))
+            conn.execute(sqlalchemy.text(STORE_LOCK_SQL))
             try:
                 current = MigrationContext.configure(conn).get_current_revision()
                 # End this read's transaction (the session's lock stays): the upgrade

@@ -12,6 +12,10 @@ approval or deleting the user first cancels the preparation in flight and waits
 for it to end (:func:`stop_preparing`), so the revocation comes after whatever the
 preparation did. A cancelled provisioning rolls back and undoes what it made in
 MinIO, like any failed one.
+
+The same holds for the MLflow tables a first spawn makes once the user's server is
+up (:func:`run_in_background`): they are background work for the user, and a
+revocation cancels them too.
 """
 
 from __future__ import annotations
@@ -23,29 +27,39 @@ from .errors import EnerTEFError
 from .events import log_event
 from .naming import InvalidNameError
 
-#: username -> the preparation running in this hub process.
-_in_flight: dict[str, asyncio.Task] = {}
+#: (username, what) -> background work for that user running in this hub process.
+_in_flight: dict[tuple[str, str], asyncio.Task] = {}
+
+
+def run_in_background(username: str, what: str, coro) -> asyncio.Task:
+    """Run *coro*, ``username``'s background work called *what*, unless that work already runs.
+
+    Returns the task doing it (*coro* is closed unused when one already runs).
+    :func:`stop_preparing` cancels it.
+    """
+    key = (username, what)
+    task = _in_flight.get(key)
+    if task is not None and not task.done():
+        coro.close()
+        return task
+    task = asyncio.ensure_future(coro)
+    _in_flight[key] = task
+    task.add_done_callback(lambda done: _in_flight.pop(key, None) if _in_flight.get(key) is done else None)
+    return task
 
 
 def prepare_in_background(workbench, username: str, actor: str, log: logging.Logger) -> asyncio.Task:
     """Start preparing ``username``'s workbench (or return the preparation already running)."""
-    task = _in_flight.get(username)
-    if task is not None and not task.done():
-        return task
-    task = asyncio.ensure_future(_prepare(workbench, username, actor, log))
-    _in_flight[username] = task
-    task.add_done_callback(lambda done: _in_flight.pop(username, None) if _in_flight.get(username) is done else None)
-    return task
+    return run_in_background(username, "prepare", _prepare(workbench, username, actor, log))
 
 
 async def stop_preparing(username: str):
-    """Cancel ``username``'s preparation, if one is running, and wait until it has ended."""
-    task = _in_flight.get(username)
-    if task is None or task.done():
-        return
-    task.cancel()
+    """Cancel all of ``username``'s background work and wait until it has ended."""
+    tasks = [task for (name, _), task in list(_in_flight.items()) if name == username and not task.done()]
+    for task in tasks:
+        task.cancel()
     # Whatever it was doing is rolled back or finished once this returns.
-    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _prepare(workbench, username: str, actor: str, log: logging.Logger):

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 
 from .approval import spawn_allowed
 from .environment import without_admin_secrets
 from .errors import EnerTEFError, ProvisioningError
+from .events import log_event
 from .naming import InvalidNameError, normalize_team_name
+from .preparation import run_in_background
 from .workbench import ProvisionResult, Workbench
 
 
@@ -139,9 +142,6 @@ class EnerTEFSpawnerMixin:
                 self._enertef_progress(100, f"Could not upgrade your MLflow store: {exc}")
                 self._not_a_hub_failure()
                 raise
-            # A new store's tables (a replay of MLflow's own table creation, or MLflow in a
-            # subprocess the first time a release is seen) are made while the server starts.
-            tables = asyncio.ensure_future(self.workbench.ensure_mlflow_tables(result, stores))
             self._enertef_progress(40, "Starting your server…")
         except BaseException:
             for task in self._enertef_alongside:
@@ -156,21 +156,54 @@ class EnerTEFSpawnerMixin:
             started = await super().start()
             self._enertef_launched.set()
         except BaseException:
-            tables.cancel()
             for task in self._enertef_alongside:
                 task.cancel()
             self._enertef_spawn_over()
             raise
-        try:
-            await tables
-        except EnerTEFError as exc:
-            # Not fatal: MLflow creates its tables itself on first use, only slower.
-            self.log.warning("MLflow tables of %s not prepared: %s", self.user.name, exc)
         for outcome in await asyncio.gather(*self._enertef_alongside, return_exceptions=True):
             if isinstance(outcome, Exception):
                 self.log.error("Spawn step of %s failed alongside the server: %r", self.user.name, outcome)
+        if any(store.revision is None for store in stores):
+            # A new store (a user whose approval did not prepare it, a new team) gets its
+            # tables once the server is up, not while it starts: on a small machine the
+            # ~0.2-0.4 s of PostgreSQL work would compete with the server's own start.
+            run_in_background(self.user.name, "mlflow-tables", self._make_mlflow_tables_once_up(result, stores))
         self._enertef_spawn_over()
         return started
+
+    async def _make_mlflow_tables_once_up(self, result: ProvisionResult, stores):
+        """Give new stores MLflow's tables once this spawn's server is up (nothing if it never is).
+
+        A store's MLflow lock (taken here and by the server's MLflow store plugin,
+        :mod:`enertef_hub.notebook.mlflow_store`) orders this with the user's first
+        MLflow call: whichever comes second finds the tables made. If the spawn fails,
+        or the hub stops first, the next spawn makes them (or MLflow itself at first use).
+        """
+        if not await self._server_up():
+            return
+        started = time.perf_counter()
+        try:
+            made = await self.workbench.ensure_mlflow_tables(result, stores)
+        except EnerTEFError as exc:
+            # Not fatal: MLflow creates its tables itself on first use, only slower.
+            self.log.warning("MLflow tables of %s not prepared: %s", self.user.name, exc)
+            return
+        if made:
+            log_event(self.log, "store-tables", self.user.name, "spawner", stores=[store.schema for store in made],
+                      seconds=round(time.perf_counter() - started, 4))
+
+    async def _server_up(self, interval: float = 0.05) -> bool:
+        """Wait until JupyterHub has found this spawn's server up; False if the spawn ended otherwise.
+
+        JupyterHub keeps the spawn pending until the server answers (or the spawn
+        failed and the server was stopped); only a flag on the hub's event loop is
+        read, so waiting costs nothing.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.http_timeout + self.start_timeout
+        while self.pending == "spawn" and loop.time() < deadline:
+            await asyncio.sleep(interval)
+        return bool(self.ready)
 
     def _enertef_spawn_over(self):
         """Our part of the spawn is over, including what ran alongside the server."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import psycopg
-from traitlets import Bool, Instance, Integer, Unicode, default
+from traitlets import Bool, Float, Instance, Integer, Unicode, default
 from traitlets.config import SingletonConfigurable
 
 from . import events, mlflow_snapshot
@@ -113,6 +113,15 @@ class Workbench(SingletonConfigurable):
         help="""Seconds one MLflow store may take to get its tables (a new store, ~1.5 s)
         or to be upgraded to a newer MLflow's schema (large stores take longest). Past
         it the migration is stopped and rolled back, leaving the store as it was.""",
+    )
+
+    mlflow_lock_wait = Float(
+        10.0,
+        config=True,
+        help="""Seconds the hub waits for a store's MLflow lock before it replays MLflow's
+        tables into it. The store's own role can hold that lock (the user's MLflow
+        takes it while it opens the store); past this wait the hub leaves the tables
+        to MLflow's first use, instead of keeping a database connection waiting.""",
     )
 
     postgres = Instance(PostgresProvisioner)
@@ -287,27 +296,30 @@ class Workbench(SingletonConfigurable):
                              seconds=outcome["seconds"])
         return behind
 
-    async def ensure_mlflow_tables(self, result: ProvisionResult, stores: list[Store] | None = None):
+    async def ensure_mlflow_tables(self, result: ProvisionResult, stores: list[Store] | None = None) -> list[Store]:
         """Create MLflow's tables in the user's and teams' stores unless they exist; upgrade old ones.
 
         ``stores``: as read by :meth:`read_mlflow_stores` (read here if None), so a spawn
         reads each store's revision once. Runs MLflow in a subprocess so the hub never
         imports it; the secrets go through the subprocess's environment, never its
-        command line.
+        command line. Returns the stores it gave tables or upgraded.
         """
         stores = stores if stores is not None else await self.read_mlflow_stores(result)
         head = (await self.upgrader.head())["head"] if any(s.revision for s in stores) else None
         todo = [s for s in stores if (s.revision is None and self.prepare_mlflow_tables)
                 or (s.revision is not None and s.revision != head)]
         new = [s for s in todo if s.revision is None]
+        made = []
         if new and self.replay_mlflow_snapshot:
             snapshot = await self._mlflow_snapshot()
             if snapshot is not None:
-                replayed = await self._replay_snapshot(new, snapshot)
-                todo = [s for s in todo if s not in replayed]
-        for _store, outcome in await self.upgrader.ensure_all(todo, jobs=len(todo)):
+                made, busy = await self._replay_snapshot(new, snapshot)
+                todo = [s for s in todo if s not in made and s not in busy]
+        for store, outcome in await self.upgrader.ensure_all(todo, jobs=len(todo)):
             if isinstance(outcome, Exception):
                 raise outcome
+            made.append(store)
+        return made
 
     async def _mlflow_snapshot(self) -> dict | None:
         """The recording of the current MLflow release's table creation, or None for now.
@@ -347,25 +359,32 @@ class Workbench(SingletonConfigurable):
             self._mlflow_release = out.decode().strip() if proc.returncode == 0 else ""
         return self._mlflow_release or None
 
-    async def _replay_snapshot(self, stores: list[Store], snapshot: dict) -> list[Store]:
-        """Replay MLflow's table creation into each new store; the stores that got their tables.
+    async def _replay_snapshot(self, stores: list[Store], snapshot: dict) -> tuple[list[Store], list[Store]]:
+        """Replay MLflow's table creation into each new store.
+
+        Returns the stores that got their tables, and those whose lock their own role
+        held for over ``mlflow_lock_wait`` (their MLflow creates the tables at first use).
 
         Each store in its own transaction, under the store's MLflow lock (the one
         ``enertef_hub.mlflow_tables`` takes), so a concurrent MLflow run waits, then finds
         the tables. A store that fails is left as it was, for MLflow to create its tables.
         """
-        done = []
+        done, busy = [], []
         for store in stores:
             role = store.schema  # a store's schema is named after the role that owns it
             started = time.perf_counter()
             try:
-                async with self.postgres.connection() as conn, conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('enertef:mlflow:' || %s, 0))",
-                                       (role,))
-                    # SET ROLE needs membership: granted for this transaction only.
-                    async with self.postgres.member_of(conn, role):
-                        if await self.upgrader.store_revision(conn, store.schema) is None:
-                            await mlflow_snapshot.replay(conn, snapshot, role, store.schema)
+                async with self.postgres.connection() as conn:
+                    try:
+                        async with conn.transaction():
+                            await self._replay_under_lock(conn, snapshot, role, store.schema)
+                    except psycopg.errors.LockNotAvailable:
+                        # Its own role holds it: running MLflow here would only wait in turn.
+                        self.log.warning("MLflow tables of %s not replayed: its MLflow lock was held for over"
+                                         " %s s (MLflow will create them at first use)", store.schema,
+                                         self.mlflow_lock_wait)
+                        busy.append(store)
+                        continue
             except (mlflow_snapshot.SnapshotError, psycopg.Error) as exc:
                 self.log.warning("Replaying MLflow's table creation into %s failed (MLflow will create"
                                  " them): %s", store.schema, exc)
@@ -373,7 +392,19 @@ class Workbench(SingletonConfigurable):
             done.append(store)
             self.log.info("MLflow tables of %s replayed in %.0f ms", store.schema,
                           (time.perf_counter() - started) * 1000)
-        return done
+        return done, busy
+
+    async def _replay_under_lock(self, conn, snapshot: dict, role: str, schema: str):
+        """Replay into ``schema`` (inside the caller's transaction) unless it has tables already."""
+        # The store's own role can take this lock too (the user's MLflow does, briefly):
+        # never keep a pool connection waiting for as long as they like.
+        await conn.execute("SELECT set_config('lock_timeout', %s, true)",
+                           (f"{round(self.mlflow_lock_wait * 1000)}ms",))
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('enertef:mlflow:' || %s, 0))", (role,))
+        # SET ROLE needs membership: granted for this transaction only.
+        async with self.postgres.member_of(conn, role):
+            if await self.upgrader.store_revision(conn, schema) is None:
+                await mlflow_snapshot.replay(conn, snapshot, role, schema)
 
     async def all_mlflow_stores(self) -> list[Store]:
         """Every active user's store and every team's store, for ``enertef-hub upgrade-stores``.

@@ -125,7 +125,7 @@ async def make_stores(workbench, prefix: str, replay_extra: str = ""):
                 workbench.mlflow_python, workbench.mlflow_tables_timeout)
         stores = workbench.mlflow_stores(replayed)[:1]  # the user's own store (no teams)
         replaying = {**snapshot, "script": f"{snapshot['script']};\n{replay_extra}"} if replay_extra else snapshot
-        done = await workbench._replay_snapshot(stores, replaying)  # the spawner's step
+        done, _ = await workbench._replay_snapshot(stores, replaying)  # the spawner's step
         if done != stores:
             raise RuntimeError(f"the replay into {stores[0].schema} failed: see the log above")
     except BaseException:

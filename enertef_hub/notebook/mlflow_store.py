@@ -32,6 +32,7 @@ something had failed; warnings and errors stay on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import os
@@ -77,13 +78,57 @@ def make_tracking_store(store_uri: str, artifact_uri: str | None = None, **kwarg
 
     if artifact_uri is None:
         artifact_uri = make_default_artifact_root(store_uri)
-    store = _get_sqlalchemy_store(store_uri, artifact_uri)
+    with holding_store_lock(store_uri):
+        store = _get_sqlalchemy_store(store_uri, artifact_uri)
     if "ipykernel" in sys.modules:
         show_mlflow_info_as_output()
     hub_user = os.environ.get(HUB_USER_ENV)
     if hub_user:
         attribute_runs_to(store, hub_user)
     return store
+
+
+def make_registry_store(store_uri: str):
+    """Entry point for ``mlflow.model_registry_store``: MLflow's own, opened under the store's lock.
+
+    MLflow's model registry store creates the tables of an empty store too, so it
+    waits for the hub's table creation like the tracking store does.
+    """
+    from mlflow.tracking._model_registry.utils import _get_sqlalchemy_store
+
+    with holding_store_lock(store_uri):
+        return _get_sqlalchemy_store(store_uri)
+
+
+@contextlib.contextmanager
+def holding_store_lock(store_uri: str):
+    """Hold the store's MLflow lock while MLflow opens it (creating its tables if there are none).
+
+    The hub gives a new store its tables once the user's server is up, under this
+    lock (:mod:`enertef_hub.mlflow_tables`). An MLflow call in the first moments
+    waits for that to end and finds the tables, instead of creating them at the same
+    time and failing on the hub's. If the lock cannot be taken (the database is
+    unreachable), MLflow goes on and reports the problem itself.
+    """
+    import sqlalchemy
+
+    from enertef_hub.mlflow_tables import STORE_LOCK_SQL
+
+    engine = sqlalchemy.create_engine(store_uri, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        try:
+            conn = engine.connect()
+            conn.execute(sqlalchemy.text(STORE_LOCK_SQL))
+            conn.commit()  # the session's lock stays; no transaction is left open
+        except sqlalchemy.exc.SQLAlchemyError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            conn.close()  # the session ends, and its lock with it
+    finally:
+        engine.dispose()
 
 
 #: Set by JupyterHub in every single-user server: the hub username.

@@ -14,36 +14,56 @@ from types import SimpleNamespace
 
 import pytest
 
+from enertef_hub import preparation
 from enertef_hub.spawnermixin import EnerTEFSpawnerMixin
 from enertef_hub.workbench import ProvisionResult
 
 
 class _Workbench:
+    def __init__(self, timeline, new_store=False):
+        self.timeline, self.new_store = timeline, new_store
+
     async def provision(self, username, teams, actor):
         resources = SimpleNamespace(schema=f"u_{username}", bucket=f"user-{username}")
         return ProvisionResult(resources, {"MLFLOW_TRACKING_URI": "postgresql://x"}, False, 0.0)
 
     async def read_mlflow_stores(self, result):
-        return {}
+        return [SimpleNamespace(schema="u_alice", revision=None if self.new_store else "head")]
 
     async def upgrade_mlflow_stores(self, result, report, stores):
         return False
 
     async def ensure_mlflow_tables(self, result, stores):
-        return None
+        self.timeline.append("tables began")
+        await asyncio.sleep(0.2)
+        self.timeline.append("tables done")
 
 
 class _BaseSpawner:
-    """What JupyterHub's Spawner offers the mixin: start() and an empty progress()."""
+    """What JupyterHub's Spawner offers the mixin: start(), an empty progress(), and the
+    spawn's state (JupyterHub keeps the spawn pending until the server answers)."""
+
+    http_timeout = 30
+    start_timeout = 60
 
     def __init__(self, timeline, fail=False):
         self.timeline, self.fail = timeline, fail
+        self.pending, self.ready = "spawn", False
 
     async def start(self):
         self.timeline.append("server started")
         if self.fail:
             raise RuntimeError("server would not start")
         return ("127.0.0.1", 1)
+
+    def server_answers(self):
+        """What JupyterHub does once the started server answers its poll."""
+        self.timeline.append("server up")
+        self.pending, self.ready = None, True
+
+    def spawn_fails(self):
+        """What JupyterHub does when the server never answers: it stops it."""
+        self.pending, self.ready = None, False
 
     async def progress(self):
         return
@@ -55,13 +75,14 @@ class _Spawner(EnerTEFSpawnerMixin, _BaseSpawner):
     user = SimpleNamespace(name="alice", groups=[])
     authenticator = None
 
-    def __init__(self, timeline, fail=False, seed_seconds=0.2):
+    def __init__(self, timeline, fail=False, seed_seconds=0.2, new_store=False):
         super().__init__(timeline, fail)
         self.seed_seconds = seed_seconds
+        self._workbench = _Workbench(timeline, new_store)
 
     @property
     def workbench(self):
-        return _Workbench()
+        return self._workbench
 
     async def prepare_home(self, result):
         self.run_alongside_server(self._seed())
@@ -123,3 +144,56 @@ def test_an_exception_alongside_does_not_fail_the_spawn(caplog):
     with caplog.at_level(logging.ERROR, logger="test"):
         assert asyncio.run(main()) == ("127.0.0.1", 1)
     assert "disk full" in caplog.text
+
+
+def _tables_task():
+    return preparation._in_flight.get(("alice", "mlflow-tables"))
+
+
+def test_a_new_store_gets_its_tables_once_the_server_is_up_not_while_it_starts():
+    async def main():
+        timeline = []
+        spawner = _Spawner(timeline, new_store=True, seed_seconds=0)
+        await spawner.start()
+        timeline.append("start() returned")
+        await asyncio.sleep(0.3)  # the server is still starting: nothing competes with it
+        spawner.server_answers()
+        await asyncio.wait_for(_tables_task(), 5)
+        return timeline
+
+    timeline = asyncio.run(main())
+    assert timeline == ["server started", "seeding began", "seeding done", "start() returned",
+                        "server up", "tables began", "tables done"]
+
+
+def test_no_tables_for_a_spawn_that_failed_and_none_for_a_store_that_has_them():
+    async def main(new_store, outcome):
+        timeline = []
+        spawner = _Spawner(timeline, new_store=new_store, seed_seconds=0)
+        await spawner.start()
+        task = _tables_task()
+        outcome(spawner)
+        if task is not None:
+            await asyncio.wait_for(task, 5)
+        return timeline, task
+
+    timeline, _ = asyncio.run(main(True, _BaseSpawner.spawn_fails))
+    assert "tables began" not in timeline
+    timeline, task = asyncio.run(main(False, _BaseSpawner.server_answers))
+    assert task is None and "tables began" not in timeline
+
+
+def test_revocation_cancels_tables_in_flight():
+    async def main():
+        timeline = []
+        spawner = _Spawner(timeline, new_store=True, seed_seconds=0)
+        await spawner.start()
+        spawner.server_answers()
+        while "tables began" not in timeline:
+            await asyncio.sleep(0.01)
+        await preparation.stop_preparing("alice")  # what deletion and withdrawal call first
+        return timeline
+
+    timeline = asyncio.run(main())
+    assert "tables done" not in timeline
+    assert _tables_task() is None
