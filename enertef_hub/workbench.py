@@ -82,8 +82,10 @@ class Workbench(SingletonConfigurable):
     prepare_mlflow_tables = Bool(
         True,
         config=True,
-        help="""Create the MLflow tables in a new user's schema while the server starts,
-        so the user's first MLflow call does not wait for MLflow's migrations (~1.5 s).""",
+        help="""Give a new store MLflow's tables ahead of the user's first MLflow call
+        (at approval, or once the server of the first spawn is up), so that call does
+        not wait for MLflow's migrations (~1.5 s). An MLflow call made meanwhile waits
+        for the tables under the store's lock.""",
     )
 
     replay_mlflow_snapshot = Bool(
