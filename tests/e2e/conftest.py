@@ -139,9 +139,30 @@ def _wait_for_hub(process: subprocess.Popen, url: str, log_path: Path, timeout: 
     )
 
 
+def _process_tree(pid: int) -> list[tuple[int, str]]:
+    """The descendants of ``pid``, each as (pid, start time), read from /proc."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # ended meanwhile
+            children.setdefault(int(fields[1]), []).append((int(entry.name), fields[19]))
+    found, parents = [], [pid]
+    while parents:
+        for child in children.get(parents.pop(), []):
+            found.append(child)
+            parents.append(child[0])
+    return found
+
+
 def _stop(process: subprocess.Popen):
     if process.poll() is not None:
         return
+    # The hub's managed services (the idle culler) and users' servers run in sessions of
+    # their own: a hub that has to be killed would leave them running, polling a dead hub.
+    tree = _process_tree(process.pid)
     # SIGTERM lets JupyterHub stop users' servers (cleanup_servers) and its proxy.
     process.send_signal(signal.SIGTERM)
     try:
@@ -149,6 +170,13 @@ def _stop(process: subprocess.Popen):
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
+    for pid, started in tree:
+        try:
+            # Only the very process seen before (a PID may have been reused since).
+            if (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) == started:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, IndexError):
+            pass  # ended with the hub, as it should
 
 
 @pytest.fixture(scope="session")
