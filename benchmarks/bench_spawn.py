@@ -12,7 +12,10 @@ and MinIO). For each variant it prints:
   user by user, in an order that rotates each round, so load and order affect every
   lane alike. Ours has two first-spawn lanes: users who signed up and were approved
   (the approval prepared their workbench in the background), and users an admin
-  made without a sign-up (everything is provisioned at the first spawn);
+  made without a sign-up (everything is provisioned at the first spawn, and the
+  store gets MLflow's tables once the server is up: the next spawn waits for that).
+  Each lane is also compared with stock's spawn of the same round (paired), which
+  the machine's load drifting during the run does not blur;
 - for the same spawns, the time from the request to the launch of the server's process
   (the hub's own part of the critical path: provisioning and home preparation for
   ours), which the server's start-up time, seconds long and noisy, does not blur;
@@ -51,7 +54,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
-from hubharness import signup_and_approve, wait_prepared  # noqa: E402
+from hubharness import events_for, signup_and_approve, wait_prepared  # noqa: E402
 
 from tests.e2e.conftest import running_hub  # noqa: E402
 
@@ -218,8 +221,18 @@ def our_hub(services: dict):
             hub.api("POST", f"/users/{name}").raise_for_status()
             return name
 
+        def tables_made(name: str, timeout: float = 60):
+            # An unprepared first spawn's store gets MLflow's tables once the server is
+            # up: wait for that work too, so it does not load the next lane's spawn.
+            deadline = time.monotonic() + timeout
+            while not any(e["event"] == "store-tables" for e in events_for(hub, name)):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name}'s store got no MLflow tables after its first spawn")
+                time.sleep(0.05)
+
         variant = Variant("ours", hub.url, hub.token, hub.log_path, hub.process.pid, make_user)
         variant.make_unprepared_user = make_unprepared_user
+        variant.tables_made = tables_made
         yield variant
 
 
@@ -229,6 +242,13 @@ def row(label: str, seconds: list[float]) -> dict:
     out = {"p50": statistics.median(ms), "p95": p95}
     print(f"  {label:<34} n={len(ms):<3} p50={out['p50']:>8.0f} ms  p95={p95:>8.0f} ms")
     return out
+
+
+def paired_differences(ours: list[float], stock: list[float]) -> str:
+    """Median and quartiles of the per-round differences ``ours[i] - stock[i]``, in ms."""
+    differences = sorted((a - b) * 1000 for a, b in zip(ours, stock))
+    q1, median, q3 = statistics.quantiles(differences, n=4)
+    return f"{median:+.0f} ms (middle half {q1:+.0f} to {q3:+.0f} ms)"
 
 
 def storm(variant: Variant, users: list[str]) -> tuple[float, int]:
@@ -262,20 +282,25 @@ def main():
     with stock_hub() as stock, our_hub(services) as ours:
         # Lanes of spawns: (label, hub, users). Each round runs every lane once, in an
         # order that rotates from round to round, so no lane always follows another.
+        # A lane's last element: the work its hub still does for a user once the spawn is
+        # over, which the next spawn (of another lane) must not share the machine with.
+        nothing = lambda name: None  # noqa: E731
         first_lanes = [
-            ("stock", stock, [stock.make_user(f"b{tag}s{i}") for i in range(args.users)]),
-            ("ours", ours, [ours.make_user(f"b{tag}o{i}") for i in range(args.users)]),
-            ("ours, not prepared", ours, [ours.make_unprepared_user(f"b{tag}u{i}") for i in range(args.users)]),
+            ("stock", stock, [stock.make_user(f"b{tag}s{i}") for i in range(args.users)], nothing),
+            ("ours", ours, [ours.make_user(f"b{tag}o{i}") for i in range(args.users)], nothing),
+            ("ours, not prepared", ours, [ours.make_unprepared_user(f"b{tag}u{i}") for i in range(args.users)],
+             ours.tables_made),
         ]
-        repeat_lanes = first_lanes[:2]
+        repeat_lanes = [lane[:3] + (nothing,) for lane in first_lanes[:2]]
         ready = {}
         launched = {}
         for phase, lanes in (("first", first_lanes), ("repeat", repeat_lanes)):
             for i in range(args.users):
                 shift = i % len(lanes)
-                for label, hub, users in lanes[shift:] + lanes[:shift]:
+                for label, hub, users, after in lanes[shift:] + lanes[:shift]:
                     ready.setdefault((phase, label), []).extend(hub.spawn([users[i]]))
                     launched.setdefault((phase, label), []).extend(hub.launched)
+                    after(users[i])
                     hub.stop([users[i]])
         print(f"spawn time to the server's readiness ({args.users} users per lane, interleaved)")
         print("  ours: signed up and approved (the approval prepared the workbench in the background);")
@@ -286,6 +311,13 @@ def main():
                 added = rows[(phase, label)]["p50"] - rows[(phase, "stock")]["p50"]
                 ratio = rows[(phase, label)]["p50"] / rows[(phase, "stock")]["p50"]
                 print(f"  {phase} spawn, {label}: adds {added:+.0f} ms p50 (ratio {ratio:.2f})")
+        # The server's own start varies by hundreds of ms with the machine's load, which
+        # drifts during a run: compare each round's spawn with stock's in the same round.
+        print("  paired by round (ours minus stock in the same round; p50, and the middle half):")
+        for phase, label in rows:
+            if label != "stock":
+                differences = paired_differences(ready[(phase, label)], ready[(phase, "stock")])
+                print(f"  {phase} spawn, {label}: {differences}")
         # The part of the spawn the hub itself adds, free of the server's own start-up
         # time (seconds, and the noisiest part on a small machine).
         print("spawn request to the server's process launch (the hub's part of the critical path)")
