@@ -188,6 +188,9 @@ class EnerTEFSpawnerMixin:
             # Not fatal: MLflow creates its tables itself on first use, only slower.
             self.log.warning("MLflow tables of %s not prepared: %s", self.user.name, exc)
             return
+        except Exception:  # noqa: BLE001 - background work: nobody else would hear of it
+            self.log.exception("MLflow tables of %s not prepared", self.user.name)
+            return
         if made:
             log_event(self.log, "store-tables", self.user.name, "spawner", stores=[store.schema for store in made],
                       seconds=round(time.perf_counter() - started, 4))
