@@ -21,6 +21,10 @@ from .preparation import run_in_background
 from .workbench import ProvisionResult, Workbench
 
 
+#: Seconds work that follows a spawn (a new store's tables) waits for other servers to finish starting.
+QUIET_WAIT_LIMIT = 30.0
+
+
 class EnerTEFSpawnerMixin:
     """Provision the user's MLflow store and storage, then start the server with their environment.
 
@@ -165,8 +169,9 @@ class EnerTEFSpawnerMixin:
                 self.log.error("Spawn step of %s failed alongside the server: %r", self.user.name, outcome)
         if any(store.revision is None for store in stores):
             # A new store (a user whose approval did not prepare it, a new team) gets its
-            # tables once the server is up, not while it starts: on a small machine the
-            # ~0.2-0.4 s of PostgreSQL work would compete with the server's own start.
+            # tables once the server is up (and no other is starting), not while it
+            # starts: on a small machine the ~0.2-0.4 s of PostgreSQL work would compete
+            # with the server's own start.
             run_in_background(self.user.name, "mlflow-tables", self._make_mlflow_tables_once_up(result, stores))
         self._enertef_spawn_over()
         return started
@@ -181,6 +186,7 @@ class EnerTEFSpawnerMixin:
         """
         if not await self._server_up():
             return
+        await self._no_server_starting()
         started = time.perf_counter()
         try:
             made = await self.workbench.ensure_mlflow_tables(result, stores)
@@ -207,6 +213,23 @@ class EnerTEFSpawnerMixin:
         while self.pending == "spawn" and loop.time() < deadline:
             await asyncio.sleep(interval)
         return bool(self.ready)
+
+    async def _no_server_starting(self, interval: float = 0.1):
+        """Wait until no server of this hub is starting, or ``QUIET_WAIT_LIMIT`` seconds at most.
+
+        In a storm of first spawns (a class logging in at once) the tables of the
+        first servers up would otherwise take CPU from the servers still starting.
+        JupyterHub's own count of pending spawns is used (the one behind
+        ``concurrent_spawn_limit``). Past the limit, the work goes ahead anyway: under a
+        steady stream of spawns there is no quiet moment to wait for.
+        """
+        users = (getattr(self.user, "settings", None) or {}).get("users")
+        if not hasattr(users, "count_active_users"):
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + QUIET_WAIT_LIMIT
+        while users.count_active_users().get("spawn_pending", 0) and loop.time() < deadline:
+            await asyncio.sleep(interval)
 
     def _enertef_spawn_over(self):
         """Our part of the spawn is over, including what ran alongside the server."""

@@ -197,3 +197,28 @@ def test_revocation_cancels_tables_in_flight():
     timeline = asyncio.run(main())
     assert "tables done" not in timeline
     assert _tables_task() is None
+
+
+def test_tables_wait_while_another_server_of_the_hub_is_starting():
+    class Users(dict):
+        """JupyterHub's UserDict, as far as the mixin reads it."""
+        starting = 1
+
+        def count_active_users(self):
+            return {"spawn_pending": self.starting}
+
+    async def main():
+        timeline = []
+        spawner = _Spawner(timeline, new_store=True, seed_seconds=0)
+        users = Users()
+        spawner.user = SimpleNamespace(name="alice", groups=[], settings={"users": users})
+        await spawner.start()
+        spawner.server_answers()
+        await asyncio.sleep(0.5)  # another user's server is still starting
+        timeline.append("the other server is up")
+        users.starting = 0
+        await asyncio.wait_for(_tables_task(), 5)
+        return timeline
+
+    timeline = asyncio.run(main())
+    assert timeline.index("the other server is up") < timeline.index("tables began")
