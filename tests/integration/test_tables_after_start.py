@@ -33,6 +33,18 @@ LOG_A_RUN = """
     print(json.dumps(mlflow.get_run(run.info.run_id).data.metrics))
 """
 
+#: A first MLflow call that opens the model registry's store and not the tracking store,
+#: as the MLflow UI server does for a first request to its model registry pages
+#: (``mlflow.server.handlers._get_model_registry_store``; ``MlflowClient()`` would open
+#: the tracking store first).
+REGISTER_A_MODEL = """
+    import json
+    from mlflow.tracking._model_registry.utils import _get_store_registry
+    store = _get_store_registry().get_store()
+    store.create_registered_model("churn")
+    print(json.dumps([m.name for m in store.search_registered_models()]))
+"""
+
 #: Sessions of one role that wait for an advisory lock.
 WAITING = """
 SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -61,7 +73,10 @@ async def snapshot(workbench):
     return recording
 
 
-async def test_an_mlflow_call_during_the_hub_s_replay_waits_and_logs_into_its_tables(workbench, snapshot, admin_conn):
+@pytest.mark.parametrize("first_call, answer", [(LOG_A_RUN, {"rmse": 0.25}), (REGISTER_A_MODEL, ["churn"])],
+                         ids=["tracking", "model registry"])
+async def test_an_mlflow_call_during_the_hub_s_replay_waits_and_logs_into_its_tables(
+        workbench, snapshot, admin_conn, first_call, answer):
     result = await workbench.provision(unique_name("racer"))
     role = result.resources.role
     try:
@@ -70,7 +85,7 @@ async def test_an_mlflow_call_during_the_hub_s_replay_waits_and_logs_into_its_ta
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('enertef:mlflow:' || %s, 0))",
                                (role,))
             user = asyncio.ensure_future(asyncio.to_thread(
-                run_as_user, dict(result.environment, JUPYTERHUB_USER=result.resources.username), LOG_A_RUN))
+                run_as_user, dict(result.environment, JUPYTERHUB_USER=result.resources.username), first_call))
             deadline = time.monotonic() + 90
             while admin_conn.execute(WAITING, (role,)).fetchone()[0] == 0:
                 assert not user.done(), f"MLflow did not wait for the replay: {user.result().stderr[-2000:]}"
@@ -80,7 +95,7 @@ async def test_an_mlflow_call_during_the_hub_s_replay_waits_and_logs_into_its_ta
                 await mlflow_snapshot.replay(conn, snapshot, role, result.resources.schema)
         proc = await asyncio.wait_for(user, 120)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"rmse": 0.25}
+        assert json.loads(proc.stdout.strip().splitlines()[-1]) == answer
         assert alembic_versions(admin_conn, result) == [snapshot["head"]]
     finally:
         await workbench.deprovision(result.resources.username, purge=True)
