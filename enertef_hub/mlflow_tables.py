@@ -25,10 +25,13 @@ import sys
 #: Exit code: the store's schema revision is unknown to this MLflow (a later release made it).
 EXIT_STORE_NEWER = 3
 
-#: A store's MLflow lock, keyed on the role the session acts as (the store's owner):
-#: taken here, by the hub's replay of MLflow's tables, and by the MLflow of the user's
-#: server while it opens the store, so table creation never runs twice at once.
-STORE_LOCK_SQL = "SELECT pg_advisory_lock(hashtextextended('enertef:mlflow:' || current_user, 0))"
+#: A store's MLflow lock, keyed on the store's role: taken here and by the MLflow of the
+#: user's server while it opens the store (the session's role: ``current_user``), and by
+#: the hub's replay of MLflow's tables (for one transaction, the role as a parameter), so
+#: table creation never runs twice at once.
+_STORE_LOCK_KEY = "hashtextextended('enertef:mlflow:' || {role}, 0)"
+STORE_LOCK_SQL = f"SELECT pg_advisory_lock({_STORE_LOCK_KEY.format(role='current_user')})"
+STORE_XACT_LOCK_SQL = f"SELECT pg_advisory_xact_lock({_STORE_LOCK_KEY.format(role='%s')})"
 
 
 def schema_head() -> dict:

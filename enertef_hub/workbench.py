@@ -31,6 +31,7 @@ from .credentials import derive_secret
 from .environment import make_user_environment
 from .errors import ConfigurationError, ProvisioningError
 from .metrics import measured
+from .mlflow_tables import STORE_XACT_LOCK_SQL
 from .naming import (
     InvalidNameError,
     UserResources,
@@ -402,7 +403,7 @@ class Workbench(SingletonConfigurable):
         # never keep a pool connection waiting for as long as they like.
         await conn.execute("SELECT set_config('lock_timeout', %s, true)",
                            (f"{round(self.mlflow_lock_wait * 1000)}ms",))
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('enertef:mlflow:' || %s, 0))", (role,))
+        await conn.execute(STORE_XACT_LOCK_SQL, (role,))
         # SET ROLE needs membership: granted for this transaction only.
         async with self.postgres.member_of(conn, role):
             if await self.upgrader.store_revision(conn, schema) is None:

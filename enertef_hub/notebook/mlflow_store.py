@@ -115,19 +115,18 @@ def holding_store_lock(store_uri: str):
     from enertef_hub.mlflow_tables import STORE_LOCK_SQL
 
     engine = sqlalchemy.create_engine(store_uri, poolclass=sqlalchemy.pool.NullPool)
+    conn = None
     try:
         try:
             conn = engine.connect()
             conn.execute(sqlalchemy.text(STORE_LOCK_SQL))
             conn.commit()  # the session's lock stays; no transaction is left open
         except sqlalchemy.exc.SQLAlchemyError:
-            yield
-            return
-        try:
-            yield
-        finally:
-            conn.close()  # the session ends, and its lock with it
+            pass  # MLflow's own connection reports it
+        yield
     finally:
+        if conn is not None:
+            conn.close()  # the session ends, and its lock with it
         engine.dispose()
 
 
