@@ -55,7 +55,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
-from hubharness import events_for, signup_and_approve, wait_prepared  # noqa: E402
+from hubharness import signup_and_approve, wait_for_event, wait_prepared  # noqa: E402
 
 from tests.e2e.conftest import running_hub  # noqa: E402
 
@@ -222,14 +222,11 @@ def our_hub(services: dict):
             hub.api("POST", f"/users/{name}").raise_for_status()
             return name
 
-        def tables_made(name: str, timeout: float = 60):
+        def tables_made(name: str):
             # An unprepared first spawn's store gets MLflow's tables once the server is
             # up: wait for that work too, so it does not load the next lane's spawn.
-            deadline = time.monotonic() + timeout
-            while not any(e["event"] == "store-tables" for e in events_for(hub, name)):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name}'s store got no MLflow tables after its first spawn")
-                time.sleep(0.05)
+            wait_for_event(hub, name, "store-tables",
+                           what=f"{name}'s store got no MLflow tables after its first spawn")
 
         variant = Variant("ours", hub.url, hub.token, hub.log_path, hub.process.pid, make_user)
         variant.make_unprepared_user = make_unprepared_user

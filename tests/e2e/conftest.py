@@ -139,16 +139,21 @@ def _wait_for_hub(process: subprocess.Popen, url: str, log_path: Path, timeout: 
     )
 
 
+def _parent_and_start(pid: int) -> tuple[int, str] | None:
+    """A process's parent and start time (``/proc/PID/stat``), or None once it has ended."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), fields[19]
+
+
 def _process_tree(pid: int) -> list[tuple[int, str]]:
     """The descendants of ``pid``, each as (pid, start time), read from /proc."""
     children: dict[int, list[tuple[int, str]]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue  # ended meanwhile
-            children.setdefault(int(fields[1]), []).append((int(entry.name), fields[19]))
+        if entry.name.isdigit() and (seen := _parent_and_start(int(entry.name))) is not None:
+            children.setdefault(seen[0], []).append((int(entry.name), seen[1]))
     found, parents = [], [pid]
     while parents:
         for child in children.get(parents.pop(), []):
@@ -171,12 +176,10 @@ def _stop(process: subprocess.Popen):
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
     for pid, started in tree:
-        try:
-            # Only the very process seen before (a PID may have been reused since).
-            if (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) == started:
+        seen = _parent_and_start(pid)  # None: it ended with the hub, as it should
+        if seen is not None and seen[1] == started:  # the very process (a PID may be reused)
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        except (OSError, IndexError):
-            pass  # ended with the hub, as it should
 
 
 @pytest.fixture(scope="session")

@@ -187,14 +187,26 @@ def events_for(hub: Hub, username: str) -> list[dict]:
     return found
 
 
+def wait_for_event(hub: Hub, username: str, event: str, timeout: float = 60, what: str | None = None) -> dict:
+    """The first ``event`` of ``username`` in the hub log, once it is there.
+
+    Raises AssertionError saying ``what`` did not happen (and the log's end) after ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [record for record in events_for(hub, username) if record["event"] == event]
+        if found:
+            return found[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what or f'no {event} event for {username}'}:\n{hub.log_tail(40)}")
+        time.sleep(0.05)
+
+
 def wait_prepared(hub: Hub, username: str, timeout: float = 60):
     """Wait until the preparation that ``username``'s approval started has ended
     (``prepared`` event in the hub log; EnerTEFAuthenticator.prepare_on_approval)."""
-    deadline = time.monotonic() + timeout
-    while not any(event["event"] == "prepared" for event in events_for(hub, username)):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{username}'s workbench was not prepared after the approval")
-        time.sleep(0.1)
+    wait_for_event(hub, username, "prepared", timeout,
+                   what=f"{username}'s workbench was not prepared after the approval")
 
 
 def start_server(hub: Hub, username: str, timeout: float = 240) -> str:

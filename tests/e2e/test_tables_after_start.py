@@ -10,28 +10,17 @@ in the store.
 from __future__ import annotations
 
 import json
-import time
 
-from hubharness import events_for, server_environment, start_server
+from hubharness import server_environment, start_server, wait_for_event
 from tests.conftest import unique_name
 from tests.integration.conftest import run_as_user
-
-
-def _wait_for_event(hub, username: str, event: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [e for e in events_for(hub, username) if e["event"] == event]
-        if found:
-            return found[0]
-        assert time.monotonic() < deadline, f"no {event} event for {username}:\n{hub.log_tail(40)}"
-        time.sleep(0.1)
 
 
 def test_an_unprepared_first_spawn_gets_its_tables_after_the_server_is_up(hub):
     name = unique_name("late")
     hub.api("POST", f"/users/{name}").raise_for_status()
     start_server(hub, name)
-    tables = _wait_for_event(hub, name, "store-tables")
+    tables = wait_for_event(hub, name, "store-tables")
     assert tables["stores"] == [f"u_{name}"]
 
     lines = hub.log_text().splitlines()
