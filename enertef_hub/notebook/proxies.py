@@ -6,7 +6,10 @@ Registered in the ``jupyter_serverproxy_servers`` group as ``mlflow`` and
 only the server's owner (as authenticated by the hub) reaches them.
 
 Both get the full request path (``absolute_url``) and are told their public prefix,
-so every link and ajax call they build stays under the proxy path.
+so every link and ajax call they build stays under the proxy path. Neither receives
+the visitor's cookies, ``Authorization`` header or token, and jupyter-server-proxy's
+generic ``proxy/<port>/`` routes are off: :mod:`enertef_hub.notebook.port_proxy`,
+arranged by these entry points (jupyter-server-proxy calls them in every server).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+
+from .port_proxy import guard_when_server_starts
 
 _HERE = Path(__file__).resolve().parent
 
@@ -68,6 +73,8 @@ def setup_mlflow_ui() -> dict:
     """
     from .mlflow_warmup import warm_up_when_lab_opens
 
+    # First, before anything here can fail: the guard must be in place in every server.
+    guard_when_server_starts()
     warm_up_when_lab_opens()
     return {
         "command": make_mlflow_ui_command,
@@ -87,6 +94,8 @@ def setup_mlflow_ui() -> dict:
 
 def setup_tensorboard() -> dict:
     """jupyter-server-proxy settings for TensorBoard (entry point ``tensorboard``)."""
+    # Either entry point arranges the guard (once): it holds even if one fails to load.
+    guard_when_server_starts()
     return {
         "command": make_tensorboard_command,
         # Private socket, as for the MLflow UI: training logs stay the user's own.
