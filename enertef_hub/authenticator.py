@@ -18,13 +18,15 @@ each (``enertef_hub.events``).
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 
 import bcrypt
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.orm import UserInfo
 from tornado import web
-from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
 
 from . import naming
 from .errors import EnerTEFError
@@ -38,7 +40,7 @@ from .handlers import (
     ToggleAuthorizationHandler,
 )
 from .preparation import stop_preparing
-from .throttle import LoginThrottle
+from .throttle import LoginThrottle, client_address, parse_networks
 
 #: NativeAuthenticator routes replaced by ours (see enertef_hub.handlers for why).
 _REPLACED_HANDLERS = {
@@ -59,7 +61,7 @@ class EnerTEFAuthenticator(NativeAuthenticator):
     from ``admin_password`` (the operator's secret), and a sign-up under an admin
     name is refused. Password rules are NativeAuthenticator's options
     (``minimum_password_length``, ``check_common_password``) with safer defaults;
-    its account lock-out is replaced by per-(name, address) throttling.
+    its account lock-out is replaced by per-(name, client) throttling.
     """
 
     admin_password = Unicode(
@@ -81,26 +83,62 @@ class EnerTEFAuthenticator(NativeAuthenticator):
     login_free_failures = Integer(
         3,
         config=True,
-        help="""Failed logins allowed per (username, client address) before that pair
-        has to wait between attempts. Names that do not exist count the same, so the
-        answer never tells whether a name exists.""",
+        help="""Failed logins allowed per (username, client) before that pair has to
+        wait between attempts. A client is a browser that logged in with that name
+        before (``login_known_browser_days``), else the client's address. Names that do
+        not exist count the same, so the answer never tells whether a name exists.""",
     )
 
     login_delay = Float(
         1.0,
         config=True,
-        help="""Seconds a (username, client address) pair waits after its first failed
-        login beyond ``login_free_failures``; each further failure doubles it, up to
+        help="""Seconds a (username, client) pair waits after its first failed login
+        beyond ``login_free_failures``; each further failure doubles it, up to
         ``login_max_delay``. Attempts during the wait are refused without checking the
-        password. Other addresses are not slowed down, so nobody can lock an admin out.""",
+        password. Other clients are not slowed down: a browser that has logged in with
+        the name before, or another address, logs in as usual while someone else
+        guesses.""",
     )
 
     login_max_delay = Float(
-        300.0,
+        60.0,
         config=True,
-        help="""Longest wait, in seconds, between failed logins of one (username, client
-        address) pair. A correct password, or an hour without failures, resets it.""",
+        help="""Longest wait, in seconds, between failed logins of one (username,
+        client) pair. It bounds how long the owner of a name, from a new browser at the
+        guesser's own address, waits once the guessing stops. A correct password, or
+        an hour without failures, resets it.""",
     )
+
+    login_known_browser_days = Float(
+        90.0,
+        config=True,
+        help="""Days a browser is remembered, after a successful login, as a client of
+        its own for the throttle of that name (a signed, HttpOnly cookie of the hub,
+        ``enertef-login-browser``, holding a random browser id and the names that logged
+        in with it). Failed logins elsewhere, e.g. someone guessing the admin's password
+        from the same address, then never delay this browser. 0 turns it off.""",
+    )
+
+    login_trusted_proxies = List(
+        Unicode(),
+        config=True,
+        help="""IP addresses or networks (``10.42.0.15``, ``10.42.0.0/16``) of proxies
+        whose ``X-Forwarded-For`` header the login throttle believes, in addition to the
+        proxy the hub started itself (recognised as a loopback connection from the
+        hub's own uid; a local user's process connecting from loopback is not trusted).
+        Only the rightmost entry, which the proxy appended, is used, and entries further
+        left only while the entry read is in ``JupyterHub.trusted_downstream_ips``.
+        Requests from any other peer are counted by the peer's own address whatever
+        they claim. List only addresses no user's code can connect from.""",
+    )
+
+    @validate("login_trusted_proxies")
+    def _validate_login_trusted_proxies(self, proposal):
+        try:
+            parse_networks(proposal.value)
+        except ValueError as error:
+            raise TraitError(f"EnerTEFAuthenticator.login_trusted_proxies: {error}") from None
+        return proposal.value
 
     waiting_for_approval_message = Unicode(
         "Your account '{username}' has been created and is waiting for approval by an"
@@ -263,17 +301,87 @@ class EnerTEFAuthenticator(NativeAuthenticator):
         except ValueError:
             return False
 
-    @staticmethod
-    def throttle_key(username, handler) -> tuple[str, str]:
-        """(name as typed, lower-cased; client address) that failed logins are counted by."""
-        address = getattr(getattr(handler, "request", None), "remote_ip", None) or "-"
-        return (str(username).strip().lower()[:256], address)
+    # ------------------------------------------------------------ login throttle
+
+    #: The cookie naming a browser that has logged in (``login_known_browser_days``).
+    KNOWN_BROWSER_COOKIE = "enertef-login-browser"
+    _KNOWN_BROWSER_NAMES = 8  # names remembered per browser (the most recent)
+
+    def _known_browser_cookie_name(self, handler) -> str:
+        settings = getattr(handler, "settings", None) or {}
+        prefix = "__Host-" if settings.get("cookie_host_prefix_enabled") else ""
+        return prefix + self.KNOWN_BROWSER_COOKIE
+
+    def _known_browser(self, handler) -> dict | None:
+        """The signed known-browser cookie of a login request: {"b": id, "n": [names]}."""
+        if not self.login_known_browser_days or not hasattr(handler, "get_secure_cookie"):
+            return None
+        try:
+            raw = handler.get_secure_cookie(
+                self._known_browser_cookie_name(handler),
+                max_age_days=self.login_known_browser_days,
+            )
+            value = json.loads(raw) if raw else None
+        except (ValueError, TypeError):
+            return None
+        if not (isinstance(value, dict) and isinstance(value.get("b"), str)):
+            return None
+        names = value.get("n")
+        value["n"] = [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+        return value
+
+    def _remember_browser(self, handler, username: str) -> None:
+        """After a successful login: (re)set the known-browser cookie, with this name."""
+        if not self.login_known_browser_days or not hasattr(handler, "_set_cookie"):
+            return
+        known = self._known_browser(handler) or {"b": secrets.token_urlsafe(16), "n": []}
+        names = [username] + [n for n in known["n"] if n != username]
+        value = json.dumps({"b": known["b"], "n": names[: self._KNOWN_BROWSER_NAMES]})
+        hub = getattr(handler, "hub", None)
+        handler._set_cookie(
+            self._known_browser_cookie_name(handler),
+            value,
+            encrypted=True,
+            expires_days=self.login_known_browser_days,
+            path=getattr(hub, "base_url", "/"),
+        )
+
+    def client_address(self, handler) -> str:
+        """The login request's client address as the hub's proxy saw it (see
+        ``enertef_hub.throttle.client_address``)."""
+        request = getattr(handler, "request", None)
+        if request is None:
+            return "-"
+        app = self.parent
+        skip = getattr(app, "trusted_downstream_ips", None)
+        if skip is None:
+            skip = self.config.get("JupyterHub", {}).get("trusted_downstream_ips", [])
+        try:
+            skip_networks = parse_networks(skip)
+        except ValueError as error:
+            self.log.warning("JupyterHub.trusted_downstream_ips ignored for logins: %s", error)
+            skip_networks = []
+        return client_address(request, parse_networks(self.login_trusted_proxies), skip_networks)
+
+    def throttle_key(self, username, handler) -> tuple[str, str]:
+        """(name as typed, lower-cased; client) that failed logins are counted by.
+
+        The client is the browser if it logged in with this name before, else the
+        client's address: someone guessing a name can delay only attempts from their
+        own address, and never a browser the owner has used.
+        """
+        name = str(username).strip().lower()[:256]
+        known = self._known_browser(handler)
+        if known is not None and name in known["n"]:
+            return (name, "browser:" + known["b"])
+        return (name, self.client_address(handler))
 
     async def authenticate(self, handler, data):
         """Check a login form: valid name, existing approved account, matching password.
 
-        A (name, address) pair still waiting after failed logins is refused at once;
-        the handler can read the wait from ``handler.enertef_login_wait``.
+        A (name, client) pair still waiting after failed logins is refused at once;
+        the handler can read the wait from ``handler.enertef_login_wait``. A correct
+        password marks the browser as known for this name (``login_known_browser_days``).
         """
         username = data.get("username")
         password = data.get("password")
@@ -290,6 +398,7 @@ class EnerTEFAuthenticator(NativeAuthenticator):
             self.login_throttle.failed(key)
         else:
             self.login_throttle.succeeded(key)
+            self._remember_browser(handler, key[0])
         return result
 
     async def _check_login(self, handler, data, username, password):
