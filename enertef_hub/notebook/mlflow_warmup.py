@@ -27,6 +27,8 @@ import asyncio
 import logging
 import os
 
+from .port_proxy import routing_rules
+
 #: Environment variable that turns the warm-up off (``0``, ``false``, ``no``).
 WARMUP_ENV = "ENERTEF_MLFLOW_UI_WARMUP"
 
@@ -62,13 +64,6 @@ def warm_up_when_lab_opens() -> bool:
     return True
 
 
-def _rules(router):
-    """Every routing rule of a tornado router, nested routers included."""
-    for rule in getattr(router, "rules", ()):
-        yield rule
-        yield from _rules(rule.target)
-
-
 def _lab_opening_handlers() -> tuple[type, ...]:
     """Handler classes whose GET means "JupyterLab is opening": the launcher tiles, the JupyterLab page."""
     from jupyter_server_proxy.api import ServersInfoHandler
@@ -91,7 +86,7 @@ def find_routes(web_app, base_url: str):
     opening_rules, proxy = [], None
     proxy_path = url_path_join(base_url, PROXY_NAME, "(.*)") + "$"
     for router in (web_app.default_router, web_app.wildcard_router):
-        for rule in _rules(router):
+        for rule in routing_rules(router):
             target = rule.target
             if isinstance(target, type) and target in opening:  # exactly: not LabHandler's 404 page
                 opening_rules.append(rule)

@@ -118,6 +118,13 @@ def without_credentials(handler_class: type) -> type:
     return WithoutCredentials
 
 
+def routing_rules(router):
+    """Every routing rule of a tornado router, nested routers included."""
+    for rule in getattr(router, "rules", ()):
+        yield rule
+        yield from routing_rules(rule.target)
+
+
 def _port_proxy_off_handler() -> type:
     from tornado import web
 
@@ -147,12 +154,10 @@ def guard_routes(web_app, allow_port_proxy: bool = False, logger: logging.Logger
     """
     from jupyter_server_proxy.handlers import NamedLocalProxyHandler, ProxyHandler
 
-    from .mlflow_warmup import _rules
-
     done: dict[str, list[str]] = {"named": [], "refused": [], "allowed": []}
     refusal = None
     for router in (web_app.default_router, web_app.wildcard_router):
-        for rule in list(_rules(router)):
+        for rule in list(routing_rules(router)):
             target = rule.target
             if not (isinstance(target, type) and issubclass(target, ProxyHandler)):
                 continue
