@@ -9,8 +9,10 @@ answers the request:
 - ``{"mode": "config"}``: the resulting config, section by section;
 - ``{"mode": "pod", "user": NAME, "user_env": {...}, "incarnation": N|null}``: the pod and
   volume claim our spawner class builds for that user from that config, with
-  ``user_env`` as the provisioning's result. KubeSpawner's cluster client is the only
-  thing replaced (there is no cluster in this tier).
+  ``user_env`` as the provisioning's result, and the Secrets it created on the way.
+  KubeSpawner's cluster client is the only thing replaced (there is no cluster in
+  this tier): :class:`FakeSecretsApi` holds Secrets in memory and knows the chart's
+  Secret ``hub`` (uid ``HUB_SECRET_UID``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,40 @@ def _user(name: str):
     return user
 
 
+HUB_SECRET_UID = "00000000-0000-4000-8000-00000000b0b0"
+
+
+class FakeSecretsApi:
+    """The Secret calls of KubeSpawner's cluster client, on an in-memory namespace."""
+
+    def __init__(self):
+        from kubernetes_asyncio.client import V1ObjectMeta, V1Secret
+
+        self.secrets = {"hub": V1Secret(metadata=V1ObjectMeta(name="hub", uid=HUB_SECRET_UID))}
+        self.created = []
+
+    async def read_namespaced_secret(self, name, namespace):
+        from kubernetes_asyncio.client.rest import ApiException
+
+        if name not in self.secrets:
+            raise ApiException(status=404)
+        return self.secrets[name]
+
+    async def create_namespaced_secret(self, namespace, body):
+        from kubernetes_asyncio.client.rest import ApiException
+
+        if body["metadata"]["name"] in self.secrets:
+            raise ApiException(status=409)
+        self.secrets[body["metadata"]["name"]] = body
+        self.created.append(body)
+
+    async def delete_namespaced_secret(self, name, namespace):
+        from kubernetes_asyncio.client.rest import ApiException
+
+        if self.secrets.pop(name, None) is None:
+            raise ApiException(status=404)
+
+
 async def build_pod(config, request: dict) -> dict:
     from kubernetes_asyncio.client import ApiClient
 
@@ -53,15 +89,15 @@ async def build_pod(config, request: dict) -> dict:
     with mock.patch("kubespawner.spawner.load_config"), mock.patch("kubespawner.spawner.shared_client"):
         spawner = EnerTEFKubeSpawner(config=config, _mock=True, user=_user(request["user"]))
         spawner.api_token = "hub-api-token-of-" + request["user"]
+        spawner.api = FakeSecretsApi()
         spawner._enertef_env = dict(request["user_env"])
-        if request.get("incarnation") is not None:
-            resources = make_user_resources(request["user"], request["incarnation"])
-            await spawner.prepare_home(ProvisionResult(resources, dict(request["user_env"]), True, 0.0))
+        resources = make_user_resources(request["user"], request.get("incarnation") or 1)
+        await spawner.prepare_home(ProvisionResult(resources, dict(request["user_env"]), True, 0.0))
         pod = await spawner.get_pod_manifest()
         pvc = spawner.get_pvc_manifest()
     async with ApiClient() as api:
         return {"pod": api.sanitize_for_serialization(pod), "pvc": api.sanitize_for_serialization(pvc),
-                "spawner_class": type(spawner).__name__}
+                "secrets": spawner.api.created, "spawner_class": type(spawner).__name__}
 
 
 def main(request_file: str, answer_file: str) -> None:

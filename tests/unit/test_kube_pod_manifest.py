@@ -8,6 +8,7 @@ KubeSpawner's cluster client is absent; tests/e2e runs the same on a real contro
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from pathlib import Path
@@ -54,11 +55,12 @@ def to_bytes(spec: str) -> int:
     return ByteSpecification().validate(None, spec)
 
 
-def build_manifests(*overrides: dict, incarnation: int | None = None) -> tuple[dict, dict]:
-    """(pod, pvc) our spawner builds for alice on the chart rendered with our values and ``overrides``.
+def build_answer(*overrides: dict, incarnation: int | None = None) -> dict:
+    """What our spawner builds for alice on the chart rendered with our values and ``overrides``:
+    ``pod``, ``pvc`` and the ``secrets`` it created first.
 
-    With ``incarnation``, the spawner's ``prepare_home`` runs first, as at a spawn of
-    that incarnation of alice's account.
+    The spawner's ``prepare_home`` runs first, as at a spawn of ``incarnation`` (default 1)
+    of alice's account.
     """
     objects = z2jh_chart.render(*overrides)
     answer = z2jh_chart.run_in_hub_pod(
@@ -66,6 +68,12 @@ def build_manifests(*overrides: dict, incarnation: int | None = None) -> tuple[d
         SECRETS)
     # What the chart wired us to must be our class, or nothing below tests ours.
     assert answer["config"]["JupyterHub"]["spawner_class"] == "enertef-kube"
+    return answer
+
+
+def build_manifests(*overrides: dict, incarnation: int | None = None) -> tuple[dict, dict]:
+    """(pod, pvc) of :func:`build_answer`."""
+    answer = build_answer(*overrides, incarnation=incarnation)
     return answer["pod"], answer["pvc"]
 
 
@@ -78,8 +86,13 @@ def values() -> dict:
 
 
 @pytest.fixture(scope="module")
-def manifests():
-    return build_manifests()
+def answer():
+    return build_answer()
+
+
+@pytest.fixture(scope="module")
+def manifests(answer):
+    return answer["pod"], answer["pvc"]
 
 
 def _notebook(pod: dict) -> dict:
@@ -91,14 +104,24 @@ def _env(container: dict) -> dict:
     return {e["name"]: e.get("value") for e in container.get("env", [])}
 
 
+def _resolved_env(container: dict, secrets: list[dict]) -> dict:
+    """The container's env as the kubelet resolves it, ``secretKeyRef`` from ``secrets``."""
+    data = {(s["metadata"]["name"], k): base64.b64decode(v).decode() for s in secrets for k, v in s["data"].items()}
+    env = {}
+    for item in container.get("env", []):
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        env[item["name"]] = data[(ref["name"], ref["key"])] if ref else item.get("value")
+    return env
+
+
 def test_manifests_are_valid_kubernetes(manifests):
     pod, pvc = manifests
     kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
     kubernetes_validate.validate(pvc, K8S_VERSION, strict=True)
 
 
-def test_pod_carries_the_users_environment(manifests):
-    env = _env(_notebook(manifests[0]))
+def test_pod_carries_the_users_environment(answer):
+    env = _resolved_env(_notebook(answer["pod"]), answer["secrets"])
     for name in CONTRACT_ENV:
         assert env.get(name) == USER_ENV[name], name
     assert env["ENERTEF_TEAMS"] == "gridops"
@@ -201,3 +224,68 @@ c.KubeSpawner.volume_mounts = [{"name": "home", "mountPath": "/home/jovyan"}]
     pod, pvc = build_manifests(overrides, incarnation=3)
     (volume,) = [v for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v]
     assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"] == "claim-alice-i3"
+
+
+# --- the user's credentials: a Secret of their own, never the pod's spec ------------
+
+USER_SECRET_VALUES = ("userpw123", "usersecret123", "hub-api-token-of-alice")
+
+
+def test_no_user_credential_in_the_pod_spec(answer):
+    """Whoever may read pods (kubectl describe, the hub's Role, backups of etcd's pods) sees no key."""
+    text = json.dumps(answer["pod"])
+    for secret in USER_SECRET_VALUES:
+        assert secret not in text, secret
+
+
+def test_credentials_come_from_the_users_own_secret(answer):
+    (secret,) = answer["secrets"]
+    assert secret["metadata"]["name"] == "jupyter-alice-env"
+    assert secret["metadata"]["labels"]["hub.jupyter.org/username"] == "alice"
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in _notebook(answer["pod"])["env"] if "valueFrom" in e}
+    for name in ("AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_URI", "ENERTEF_MLFLOW_BACKEND_STORE_URI",
+                 "JUPYTERHUB_API_TOKEN"):
+        assert refs[name] == {"name": "jupyter-alice-env", "key": name}, name
+    values = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert values["AWS_SECRET_ACCESS_KEY"] == "usersecret123"
+    assert values["JUPYTERHUB_API_TOKEN"] == "hub-api-token-of-alice"
+    kubernetes_validate.validate(secret | {"metadata": {**secret["metadata"], "namespace": "enertef"}},
+                                 K8S_VERSION, strict=True)
+
+
+def test_pod_and_secret_are_owned_by_the_release(answer):
+    """helm uninstall deletes Secret hub; the garbage collector then deletes the pod and its Secret."""
+    from hubpod_probe import HUB_SECRET_UID
+
+    owner = {"apiVersion": "v1", "kind": "Secret", "name": "hub", "uid": HUB_SECRET_UID}
+    assert owner in answer["pod"]["metadata"]["ownerReferences"]
+    assert answer["secrets"][0]["metadata"]["ownerReferences"] == [owner]
+
+
+def test_user_pod_meets_the_restricted_pod_security_standard(manifests):
+    """What the "restricted" profile checks of a pod (the journey has the API server enforce it)."""
+    pod = manifests[0]
+    spec = pod["spec"]
+    assert not spec.get("initContainers"), "an init container (e.g. the chart's iptables one) runs as root"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in spec["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"]["drop"] == ["ALL"]
+        assert not context.get("privileged") and context.get("runAsUser", 1000) != 0
+    assert not [v for v in spec["volumes"] if "hostPath" in v]
+
+
+def test_split_secret_env_is_pure_and_leaves_other_values():
+    from enertef_hub.kubespawner import make_user_secret, split_secret_env
+
+    env = {"AWS_SECRET_ACCESS_KEY": "k", "LANG": "C", "OPERATOR": {"name": "OPERATOR", "value": "x"}}
+    pod_env, data = split_secret_env(env, ["AWS_SECRET_ACCESS_KEY", "MISSING", "OPERATOR"], "jupyter-bob-env")
+    assert data == {"AWS_SECRET_ACCESS_KEY": "k"}
+    assert pod_env["AWS_SECRET_ACCESS_KEY"] == {
+        "name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "jupyter-bob-env", "key": "AWS_SECRET_ACCESS_KEY"}}}
+    assert pod_env["LANG"] == "C" and pod_env["OPERATOR"] == env["OPERATOR"]
+    assert env["AWS_SECRET_ACCESS_KEY"] == "k"  # the input is not changed
+    secret = make_user_secret("jupyter-bob-env", data, {"a": "b"})
+    assert secret["data"] == {"AWS_SECRET_ACCESS_KEY": "aw=="} and "ownerReferences" not in secret["metadata"]
