@@ -259,6 +259,7 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
                     500, f"User {self.user.name} was not fully deleted: processes {left} of system user"
                     f" {self.system_username} could not be ended. Their access to the MLflow store and"
                     " storage is already revoked; end those processes and delete the user again.")
+            self._remove_leftovers()
         if os.path.isdir(home):
             await self._archive_or_purge_home(home)
         if not self.run_as_hub_user:
@@ -272,6 +273,21 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
                 raise web.HTTPError(
                     500, f"User {self.user.name} was not fully deleted: removing system user"
                     f" {self.system_username} failed ({exc}). Delete the user again once that is fixed.") from None
+
+    def _remove_leftovers(self):
+        """Remove the account's SysV IPC objects and /run/lock entries (enertef_hub.sysaccounts):
+        they outlive its processes and would belong to whoever gets the uid next."""
+        try:
+            uid = pwd.getpwnam(self.system_username).pw_uid
+        except KeyError:
+            return
+        left = sysaccounts.remove_leftovers(uid)
+        if left:
+            raise web.HTTPError(
+                500, f"User {self.user.name} was not fully deleted: {', '.join(left[:10])} of system user"
+                f" {self.system_username} could not be removed. Their access to the MLflow store and"
+                " storage is already revoked; remove those (ipcrm, rm) and delete the user again.")
+        self.log.info("No SysV IPC object or /run/lock entry of %s (uid %d) is left", self.system_username, uid)
 
     async def _archive_or_purge_home(self, home: str):
         if self.workbench.purge_on_delete:

@@ -176,3 +176,73 @@ async def test_new_account_never_gets_the_uid_of_a_live_process(root, home_root)
     finally:
         orphan.kill()
         orphan.wait()
+
+
+# -- what outlives processes: SysV IPC objects and lock files -------------------------------------
+
+
+def ipcmk_as(uid: int, gid: int, *args: str) -> int:
+    """Make a SysV IPC object as ``uid`` (util-linux ``ipcmk``); return its id."""
+    out = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "ipcmk", *args],
+                         check=True, capture_output=True, text=True).stdout
+    return int(out.rsplit(":", 1)[1])
+
+
+def ipc_of(uid: int) -> list[tuple[str, int]]:
+    return sorted((kind, ident) for kind, ident, owner, creator in sysaccounts.ipc_objects()
+                  if uid in (owner, creator))
+
+
+async def test_deletion_removes_sysv_ipc_objects_and_lock_files(root, home_root):
+    spawner = make_spawner(unique_name("mallory"), home_root)
+    await spawner._ensure_system_user()
+    account = pwd.getpwnam(spawner.system_username)
+    uid, gid = account.pw_uid, account.pw_gid
+    made = sorted([("shm", ipcmk_as(uid, gid, "-M", "4096")), ("sem", ipcmk_as(uid, gid, "-S", "2")),
+                   ("msg", ipcmk_as(uid, gid, "-Q"))])
+    assert ipc_of(uid) == made  # the processes that made them have ended: the objects stay
+    lock_file, lock_dir = Path(f"/run/lock/{account.pw_name}.lock"), Path(f"/run/lock/{account.pw_name}.d")
+    precious = home_root / "precious"  # root's, next to the users' homes
+    precious.write_text("root's")
+    for command in (["touch", str(lock_file)], ["mkdir", str(lock_dir)],
+                    ["ln", "-s", str(precious), str(lock_dir / "link")],
+                    ["ln", "-s", str(precious), f"/run/lock/{account.pw_name}.link"]):
+        subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *command], check=True)
+    try:
+        await spawner.delete_forever()
+
+        assert ipc_of(uid) == []
+        assert not lock_file.exists() and not lock_dir.exists()
+        assert not os.path.lexists(f"/run/lock/{account.pw_name}.link")
+        assert precious.read_text() == "root's"  # symlinks removed, never followed
+    finally:
+        for kind, ident in ipc_of(uid):
+            subprocess.run(["ipcrm", {"shm": "-m", "sem": "-s", "msg": "-q"}[kind], str(ident)], check=False)
+        shutil.rmtree(lock_dir, ignore_errors=True)
+        for path in (lock_file, Path(f"/run/lock/{account.pw_name}.link")):
+            path.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("leftover", ["shared memory", "semaphore", "message queue", "lock file"])
+async def test_new_account_never_gets_the_uid_of_a_leftover_ipc_object_or_lock(root, home_root, leftover):
+    # Left by a deleted account (or made before the hub removed leftovers): its uid is
+    # the one useradd would hand out next.
+    low = sysaccounts._login_defs("UID_MIN", 1000)
+    next_free = max([a.pw_uid for a in pwd.getpwall() if low <= a.pw_uid < 60000], default=low - 1) + 1
+    lock = Path(f"/run/lock/enertef-test-{next_free}.lock")
+    ident = None
+    if leftover == "lock file":
+        subprocess.run(["setpriv", f"--reuid={next_free}", f"--regid={next_free}", "--clear-groups",
+                        "touch", str(lock)], check=True)
+    else:
+        option = {"shared memory": ["-M", "4096"], "semaphore": ["-S", "1"], "message queue": ["-Q"]}[leftover]
+        ident = ipcmk_as(next_free, next_free, *option)
+    try:
+        spawner = make_spawner(unique_name("victim"), home_root)
+        await spawner._ensure_system_user()
+        assert pwd.getpwnam(spawner.system_username).pw_uid != next_free
+    finally:
+        lock.unlink(missing_ok=True)
+        if ident is not None:
+            kind = {"shared memory": "-m", "semaphore": "-s", "message queue": "-q"}[leftover]
+            subprocess.run(["ipcrm", kind, str(ident)], check=False)
