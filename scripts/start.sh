@@ -10,7 +10,9 @@
 #   scripts/stop.sh             stop (data kept); scripts/stop.sh --delete-data removes it
 #
 # Passwords are generated once into Kubernetes Secrets and never printed; the
-# summary says how to read the ones an admin needs.
+# summary says how to read the ones an admin needs. Two namespaces: enertef (the hub,
+# users' servers, the hub's own credentials) and enertef-data (PostgreSQL, MinIO,
+# pgAdmin, and the superuser's and root's passwords, which the hub cannot read).
 set -euo pipefail
 
 # stop.sh sources this file for its settings and helpers (main runs only when executed).
@@ -19,6 +21,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 CLUSTER=${ENERTEF_K3D_CLUSTER:-enertef}
 NAMESPACE=enertef
+DATA_NAMESPACE=enertef-data
 # The registry container is k3d-$REGISTRY_NAME; the cluster pulls from
 # k3d-registry.localhost:5001/..., as chart-values/jupyterhub.yaml names the images.
 REGISTRY_NAME=registry.localhost
@@ -50,7 +53,9 @@ log() { printf '[start] %s\n' "$*" >&2; }
 die() { printf '[start] error: %s\n' "$*" >&2; exit 1; }
 
 kc() { kubectl --context "$KCTX" -n "$NAMESPACE" "$@"; }
+kd() { kubectl --context "$KCTX" -n "$DATA_NAMESPACE" "$@"; }
 hm() { helm --kube-context "$KCTX" -n "$NAMESPACE" "$@"; }
+hd() { helm --kube-context "$KCTX" -n "$DATA_NAMESPACE" "$@"; }
 
 # version_ge A B: true when version A >= version B (both like 1.2.3, a leading v ignored).
 version_ge() {
@@ -101,12 +106,22 @@ cluster_exists() { k3d cluster list "$CLUSTER" >/dev/null 2>&1; }
 cluster_running() {
   kubectl --context "$KCTX" get --raw /readyz >/dev/null 2>&1
 }
+# release_deployed NAMESPACE RELEASE
 release_deployed() {
-  [ "$(hm status "$1" -o json 2>/dev/null | grep -o '"status":"[a-z-]*"' | head -n1)" = '"status":"deployed"' ]
+  [ "$(helm --kube-context "$KCTX" -n "$1" status "$2" -o json 2>/dev/null | grep -o '"status":"[a-z-]*"' | head -n1)" = '"status":"deployed"' ]
 }
 all_installed() {
-  release_deployed enertef && release_deployed enertef-minio && release_deployed enertef-pgadmin \
-    && kc get statefulset enertef-postgresql >/dev/null 2>&1
+  release_deployed "$NAMESPACE" enertef && release_deployed "$DATA_NAMESPACE" enertef-minio \
+    && release_deployed "$DATA_NAMESPACE" enertef-pgadmin && kd get statefulset enertef-postgresql >/dev/null 2>&1
+}
+
+# Clusters made before the two-namespace layout ran PostgreSQL and MinIO in enertef,
+# with their superuser/root passwords readable by the hub. Their data cannot move
+# namespaces in place: say so instead of installing a second, empty set beside it.
+refuse_old_layout() {
+  if kc get statefulset enertef-postgresql >/dev/null 2>&1; then
+    die "this cluster runs PostgreSQL and MinIO in namespace $NAMESPACE (the old one-namespace layout, where the hub could read their superuser passwords). Back up what you need (pg_dump, mc mirror), then start afresh: scripts/stop.sh --delete-data && scripts/start.sh"
+  fi
 }
 
 ensure_registry() {
@@ -171,16 +186,16 @@ random_secret() {
   printf '%s' "${chars:0:${1:-32}}"
 }
 
-# Create a Secret from KEY=VALUE lines on stdin, via a private temporary file so no
-# value appears on a command line (ps) or in the output.
+# create_secret NAMESPACE NAME: a Secret from KEY=VALUE lines on stdin, via a private
+# temporary file so no value appears on a command line (ps) or in the output.
 create_secret() {
-  local name=$1 file
+  local namespace=$1 name=$2 file
   file=$(mktemp)
   chmod 600 "$file"
   cat > "$file"
-  kc create secret generic "$name" --from-env-file="$file" >/dev/null
+  kubectl --context "$KCTX" -n "$namespace" create secret generic "$name" --from-env-file="$file" >/dev/null
   rm -f "$file"
-  kc label secret "$name" app.kubernetes.io/part-of=enertef-hub >/dev/null
+  kubectl --context "$KCTX" -n "$namespace" label secret "$name" app.kubernetes.io/part-of=enertef-hub >/dev/null
 }
 
 # Generated once: a second run (or --upgrade) keeps the existing Secrets, because the
@@ -189,30 +204,35 @@ ensure_secrets() {
   if kc get secret enertef-hub >/dev/null 2>&1; then
     return
   fi
-  if kc get statefulset enertef-postgresql >/dev/null 2>&1; then
+  if kd get statefulset enertef-postgresql >/dev/null 2>&1; then
     die "Secret enertef-hub is missing but PostgreSQL was already initialised with the old passwords: recreate it from chart-values/manifests/secrets.example.yaml with those values, or start afresh with scripts/stop.sh --delete-data"
   fi
   # Left over by an interrupted first run (nothing used them yet).
-  kc delete secret enertef-postgresql enertef-minio enertef-pgadmin --ignore-not-found >/dev/null
-  log "generating passwords into Secrets enertef-postgresql, enertef-minio, enertef-pgadmin, enertef-hub"
-  local pg_super pg_admin minio_root pgadmin key
+  kd delete secret enertef-postgresql enertef-minio enertef-minio-hub enertef-pgadmin --ignore-not-found >/dev/null
+  log "generating passwords into Secrets enertef-postgresql, enertef-minio, enertef-minio-hub, enertef-pgadmin ($DATA_NAMESPACE) and enertef-hub ($NAMESPACE)"
+  local pg_super pg_admin minio_root minio_hub pgadmin key
   pg_super=$(random_secret 32)
   pg_admin=$(random_secret 32)
   minio_root=$(random_secret 40)
+  minio_hub=$(random_secret 40)
   pgadmin=$(random_secret 24)
   key=$(random_secret 48)
+  # The superuser's and root's passwords exist in $DATA_NAMESPACE only: the hub's
+  # ServiceAccount may read every Secret of $NAMESPACE (the z2jh chart's Role).
   printf 'POSTGRES_PASSWORD=%s\nENERTEF_ADMIN_PASSWORD=%s\n' "$pg_super" "$pg_admin" \
-    | create_secret enertef-postgresql
-  printf 'rootUser=enertefadmin\nrootPassword=%s\n' "$minio_root" | create_secret enertef-minio
-  printf 'password=%s\n' "$pgadmin" | create_secret enertef-pgadmin
+    | create_secret "$DATA_NAMESPACE" enertef-postgresql
+  printf 'rootUser=enertefadmin\nrootPassword=%s\n' "$minio_root" | create_secret "$DATA_NAMESPACE" enertef-minio
+  # The hub's own MinIO user; the MinIO chart creates it (chart-values/minio.yaml users).
+  printf 'key=%s\n' "$minio_hub" | create_secret "$DATA_NAMESPACE" enertef-minio-hub
+  printf 'password=%s\n' "$pgadmin" | create_secret "$DATA_NAMESPACE" enertef-pgadmin
   # Last: its presence marks the set as complete (checked above).
   {
-    printf 'ENERTEF_POSTGRES_ADMIN_URL=postgresql://enertef_admin:%s@enertef-postgresql:5432/mlflow\n' "$pg_admin"
-    printf 'ENERTEF_MINIO_ACCESS_KEY=enertefadmin\nENERTEF_MINIO_SECRET_KEY=%s\n' "$minio_root"
+    printf 'ENERTEF_POSTGRES_ADMIN_URL=postgresql://enertef_admin:%s@enertef-postgresql.%s:5432/mlflow\n' "$pg_admin" "$DATA_NAMESPACE"
+    printf 'ENERTEF_MINIO_ACCESS_KEY=enertef-hub\nENERTEF_MINIO_SECRET_KEY=%s\n' "$minio_hub"
     printf 'ENERTEF_SECRET_KEY=%s\n' "$key"
     # The hub creates the admin account (hub.config Authenticator.admin_users) from it.
     printf 'ENERTEF_HUB_ADMIN_PASSWORD=%s\n' "$(random_secret 24)"
-  } | create_secret enertef-hub
+  } | create_secret "$NAMESPACE" enertef-hub
 }
 
 ensure_helm_repos() {
@@ -225,20 +245,21 @@ ensure_helm_repos() {
 
 install_all() {
   local tag=$1
+  refuse_old_layout
   kubectl --context "$KCTX" apply -f "$ROOT/chart-values/manifests/namespace.yaml" >/dev/null
   ensure_secrets
-  log "installing PostgreSQL and the network policies"
-  kc apply -f "$ROOT/chart-values/manifests/postgresql.yaml" >/dev/null
-  kc apply -f "$ROOT/chart-values/manifests/networkpolicies.yaml" >/dev/null
+  log "installing PostgreSQL and the network policies ($DATA_NAMESPACE)"
+  kd apply -f "$ROOT/chart-values/manifests/postgresql.yaml" >/dev/null
+  kd apply -f "$ROOT/chart-values/manifests/networkpolicies.yaml" >/dev/null
   ensure_helm_repos
-  log "installing MinIO (chart $MINIO_CHART_VERSION)"
-  hm upgrade --install enertef-minio minio/minio --version "$MINIO_CHART_VERSION" \
-    -f "$ROOT/chart-values/minio.yaml" --wait --timeout 10m >/dev/null
+  log "installing MinIO (chart $MINIO_CHART_VERSION) and the hub's MinIO user"
+  hd upgrade --install enertef-minio minio/minio --version "$MINIO_CHART_VERSION" \
+    -f "$ROOT/chart-values/minio.yaml" --wait --wait-for-jobs --timeout 10m >/dev/null
   log "installing pgAdmin (chart $PGADMIN_CHART_VERSION)"
-  hm upgrade --install enertef-pgadmin runix/pgadmin4 --version "$PGADMIN_CHART_VERSION" \
+  hd upgrade --install enertef-pgadmin runix/pgadmin4 --version "$PGADMIN_CHART_VERSION" \
     -f "$ROOT/chart-values/pgadmin.yaml" --wait --timeout 10m >/dev/null
   log "waiting for PostgreSQL"
-  kc rollout status statefulset/enertef-postgresql --timeout=5m >/dev/null
+  kd rollout status statefulset/enertef-postgresql --timeout=5m >/dev/null
   log "installing JupyterHub (zero-to-jupyterhub $Z2JH_CHART_VERSION, images $tag)"
   hm upgrade --install enertef jupyterhub/jupyterhub --version "$Z2JH_CHART_VERSION" \
     -f "$ROOT/chart-values/jupyterhub.yaml" \
@@ -249,9 +270,9 @@ install_all() {
 
 wait_ready() {
   log "waiting for the hub, proxy, PostgreSQL, MinIO and pgAdmin"
-  kc rollout status statefulset/enertef-postgresql --timeout=5m >/dev/null
-  kc rollout status deployment/enertef-minio --timeout=5m >/dev/null
-  kc rollout status deployment/enertef-pgadmin --timeout=5m >/dev/null
+  kd rollout status statefulset/enertef-postgresql --timeout=5m >/dev/null
+  kd rollout status deployment/enertef-minio --timeout=5m >/dev/null
+  kd rollout status deployment/enertef-pgadmin --timeout=5m >/dev/null
   kc rollout status deployment/hub --timeout=10m >/dev/null
   kc rollout status deployment/proxy --timeout=5m >/dev/null
 }
@@ -267,8 +288,9 @@ port_in_use() {
 }
 
 # One background `kubectl port-forward` per service; pid and log under $STATE_DIR.
+# ensure_port_forward NAME NAMESPACE TARGET LOCAL_PORT REMOTE_PORT
 ensure_port_forward() {
-  local name=$1 target=$2 local_port=$3 remote_port=$4
+  local name=$1 namespace=$2 target=$3 local_port=$4 remote_port=$5
   local pidfile=$STATE_DIR/port-forward-$name.pid logfile=$STATE_DIR/port-forward-$name.log
   if pid_alive "$pidfile"; then
     return
@@ -277,7 +299,7 @@ ensure_port_forward() {
     die "port $local_port (for $name) is used by another program: free it, or set ENERTEF_${name^^}_PORT (see README.md, Kubernetes, Troubleshooting)"
   fi
   mkdir -p "$STATE_DIR"
-  nohup kubectl --context "$KCTX" -n "$NAMESPACE" port-forward --address 127.0.0.1 \
+  nohup kubectl --context "$KCTX" -n "$namespace" port-forward --address 127.0.0.1 \
     "$target" "$local_port:$remote_port" > "$logfile" 2>&1 &
   echo $! > "$pidfile"
   for _ in $(seq 1 50); do
@@ -289,23 +311,24 @@ ensure_port_forward() {
 }
 
 ensure_port_forwards() {
-  ensure_port_forward hub svc/proxy-public "$HUB_PORT" 80
-  ensure_port_forward minio_console svc/enertef-minio-console "$MINIO_CONSOLE_PORT" 9001
-  ensure_port_forward pgadmin svc/enertef-pgadmin "$PGADMIN_PORT" 80
+  ensure_port_forward hub "$NAMESPACE" svc/proxy-public "$HUB_PORT" 80
+  ensure_port_forward minio_console "$DATA_NAMESPACE" svc/enertef-minio-console "$MINIO_CONSOLE_PORT" 9001
+  ensure_port_forward pgadmin "$DATA_NAMESPACE" svc/enertef-pgadmin "$PGADMIN_PORT" 80
 }
 
 report_status() {
   local pods
-  pods=$(kc get pods --no-headers 2>/dev/null | awk '{print "    " $1 "  " $2 "  " $3}')
+  pods=$( { kc get pods --no-headers 2>/dev/null; kd get pods --no-headers 2>/dev/null; } \
+    | awk '{print "    " $1 "  " $2 "  " $3}')
   cat >&2 <<EOF
-[start] enertef-hub runs on k3d cluster '$CLUSTER' (namespace $NAMESPACE):
+[start] enertef-hub runs on k3d cluster '$CLUSTER' (namespaces $NAMESPACE and $DATA_NAMESPACE):
     JupyterHub      http://localhost:$HUB_PORT   (log in as 'hubadmin'; users' servers at http://<name>.localhost:$HUB_PORT)
     MinIO console   http://127.0.0.1:$MINIO_CONSOLE_PORT   user enertefadmin
     pgAdmin         http://127.0.0.1:$PGADMIN_PORT   user admin@example.com
   Passwords (never printed; read them when needed):
     kubectl --context $KCTX -n $NAMESPACE get secret enertef-hub -o jsonpath='{.data.ENERTEF_HUB_ADMIN_PASSWORD}' | base64 -d
-    kubectl --context $KCTX -n $NAMESPACE get secret enertef-minio -o jsonpath='{.data.rootPassword}' | base64 -d
-    kubectl --context $KCTX -n $NAMESPACE get secret enertef-pgadmin -o jsonpath='{.data.password}' | base64 -d
+    kubectl --context $KCTX -n $DATA_NAMESPACE get secret enertef-minio -o jsonpath='{.data.rootPassword}' | base64 -d
+    kubectl --context $KCTX -n $DATA_NAMESPACE get secret enertef-pgadmin -o jsonpath='{.data.password}' | base64 -d
   Pods:
 $pods
   Stop with scripts/stop.sh (data kept); rebuild images with scripts/start.sh --upgrade.

@@ -17,7 +17,16 @@ kept, access revoked), re-creation (``claim-<name>-i2``); a storage outage (a cl
 message, and the hub survives more failed spawns than the chart's
 ``consecutive_failure_limit``); and, after ``helm upgrade`` with
 ``Workbench.purge_on_delete`` and ``KubeSpawner.delete_pvc`` true, deletion purging
-the claim, schema and bucket.
+the claim, schema and bucket; and ``helm uninstall`` (users' pods and credential
+Secrets go with it) then ``helm install`` on the same data (a new sign-up of a known
+name is a new account, never the old one's data).
+
+Least privilege is checked on the way: the hub's ServiceAccount token cannot read the
+PostgreSQL superuser's or MinIO root's Secret (they live in the data namespace) and
+no Secret it can read holds them; the hub works with MinIO's ``enertef-hub`` user of
+``chart-values/minio.yaml``; the user's keys are in a Secret of their own, never in
+the pod's spec; the release's namespace enforces the "restricted" Pod Security
+Standard (``chart-values/manifests/namespace.yaml``) and the user's pod is admitted.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import copy
+
 import boto3
 import botocore.exceptions
 import psycopg
@@ -46,7 +57,8 @@ from psycopg import sql
 from hubharness import Hub, approve, signup
 from kubeharness.api import KubeAPI, cluster_env
 from kubeharness.node import Forwarder, Node
-from kubeharness.release import RELEASE, chart_dir, external_services, install, kubectl
+from kubeharness.release import (RELEASE, chart_dir, data_namespace, external_services, helm_install, install,
+                                 kubectl, remove_hub_minio_user)
 from test_notebooks import execute_notebook
 
 from tests.conftest import acting_as
@@ -136,16 +148,19 @@ def kube_hub(services_env, tmp_path_factory):
     namespace = "e2e-" + secrets.token_hex(3)
     state = tmp_path_factory.mktemp("kube")
     token = secrets.token_hex(32)
-    node = Node(api, env, namespace, state, external=external_services(services_env)).start()
+    node = Node(api, env, namespace, state, external=external_services(services_env),
+                peers=(data_namespace(namespace),)).start()
     # What `kubectl port-forward svc/proxy-public` is for a deployer (scripts/start.sh):
     # the hub's public URL on this machine, http://localhost:PORT (users' origins are
     # http://<name>.localhost:PORT, which browsers resolve to loopback).
     public_port = free_port()
     forward = Forwarder("127.0.0.1", public_port, lambda: node.endpoint("proxy-public", {"port": 80, "targetPort": "http"}))
     admin_password = secrets.token_urlsafe(18)
+    superuser_password = secrets.token_urlsafe(24)
     try:
         started = time.monotonic()
-        install(env, api, namespace, services_env, state, token, f"http://localhost:{public_port}", admin_password)
+        install(env, api, namespace, services_env, state, token, f"http://localhost:{public_port}", admin_password,
+                superuser_password=superuser_password)
         # Every object of the release was accepted by the API server.
         made = kubectl(env, "get", "all,configmap,secret,pvc,role,rolebinding,serviceaccount,networkpolicy",
                        "-n", namespace, "-o", "name")
@@ -159,6 +174,7 @@ def kube_hub(services_env, tmp_path_factory):
         url = f"http://localhost:{public_port}"
         hub = KubeHub(url, token, ADMIN, admin_password, state / "hub.log", state, None)
         hub.node, hub.api_server, hub.namespace, hub.env = node, api, namespace, env
+        hub.superuser_password = superuser_password
 
         def hub_answers():
             if node.errors and "not supported" in node.errors[-1]:
@@ -186,7 +202,8 @@ def kube_hub(services_env, tmp_path_factory):
         forward.close()
         node.stop()
         subprocess_env = env
-        kubectl(subprocess_env, "delete", "namespace", namespace, "--wait=false")
+        kubectl(subprocess_env, "delete", "namespace", namespace, data_namespace(namespace), "--wait=false")
+        remove_hub_minio_user(namespace, services_env)
         kubectl(subprocess_env, "delete", "pv", "-l", f"enertef-test/namespace={namespace}", "--wait=false")
         print("\nkube journey figures:", json.dumps({k: round(v, 1) for k, v in FIGURES.items()}))
         (state / "figures.json").write_text(json.dumps(FIGURES))
@@ -251,6 +268,30 @@ def start_and_wait(hub, name: str, timeout: float = 240):
                                                   .get("servers", {}).get("", {}).get("ready")), timeout=timeout)
 
 
+def wait_hub_answers(hub, timeout: float = 180):
+    def answers():
+        try:
+            return requests.get(f"{hub.url}/hub/api/", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_until("the hub answering", answers, timeout=timeout)
+
+
+def hub_service_account_token(hub: KubeHub) -> tuple[str, str]:
+    """(the hub pod's ServiceAccount token, its subject ``system:serviceaccount:NS:hub``)."""
+    hub_spec = json.loads(max((hub.dir / "pods").glob("hub-*/spec.json"), key=lambda p: p.stat().st_mtime).read_text())
+    token_dir = next(src for src, dst, _ in hub_spec["mounts"] if dst == "/var/run/secrets/kubernetes.io/serviceaccount")
+    token = (Path(token_dir) / "token").read_text()
+    payload = token.split(".")[1]
+    subject = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
+    return token, subject
+
+
+def user_secret(hub: KubeHub, pod_name: str) -> dict | None:
+    return hub.api_server.get(f"/api/v1/namespaces/{hub.namespace}/secrets/{pod_name}-env", missing_ok=True)
+
+
 def test_journey(kube_hub, admin_page, new_page, services_env):
     hub = kube_hub
     started = time.monotonic()
@@ -287,10 +328,7 @@ def test_journey(kube_hub, admin_page, new_page, services_env):
     assert hub.pvc(f"claim-{name}")["status"]["phase"] == "Bound"
     # The hub's only credential is the hub ServiceAccount's token, mounted where
     # in-cluster clients read it; what it may do is the chart's Role.
-    hub_spec = json.loads(max((hub.dir / "pods").glob("hub-*/spec.json"), key=lambda p: p.stat().st_mtime).read_text())
-    token_dir = next(src for src, dst, _ in hub_spec["mounts"] if dst == "/var/run/secrets/kubernetes.io/serviceaccount")
-    payload = (Path(token_dir) / "token").read_text().split(".")[1]
-    subject = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
+    token, subject = hub_service_account_token(hub)
     assert subject == f"system:serviceaccount:{hub.namespace}:hub"
 
     def hub_can(verb: str, resource: str, namespace: str) -> str:
@@ -299,7 +337,45 @@ def test_journey(kube_hub, admin_page, new_page, services_env):
 
     assert hub_can("create", "pods", hub.namespace) == "yes"
     assert hub_can("get", "secrets", "kube-system") == "no"
+    # The superuser's and root's passwords are out of the hub's reach: the chart's Role
+    # lets it read every Secret of its own namespace, and they are not there.
+    data = data_namespace(hub.namespace)
+    for name_of_secret in ("enertef-postgresql", "enertef-minio", "enertef-minio-hub", "enertef-pgadmin"):
+        assert hub.api_server.get(f"/api/v1/namespaces/{data}/secrets/{name_of_secret}"), name_of_secret
+        assert hub_can("get", f"secrets/{name_of_secret}", data) == "no", name_of_secret
+        response = requests.get(f"{hub.api_server.url}/api/v1/namespaces/{data}/secrets/{name_of_secret}",
+                                headers={"Authorization": f"Bearer {token}"}, verify=hub.api_server.ca, timeout=30)
+        assert response.status_code == 403, (name_of_secret, response.status_code)
+    root_values = [hub.superuser_password, services_env["ENERTEF_MINIO_SECRET_KEY"]]
+    for readable in hub.api_server.items(f"/api/v1/namespaces/{hub.namespace}/secrets"):
+        for key, value in (readable.get("data") or {}).items():
+            text = base64.b64decode(value).decode(errors="replace")
+            assert not [r for r in root_values if r in text], f"secret {readable['metadata']['name']}.{key}"
+    # Pod Security "restricted" is enforced in the release's namespace, and the user's
+    # pod was admitted; the chart's iptables init container (privileged, root) is not.
+    labels = hub.api_server.get(f"/api/v1/namespaces/{hub.namespace}")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    with_iptables = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{pod_name}-iptables"},
+                     "spec": copy.deepcopy(pod["spec"])}
+    with_iptables["spec"]["initContainers"] = [{
+        "name": "block-cloud-metadata", "image": "quay.io/jupyterhub/k8s-network-tools:4.4.0",
+        "command": ["iptables", "--append", "OUTPUT", "--destination", "169.254.169.254", "--jump", "DROP"],
+        "securityContext": {"privileged": True, "runAsUser": 0, "capabilities": {"add": ["NET_ADMIN"]}}}]
+    refused = hub.api_server.request("POST", f"/api/v1/namespaces/{hub.namespace}/pods?dryRun=All", json=with_iptables)
+    assert refused.status_code == 403 and "violates PodSecurity" in refused.text, refused.text[:500]
     env = pod_env(hub, pod_name)
+    # The user's keys are in a Secret of their own, never in the pod object (which the
+    # hub's Role, `kubectl describe` and every pod reader see).
+    pod_text = json.dumps(pod)
+    for key in ("AWS_SECRET_ACCESS_KEY", "JUPYTERHUB_API_TOKEN"):
+        assert env[key] not in pod_text, key
+    assert urlsplit(env["MLFLOW_TRACKING_URI"]).password not in pod_text
+    credentials = user_secret(hub, pod_name)
+    assert credentials["metadata"]["labels"]["hub.jupyter.org/username"] == name
+    assert base64.b64decode(credentials["data"]["AWS_SECRET_ACCESS_KEY"]).decode() == env["AWS_SECRET_ACCESS_KEY"]
+    # Both owned by the release's Secret "hub": helm uninstall takes them along.
+    for owned in (pod, credentials):
+        assert [o["name"] for o in owned["metadata"]["ownerReferences"] if o["kind"] == "Secret"] == ["hub"]
     assert env["ENERTEF_BUCKET"] == f"user-{name}"
     # No admin credential reaches the pod (the names; and no value anywhere in its env).
     declared = {item["name"] for c in pod["spec"]["containers"] for item in c.get("env", [])}
@@ -338,6 +414,7 @@ def test_journey(kube_hub, admin_page, new_page, services_env):
     delete_in_admin_panel(admin_page, hub, name)
     wait_until("the user's pod deleted", lambda: hub.pod(pod_name) is None, timeout=90)
     wait_until("the user's process stopped", lambda: pod_name not in hub.node.containers, timeout=30)
+    assert user_secret(hub, pod_name) is None, "the deleted user's credential Secret is still there"
     assert hub.pvc(f"claim-{name}") is not None, "claim deleted although purge_on_delete is false"
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(user_uri, connect_timeout=5).close()
@@ -432,3 +509,50 @@ def test_purge_on_delete_removes_the_claim(kube_hub, admin_page, services_env):
     with psycopg.connect(services_env["ENERTEF_POSTGRES_ADMIN_URL"]) as conn:
         assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (f"u_{name}",)).fetchone()[0] == 0
     assert f"user-{name}" not in [b["Name"] for b in admin_s3(services_env).list_buckets()["Buckets"]]
+
+
+def test_uninstall_stops_users_and_a_reinstall_never_hands_out_old_data(kube_hub, services_env):
+    """helm uninstall: users' pods and credential Secrets go (owned by the release's Secret
+    "hub"); the hub's database goes too, homes, stores and buckets stay. helm install on
+    the same data: a sign-up of a name the registry still knows is a new account."""
+    hub = kube_hub
+    name = "kre" + secrets.token_hex(3)
+    pod_name = f"jupyter-{name}"
+    assert signup(hub, name, PASSWORD).status_code == 200
+    approve(hub, name, admin=hub.admin_session())
+    start_and_wait(hub, name)
+    first = pod_env(hub, pod_name)
+    assert user_secret(hub, pod_name) is not None
+
+    proc = subprocess.run(["helm", "uninstall", RELEASE, "--namespace", hub.namespace, "--wait", "--timeout", "120s"],
+                          capture_output=True, text=True, env=hub.env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    wait_until("the user's pod deleted with the release", lambda: hub.pod(pod_name) is None, timeout=90)
+    wait_until("the user's credential Secret deleted with the release", lambda: user_secret(hub, pod_name) is None,
+               timeout=60)
+    wait_until("the user's process stopped", lambda: pod_name not in hub.node.containers, timeout=30)
+    assert hub.pvc(f"claim-{name}") is not None, "helm uninstall must keep users' homes"
+
+    # The same data, a new release: the hub's database is new, the account registry is not.
+    helm_install(hub.env, hub.namespace, hub.dir, hub.token, hub.url)
+    wait_until("the new hub pod", lambda: running_hub_pod(hub.node), timeout=120)
+    wait_hub_answers(hub)
+    assert hub.api("GET", f"/users/{name}").status_code == 404, "the new hub knows the old user"
+    assert signup(hub, name, "Someone-else-passw0rd!").status_code == 200
+    approve(hub, name, admin=hub.admin_session())
+    start_and_wait(hub, name)
+    pod = hub.pod(pod_name)
+    assert [v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"]
+            if "persistentVolumeClaim" in v] == [f"claim-{name}-i2"], "the new account mounts the old home"
+    second = pod_env(hub, pod_name)
+    assert second["ENERTEF_BUCKET"] != first["ENERTEF_BUCKET"]
+    assert urlsplit(second["MLFLOW_TRACKING_URI"]).username != urlsplit(first["MLFLOW_TRACKING_URI"]).username
+    # The old account's keys no longer work: it was ended, its data kept for an admin to restore.
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(local_uri(first["MLFLOW_TRACKING_URI"], services_env), connect_timeout=5).close()
+    old_s3 = boto3.client("s3", endpoint_url=services_env["ENERTEF_MINIO_ENDPOINT"],
+                          aws_access_key_id=first["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=first["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    with pytest.raises(botocore.exceptions.ClientError):
+        old_s3.list_objects_v2(Bucket=first["ENERTEF_BUCKET"])
+    assert first["ENERTEF_BUCKET"] in [b["Name"] for b in admin_s3(services_env).list_buckets()["Buckets"]]

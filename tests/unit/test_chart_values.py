@@ -97,18 +97,72 @@ def test_hub_env_comes_from_the_secret_start_sh_generates(z2jh_values, start_sh)
         # Same Secret and key in the example and in what start.sh creates.
         assert ref["key"] in example[ref["name"]]["stringData"], name
         assert f"{ref['key']}=" in start_sh, f"start.sh does not generate {ref['key']}"
-        assert f"create_secret {ref['name']}" in start_sh
-    # The only literal is the endpoint, and it names MinIO's service.
+        assert f'create_secret "$NAMESPACE" {ref["name"]}' in start_sh
+        assert example[ref["name"]]["metadata"]["namespace"] == "enertef"
+    # The only literal is the endpoint, and it names MinIO's service in the data namespace.
     minio = load("minio.yaml")
-    assert extra_env["ENERTEF_MINIO_ENDPOINT"] == f"http://{minio['fullnameOverride']}:{minio['service']['port']}"
+    assert extra_env["ENERTEF_MINIO_ENDPOINT"] == (
+        f"http://{minio['fullnameOverride']}.enertef-data:{minio['service']['port']}")
+
+
+def test_superuser_and_root_secrets_are_made_in_the_data_namespace_only(start_sh):
+    """The hub's ServiceAccount reads every Secret of "enertef" (the chart's Role); not these."""
+    for name in ("enertef-postgresql", "enertef-minio", "enertef-minio-hub", "enertef-pgadmin"):
+        assert f'create_secret "$DATA_NAMESPACE" {name}' in start_sh, name
+        assert f'create_secret "$NAMESPACE" {name}' not in start_sh, name
+    assert re.search(r"^DATA_NAMESPACE=enertef-data$", start_sh, re.MULTILINE)
+    for release in ("enertef-minio", "enertef-pgadmin"):
+        assert re.search(rf"^\s*hd upgrade --install {release} ", start_sh, re.MULTILINE), release
+    assert 'kd apply -f "$ROOT/chart-values/manifests/postgresql.yaml"' in start_sh
+
+
+#: The MinIO admin API calls of enertef_hub (minio-py MinioAdmin methods) -> the policy actions they need.
+ADMIN_CALL_ACTIONS = {
+    "info": ["admin:ServerInfo"], "user_add": ["admin:CreateUser"], "user_remove": ["admin:DeleteUser"],
+    "user_info": ["admin:GetUser"], "user_list": ["admin:ListUsers"], "user_enable": ["admin:EnableUser"],
+    "user_disable": ["admin:DisableUser"], "policy_add": ["admin:CreatePolicy"],
+    "policy_remove": ["admin:DeletePolicy"], "policy_info": ["admin:GetPolicy"],
+    "policy_list": ["admin:ListUserPolicies"], "policy_set": ["admin:AttachUserOrGroupPolicy"],
+    "policy_unset": ["admin:AttachUserOrGroupPolicy"], "attach_policy": ["admin:AttachUserOrGroupPolicy"],
+    "detach_policy": ["admin:AttachUserOrGroupPolicy"], "group_add": ["admin:AddUserToGroup"],
+    "group_remove": ["admin:RemoveUserFromGroup"], "group_info": ["admin:GetGroup"],
+    "group_list": ["admin:ListGroups"], "list_service_account": ["admin:ListServiceAccounts"],
+    "delete_service_account": ["admin:RemoveServiceAccount"],
+    "list_access_keys": ["admin:ListUsers", "admin:ListServiceAccounts", "admin:ListTemporaryAccounts"],
+    "revoke_sts": ["admin:RemoveServiceAccount"], "bucket_quota_set": ["admin:SetBucketQuota"],
+    "bucket_quota_get": ["admin:GetBucketQuota"],
+}
+
+
+def test_the_hubs_minio_policy_allows_every_admin_call_of_the_code_and_no_server_administration():
+    """The hub runs as MinIO user enertef-hub (chart-values/minio.yaml), not root: a new admin
+    call in the code needs its action here, or the hub fails on Kubernetes only."""
+    from enertef_hub.provisioners.minio_admin import FastMinioAdmin
+
+    (policy,) = load("minio.yaml")["policies"]
+    allowed = {action for statement in policy["statements"] for action in statement["actions"]}
+    calls = set()
+    for path in (REPO / "enertef_hub").rglob("*.py"):
+        calls |= {m for m in re.findall(r"\badmin\.([a-z_]+)\b", path.read_text()) if hasattr(FastMinioAdmin, m)}
+    assert calls, "no MinIO admin call found: the scan is broken"
+    for call in sorted(calls):
+        assert call in ADMIN_CALL_ACTIONS, f"MinioAdmin.{call}: add the MinIO action it needs to this table"
+        missing = set(ADMIN_CALL_ACTIONS[call]) - allowed
+        assert not missing, f"MinioAdmin.{call} needs {missing} in chart-values/minio.yaml policies"
+    assert not [a for a in allowed if a.startswith("admin:") and a.endswith("*")], "no admin wildcard"
+    for server_action in ("admin:ConfigUpdate", "admin:ServiceRestart", "admin:ServerUpdate", "admin:KMSCreateKey",
+                          "admin:Decommission", "admin:SiteReplicationAdd"):
+        assert server_action not in allowed
 
 
 def test_admin_url_points_at_the_postgresql_service_and_admin_role(start_sh):
     service = next(d for d in manifests("postgresql.yaml") if d["kind"] == "Service")
-    match = re.search(r"ENERTEF_POSTGRES_ADMIN_URL=postgresql://(\w+):%s@([\w-]+):(\d+)/(\w+)", start_sh)
-    assert match, "start.sh must build ENERTEF_POSTGRES_ADMIN_URL"
+    match = re.search(r"ENERTEF_POSTGRES_ADMIN_URL=postgresql://(\w+):%s@([\w-]+)\.%s:(\d+)/(\w+)\\n' \"\$pg_admin\" "
+                      r"\"\$DATA_NAMESPACE\"", start_sh)
+    assert match, "start.sh must build ENERTEF_POSTGRES_ADMIN_URL (host: the Service in the data namespace)"
     role, host, port, database = match.groups()
     assert (host, int(port)) == (service["metadata"]["name"], service["spec"]["ports"][0]["port"])
+    assert service["metadata"]["namespace"] == "enertef-data"
     init = next(d for d in manifests("postgresql.yaml") if d["kind"] == "ConfigMap")
     script = "\n".join(init["data"].values())
     assert f"CREATE ROLE {role} LOGIN CREATEROLE" in script
@@ -122,7 +176,10 @@ def _egress_rule_for(values: dict, labels: dict) -> list[dict]:
     for rule in values["singleuser"]["networkPolicy"]["egress"]:
         for peer in rule.get("to", []):
             selector = peer.get("podSelector", {}).get("matchLabels", {})
-            if selector and all(labels.get(k) == v for k, v in selector.items()):
+            # PostgreSQL and MinIO run in namespace enertef-data: a rule without that
+            # namespace selector would select pods of the users' own namespace only.
+            namespace = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+            if selector and namespace == "enertef-data" and all(labels.get(k) == v for k, v in selector.items()):
                 rules.append(rule)
     return rules
 
@@ -251,7 +308,10 @@ def test_a_deleted_users_home_follows_the_same_keep_or_purge_policy(z2jh_values)
     assert config["KubeSpawner"]["delete_pvc"] == config["Workbench"]["purge_on_delete"]
 
 
-def test_minio_chart_creates_no_users_of_its_own():
-    """The chart's default values create user "console" with a published password."""
+def test_minio_chart_creates_only_the_hubs_user():
+    """The chart's default values create user "console" with a published password; ours only the hub's."""
     minio = load("minio.yaml")
-    assert minio["users"] == [] and minio["svcaccts"] == [] and minio["buckets"] == []
+    assert minio["svcaccts"] == [] and minio["buckets"] == []
+    (user,) = minio["users"]
+    assert user["accessKey"] == "enertef-hub" and user["policy"] == "enertef-hub"
+    assert "secretKey" not in user and user["existingSecret"] == "enertef-minio-hub"

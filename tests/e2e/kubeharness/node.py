@@ -12,8 +12,9 @@
   ``restartCount``) when a ``restartPolicy: Always`` container exits;
 - **kube-proxy**: a TCP forwarder on each Service's cluster IP and port to a Running
   pod matching its selector (or to a fixed address for Services of parts that run
-  outside the cluster here: PostgreSQL, MinIO);
-- **DNS**: an ``/etc/hosts`` per pod with every Service's name and cluster IP;
+  outside the cluster here: PostgreSQL, MinIO), for the Services of its namespace and
+  of the ``peers`` namespaces (e.g. where PostgreSQL and MinIO live);
+- **DNS**: an ``/etc/hosts`` per pod with every such Service's name and cluster IP;
 - **volume provisioner**: a hostPath PersistentVolume (a directory) bound to each
   pending claim, as a dynamic provisioner would.
 
@@ -203,10 +204,11 @@ class Node:
     """Kubelet, kube-proxy, DNS and a volume provisioner for one namespace (see module doc)."""
 
     def __init__(self, api: KubeAPI, env: dict[str, str], namespace: str, state_dir: Path,
-                 external: dict[tuple[str, int], tuple[str, int]] | None = None):
+                 external: dict[tuple[str, int], tuple[str, int]] | None = None, peers: tuple[str, ...] = ()):
         self.api = api
         self.env = env
         self.ns = namespace
+        self.peers = tuple(peers)
         self.dir = state_dir
         self.external = dict(external or {})
         self.containers: dict[str, Container] = {}
@@ -250,10 +252,11 @@ class Node:
 
     def sync(self):
         self._provision_volumes()
-        services = self.api.items(f"/api/v1/namespaces/{self.ns}/services")
+        services = [service for ns in (self.ns, *self.peers)
+                    for service in self.api.items(f"/api/v1/namespaces/{ns}/services")]
         pods = self.api.items(f"/api/v1/namespaces/{self.ns}/pods")
         self._sync_forwarders(services, pods)
-        self._sync_pods(pods, services)
+        self._sync_pods(pods, [s for s in services if s["metadata"]["namespace"] == self.ns], services)
 
     # ------------------------------------------------------------------ volumes
 
@@ -261,7 +264,9 @@ class Node:
         for pvc in self.api.items(f"/api/v1/namespaces/{self.ns}/persistentvolumeclaims"):
             if pvc["spec"].get("volumeName") or pvc["metadata"].get("deletionTimestamp"):
                 continue
-            name = f"{self.ns}-{pvc['metadata']['name']}"
+            # A volume of its own per claim (its uid), as a dynamic provisioner gives: a
+            # claim deleted and made again (helm uninstall, install) gets an empty one.
+            name = f"{self.ns}-{pvc['metadata']['name']}-{pvc['metadata']['uid'][:8]}"
             path = self.dir / "volumes" / name
             path.mkdir(parents=True, exist_ok=True)
             response = self.api.request("POST", "/api/v1/persistentvolumes", json={
@@ -281,11 +286,13 @@ class Node:
 
     # -------------------------------------------------------------- kube-proxy
 
-    def endpoint(self, service_name: str, port: dict):
+    def endpoint(self, service_name: str, port: dict, namespace: str | None = None):
         """(ip, port) of a Running pod behind a Service port, as kube-proxy would pick."""
         external = self.external.get((service_name, port["port"]))
         if external:
             return external
+        if namespace not in (None, self.ns):
+            return None  # pods of other namespaces are not played here
         service = self.api.get(f"/api/v1/namespaces/{self.ns}/services/{service_name}", missing_ok=True)
         selector = (service or {}).get("spec", {}).get("selector") or {}
         if not selector:
@@ -316,8 +323,8 @@ class Node:
                 key = (ip, port["port"])
                 wanted.add(key)
                 if key not in self.forwarders:
-                    name = service["metadata"]["name"]
-                    self.forwarders[key] = Forwarder(ip, port["port"], lambda n=name, p=port: self.endpoint(n, p))
+                    name, ns = service["metadata"]["name"], service["metadata"]["namespace"]
+                    self.forwarders[key] = Forwarder(ip, port["port"], lambda n=name, p=port, s=ns: self.endpoint(n, p, s))
                     self.forwarders[key].service = (name, port["port"])
         for key in set(self.forwarders) - wanted:
             self.forwarders.pop(key).close()
@@ -326,14 +333,16 @@ class Node:
         """/etc/hosts for a pod: what cluster DNS answers for Services, plus the pod itself."""
         lines = ["127.0.0.1\tlocalhost", f"{pod['status']['podIP']}\t{pod['metadata']['name']}"]
         for service in services:
-            ip, name = service["spec"].get("clusterIP"), service["metadata"]["name"]
+            ip, name, ns = service["spec"].get("clusterIP"), service["metadata"]["name"], service["metadata"]["namespace"]
             if ip and ip != "None":
-                lines.append(f"{ip}\t{name} {name}.{self.ns} {name}.{self.ns}.svc {name}.{self.ns}.svc.cluster.local")
+                # Short names resolve in the pod's own namespace only (its DNS search path).
+                short = f"{name} " if ns == self.ns else ""
+                lines.append(f"{ip}\t{short}{name}.{ns} {name}.{ns}.svc {name}.{ns}.svc.cluster.local")
         return "\n".join(lines) + "\n"
 
     # ------------------------------------------------------------------ kubelet
 
-    def _sync_pods(self, pods: list[dict], services: list[dict]):
+    def _sync_pods(self, pods: list[dict], services: list[dict], all_services: list[dict]):
         live = {}
         for pod in pods:
             name = pod["metadata"]["name"]
@@ -351,10 +360,10 @@ class Node:
                 if container.pod["spec"].get("restartPolicy", "Always") == "Always":
                     restarts = container.restarts + 1
                     self._kill(name)
-                    self._run(live[name], services, restarts)
+                    self._run(live[name], services, all_services, restarts)
         for name, pod in live.items():
             if name not in self.containers and name not in self._ignored:
-                self._run(pod, services, 0)
+                self._run(pod, services, all_services, 0)
 
     _ignored: set = set()
 
@@ -373,7 +382,8 @@ class Node:
             except ProcessLookupError:
                 pass
 
-    def _run(self, pod: dict, services: list[dict], restarts: int):
+    def _run(self, pod: dict, services: list[dict], all_services: list[dict], restarts: int):
+        """Start the pod's stand-in; ``services``: of its namespace (env), ``all_services``: in its DNS."""
         name = pod["metadata"]["name"]
         spec_container = pod["spec"]["containers"][0]
         profile = image_profile(spec_container["image"])
@@ -401,7 +411,7 @@ class Node:
                 source = source / mount["subPath"]
             mounts.append((str(source), mount["mountPath"].rstrip("/") or "/", bool(mount.get("readOnly"))))
         hosts = pod_dir / "hosts"
-        hosts.write_text(self.hosts_file(services, pod))
+        hosts.write_text(self.hosts_file(all_services, pod))
         hosts.chmod(0o644)
         mounts.append((str(hosts), "/etc/hosts", True))
         mounts.sort(key=lambda m: m[1].count("/"))
