@@ -180,6 +180,9 @@ class SignUpHandler(TemplatesMixin, NativeSignUpHandler):
                 problem = "The password and its confirmation differ; please type them again."
             else:
                 problem = password_problem(self.authenticator, password)
+        if problem is None and self.find_user(username) is None:
+            problem = await self._end_leftover_account(username)
+            status = 503
         if problem is not None:
             self.log.info("Sign-up refused (%s)", problem)
             await self._refuse(status, problem)
@@ -190,6 +193,28 @@ class SignUpHandler(TemplatesMixin, NativeSignUpHandler):
         self.request.body_arguments["username"] = [username.encode()]
         self.request.arguments["username"] = [username.encode()]
         await super().post()
+
+    async def _end_leftover_account(self, username: str) -> str | None:
+        """End a live account of ``username`` that this hub does not know; a refusal message if that failed.
+
+        This hub has no user of that name, yet the account registry (in PostgreSQL) may
+        still hold a live account of it: left by an earlier hub on the same data (a
+        reinstall with a new hub database) or by a deletion without revocation. Whoever
+        signs up now is someone new and must not get that account's store, bucket and
+        home: it is ended first (access revoked, data kept for an admin to restore), so
+        the approval makes a new incarnation.
+        """
+        workbench = self.authenticator.workbench
+        try:
+            if (await workbench.status(username))["state"] != "active":
+                return None
+            done = await workbench.deprovision(username, purge=False, actor="signup")
+        except EnerTEFError as error:
+            self.log.error("Sign-up of %s refused: its leftover account could not be checked or ended: %s",
+                           username, error)
+            return f"Sign-up is not possible right now ({error}). Please try again later."
+        log_event(self.log, "leftover-account-ended", username, actor="signup", incarnations=done["revoked"])
+        return None
 
     async def _refuse(self, status: int, message: str):
         self.set_status(status)
