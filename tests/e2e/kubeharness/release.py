@@ -67,6 +67,13 @@ def renamed(obj, namespace: str):
     return walk(obj)
 
 
+def chart_dir() -> Path:
+    """The released chart: ``shared/z2jh-4.4.0/chart`` beside the clone (CI clones elsewhere)."""
+    if not (CHART / "Chart.yaml").exists():
+        raise RuntimeError(f"the z2jh 4.4.0 chart is not at {CHART} (expected beside the repository)")
+    return CHART
+
+
 def kubectl(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
     proc = subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, env=env, timeout=120)
     if proc.returncode != 0:
