@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -92,3 +95,55 @@ async def test_a_bucket_quota_stops_an_upload_with_minios_own_error(tight_workbe
     tight_workbench.quotas.user_bucket_quota_overrides = {f"group:{group}": "3MiB"}
     await tight_workbench.provision(name, teams=[group])
     s3.put_object(Bucket=result.resources.bucket, Key="big.bin", Body=b"b" * (2 * MiB))
+
+
+def quota_refused(upload) -> bool:
+    """Whether ``upload()`` was refused for the bucket's quota (any other error is raised)."""
+    try:
+        upload()
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "XMinioAdminBucketQuotaExceeded":
+            return True
+        raise
+    return False
+
+
+def bucket_bytes(s3, bucket: str) -> int:
+    return sum(o["Size"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+async def test_a_bucket_quota_checks_each_request_and_the_last_scan_not_a_burst(tight_workbench):
+    """What MinIO's hard quota measures (README, "Quotas"; the figures there are this test's).
+
+    MinIO checks each request on its own: a PutObject, or each part of a multipart
+    upload, is refused if it alone reaches the quota, or if it plus the bucket's size
+    as of MinIO's last scan does. Completing a multipart upload is not checked, and a
+    new bucket's size is counted only by the scanner, about a minute later.
+    """
+    name = unique_name("quotaburst")
+    tight_workbench.quotas.user_bucket_quota_overrides = {name: "20MiB"}
+    result = await tight_workbench.provision(name, teams=[])
+    s3, bucket = s3_client(result.environment), result.resources.bucket
+    started = time.monotonic()
+
+    def put(key: str, size: int):
+        return lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"x" * size)
+
+    # One request of the quota's size, or more: refused.
+    assert quota_refused(put("fifty.bin", 50 * MiB))
+    assert quota_refused(put("twenty.bin", 20 * MiB))
+    assert not quota_refused(put("nineteen.bin", 19 * MiB))
+    # 50 MiB in one multipart upload (boto3 splits above 8 MiB into 8 MiB parts, as
+    # mlflow.log_artifact and the MinIO client do): each part is checked alone.
+    assert not quota_refused(lambda: s3.upload_fileobj(io.BytesIO(b"m" * (50 * MiB)), bucket, "multipart.bin"))
+    # Small uploads right after: checked against the last scan, which has not counted
+    # this bucket yet.
+    for i in range(4):
+        assert not quota_refused(put(f"five-{i}.bin", 5 * MiB))
+    assert bucket_bytes(s3, bucket) == (19 + 50 + 20) * MiB  # 89 MiB in a bucket of 20 MiB
+
+    # Once MinIO's scanner has counted the bucket, every further upload is refused.
+    while not quota_refused(put(f"probe-{time.monotonic_ns()}.bin", 1024)):
+        assert time.monotonic() - started < 300, "MinIO never refused an upload to a bucket 4x over its quota"
+        await asyncio.sleep(5)
+    assert quota_refused(put("one-more.bin", 1))
