@@ -183,16 +183,14 @@ async def upgrade_stores(workbench: Workbench, jobs: int, as_json: bool) -> int:
     again after an interruption or a failure does only what is left.
     """
     stores = await workbench.all_mlflow_stores()
-    head = await workbench.upgrader.head() if any(s.revision for s in stores) else None
+    head = await workbench.upgrader.head() if any(isinstance(s.revision, str) for s in stores) else None
     behind = await workbench.upgrader.behind(stores)
     print(f"{len(stores)} stores; {len(behind)} behind MLflow"
           f" {head['mlflow'] if head else '(none has tables)'}"
           f"{' schema ' + head['head'] if head else ''}", file=sys.stderr)
     bar = ProgressBar(len(behind), sys.stderr)
     outcomes = await workbench.upgrader.ensure_all(
-        behind, jobs, on_done=lambda store, outcome: bar.update(store.schema, not isinstance(outcome, Exception)),
-        # Each run connects as the admin with -c role=<store role>: membership only meanwhile.
-        around=lambda store: workbench.postgres.lent_membership(store.schema))
+        behind, jobs, on_done=lambda store, outcome: bar.update(store.schema, not isinstance(outcome, Exception)))
     failed = [(store, outcome) for store, outcome in outcomes if isinstance(outcome, Exception)]
     for store, outcome in outcomes:
         if not isinstance(outcome, Exception):

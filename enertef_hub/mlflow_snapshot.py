@@ -6,9 +6,9 @@ new store of one MLflow release. So, once per MLflow schema head, the hub record
 SQL that MLflow itself executes to create its tables in an empty scratch schema
 (``python -m enertef_hub.mlflow_snapshot record``, MLflow's ``_initialize_tables``:
 ``create_all`` of its initial tables, then every alembic migration), keeps it in the
-registry, and replays it into each new store inside the provisioning transaction,
-as the store's own role, so the store owns every object exactly as if MLflow had
-run as that role. The replay ends by checking MLflow's own ``alembic_version`` row
+registry, and replays it into each new store over a connection of the store's own
+role (never the hub's admin acting as it), so the store owns every object exactly as
+if MLflow had run as that role. The replay ends by checking MLflow's own ``alembic_version`` row
 against the head the recording was made for; any difference rolls everything back.
 
 Only statements that change the schema are kept (MLflow's catalog look-ups return
@@ -133,20 +133,28 @@ async def save_snapshot(conn, registry_schema: str, snapshot: dict) -> dict:
 async def replay(conn, snapshot: dict, role: str, schema: str) -> None:
     """Create MLflow's tables in ``schema`` as ``role``, inside the caller's transaction.
 
-    The connection's user must be a member of ``role`` (the admin role is made one
-    for the caller's transaction only: ``PostgresProvisioner.member_of``). Afterwards the connection acts as itself again. Raises SnapshotError
-    (the caller's transaction must then roll back) if the result is not at the head.
+    The connection must already act as ``role`` and as nothing stronger: logged in as
+    the store's own role, or as a team member's login role acting as the team. Never
+    a ``SET ROLE`` from the hub's admin: whatever the store's owner placed in the
+    schema beforehand (a trigger, a function or operator the statements resolve to)
+    could ``RESET ROLE`` back to the admin and act with its rights (issue 19).
+    Raises SnapshotError (the caller's transaction must then roll back) if the
+    connection is not ``role`` or the result is not at the head.
     """
-    await conn.execute(
-        sql.SQL("SET LOCAL ROLE {role}; SET LOCAL search_path TO {schema}").format(
-            role=sql.Identifier(role), schema=sql.Identifier(schema)), prepare=False)
+    cur = await conn.execute("SELECT current_user, session_user, (SELECT rolcreaterole OR rolsuper FROM pg_roles"
+                             " WHERE rolname = session_user)")
+    current, session, strong = await cur.fetchone()
+    if current != role or strong:
+        raise SnapshotError(f"replay into {schema} must run as {role} alone, not as {session}/{current}")
+    await conn.execute(sql.SQL("SET LOCAL search_path TO {schema}").format(schema=sql.Identifier(schema)),
+                       prepare=False)
     try:
         await conn.execute(snapshot["script"], prepare=False)
         cur = await conn.execute(sql.SQL("SELECT version_num FROM {}").format(
             sql.Identifier(schema, "alembic_version")))
         versions = [row[0] for row in await cur.fetchall()]
     finally:
-        await conn.execute("RESET ROLE; RESET search_path", prepare=False)
+        await conn.execute("RESET search_path", prepare=False)
     if versions != [snapshot["head"]]:
         raise SnapshotError(f"replay gave alembic_version {versions}, not {snapshot['head']}")
 

@@ -129,7 +129,7 @@ class TeamResources:
     """Names of everything that belongs to one team (JupyterHub group)."""
 
     team: str
-    role: str  #: PostgreSQL NOLOGIN group role, granted to members; owns the schema
+    role: str  #: PostgreSQL NOLOGIN group role; owns the schema; granted to members' team logins only
     schema: str
     group: str  #: MinIO group whose members get ``policy``
     policy: str
@@ -171,6 +171,32 @@ def make_team_resources(team: str) -> TeamResources:
         policy=f"team-{name}",
         bucket=f"team-{name}",
     )
+
+
+def make_team_login_role(team: str, member: UserResources) -> str:
+    """PostgreSQL login role through which ``member`` works in ``team``'s store (pure).
+
+    ``m_team1_alice`` (``m_team1_alice_2`` for a second incarnation): a member of the
+    team role and of nothing else, so code another member left in the team's schema
+    (a trigger, a rule) that runs in alice's session and switches back to its login
+    (``SET ROLE NONE``) still has only the team's rights, never alice's own. Team
+    names and usernames hold no underscore, so the name is unambiguous; its password
+    is the member's own (the same derived secret), so a server needs no second one.
+    """
+    name = f"m_{normalize_team_name(team)}_{member.role[2:]}"
+    if len(name) > 63:
+        raise InvalidNameError(f"Team login role {name} is longer than PostgreSQL's 63 characters.")
+    return name
+
+
+def make_team_login_pattern(member: UserResources) -> str:
+    """Regular expression (PostgreSQL ``~``) matching every team login role of ``member`` (pure)."""
+    return f"^m_[a-z0-9]+_{member.role[2:]}$"
+
+
+def make_team_members_pattern(team: TeamResources) -> str:
+    """Regular expression (PostgreSQL ``~``) matching the team login roles of ``team``'s members (pure)."""
+    return f"^m_{team.team}_[a-z0-9_]+$"
 
 
 def make_system_username(username: str) -> str:

@@ -30,6 +30,7 @@ from traitlets.config import LoggingConfigurable
 
 from . import metrics
 from .errors import ProvisioningError
+from .provisioners import pg_reads
 
 #: Exit code of ``enertef_hub.mlflow_tables`` when the store was made by a later MLflow.
 EXIT_STORE_NEWER = 3
@@ -47,7 +48,9 @@ class Store:
     name: str  #: username or team name
     schema: str
     environment: dict[str, str] = field(repr=False)
-    revision: str | None = None  #: the store's alembic revision; None: no MLflow tables yet
+    #: the store's alembic revision; None: no MLflow tables yet; ``pg_reads.UNREADABLE``:
+    #: tables the hub declines to read (not MLflow's plain table, or locked by their owner)
+    revision: object = None
 
 
 class StoreUpgrader(LoggingConfigurable):
@@ -97,20 +100,15 @@ class StoreUpgrader(LoggingConfigurable):
         return {row[0] for row in await cur.fetchall()}
 
     @classmethod
-    async def store_revision(cls, conn: psycopg.AsyncConnection, schema: str) -> str | None:
-        """The alembic revision recorded in ``schema``, or None if it has no MLflow tables.
+    async def store_revision(cls, conn: psycopg.AsyncConnection, schema: str):
+        """The alembic revision recorded in ``schema``, or None if it has no MLflow tables;
+        ``pg_reads.UNREADABLE`` if the table is not one the hub reads (see :mod:`.provisioners.pg_reads`).
 
         Reading it needs the privileges of the schema's owner (the caller's membership).
         """
         if not await cls.with_tables(conn, [schema]):
             return None
-        return await cls._read_revision(conn, schema)
-
-    @staticmethod
-    async def _read_revision(conn: psycopg.AsyncConnection, schema: str) -> str | None:
-        cur = await conn.execute(sql.SQL("SELECT version_num FROM {}").format(sql.Identifier(schema, "alembic_version")))
-        row = await cur.fetchone()
-        return row[0] if row else None
+        return await pg_reads.read_alembic_revision(conn, schema)
 
     async def read_revisions(self, conn: psycopg.AsyncConnection, stores: list[Store], member_of=None) -> list[Store]:
         """Fill in each store's current revision.
@@ -118,6 +116,8 @@ class StoreUpgrader(LoggingConfigurable):
         ``member_of(conn, *roles)``: an async context manager under which the connection
         may read the stores (``PostgresProvisioner.reader_of``: the admin role is a member
         of a store's role only while it reads it); entered only if a store has tables.
+        A store whose revision cannot be read safely gets ``pg_reads.UNREADABLE``: it is
+        neither given tables nor upgraded (the hub never runs what its owner made).
         """
         tables = await self.with_tables(conn, [s.schema for s in stores])
         for store in stores:
@@ -127,15 +127,21 @@ class StoreUpgrader(LoggingConfigurable):
             # A store's role has the schema's name.
             async with (member_of(conn, *[s.schema for s in todo]) if member_of else contextlib.nullcontext()):
                 for store in todo:
-                    store.revision = await self._read_revision(conn, store.schema)
+                    store.revision = await pg_reads.read_alembic_revision(conn, store.schema)
+                    if store.revision is pg_reads.UNREADABLE:
+                        self.log.warning("MLflow store %s: its alembic_version is not a plain table the hub"
+                                         " reads (or is locked); not upgraded at this spawn", store.schema)
+                    elif store.revision is None:
+                        store.revision = pg_reads.UNREADABLE  # tables without a revision: not MLflow's doing
         return stores
 
     async def behind(self, stores: list[Store]) -> list[Store]:
         """Stores that have MLflow tables at another revision than the head."""
-        if not any(s.revision for s in stores):
-            return []  # new stores only: no need to ask MLflow for its head
+        known = [s for s in stores if isinstance(s.revision, str)]
+        if not known:
+            return []  # new (or unreadable) stores only: no need to ask MLflow for its head
         head = (await self.head())["head"]
-        return [s for s in stores if s.revision is not None and s.revision != head]
+        return [s for s in known if s.revision != head]
 
     # -- doing it ----------------------------------------------------------------------
 
@@ -209,7 +215,7 @@ class StoreUpgrader(LoggingConfigurable):
                         outcome = await self.ensure(store)
                 except StoreUpgradeError as exc:
                     outcome = exc
-                except (psycopg.Error, OSError) as exc:  # the membership could not be lent
+                except (psycopg.Error, OSError) as exc:  # e.g. the database is unreachable
                     outcome = StoreUpgradeError(f"MLflow store {store.schema}: {type(exc).__name__}: {exc}")
             if on_done is not None:
                 on_done(store, outcome)

@@ -2,9 +2,12 @@
 
 A team ``team1`` gets a NOLOGIN PostgreSQL role ``t_team1`` owning schema
 ``t_team1``, and a MinIO group ``team-team1`` whose policy reaches bucket
-``team-team1``. Members' roles are granted the team role and their MinIO users are
-put in the group; members connect with ``-c role=t_team1`` so whatever they create
-belongs to the team and every member can keep writing it.
+``team-team1``. Each member gets a login role of their own for the team
+(``m_team1_alice``, with alice's password) that is a member of the team role and of
+nothing else — alice's own role never is — and their MinIO user is put in the group.
+Members connect as that login with ``-c role=t_team1``, so whatever they create
+belongs to the team and every member can keep writing it, while code one member
+leaves in the team's schema can never act with another member's own rights.
 
 JupyterHub is the source of truth for membership (admin panel, ``hub.loadGroups``).
 Memberships granted here are recorded in the registry so a removed member is
@@ -15,25 +18,43 @@ periodic sync service (revocation delay at most its interval).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 
 from collections.abc import Iterable, Mapping
+
+import psycopg
 
 from . import events
 from .accounts import AccountRegistry
 from .metrics import measured
-from .naming import InvalidNameError, make_team_resources, make_user_resources, normalize_team_name
+from .naming import InvalidNameError, UserResources, make_team_resources, make_user_resources, normalize_team_name
 from .provisioners.minio import MinioProvisioner
 from .provisioners.postgres import PostgresProvisioner
+
+
+@dataclass(frozen=True)
+class _Member:
+    """An active member: their resource names and their database password (that of their team logins)."""
+
+    resources: UserResources
+    password: str = field(repr=False)
+
+    @property
+    def minio_user(self) -> str:
+        return self.resources.minio_user
 
 
 class TeamSync:
     """Grants and revokes team access to match JupyterHub's groups."""
 
-    def __init__(self, postgres: PostgresProvisioner, minio: MinioProvisioner, registry: AccountRegistry, log):
+    def __init__(self, postgres: PostgresProvisioner, minio: MinioProvisioner, registry: AccountRegistry, log,
+                 password_of):
         self.postgres = postgres
         self.minio = minio
         self.registry = registry
         self.log = log
+        #: ``password_of(resources, account)``: a member's database password, also their team logins'
+        self.password_of = password_of
 
     @measured("team_sync_user")
     async def sync_user(self, username: str, teams: Iterable[str], actor: str | None = None,
@@ -97,26 +118,36 @@ class TeamSync:
 
     async def _active_resources(self, conn, username: str):
         account = await self.registry.active(conn, username)
-        return make_user_resources(username, account.incarnation) if account else None
+        if account is None:
+            return None
+        resources = make_user_resources(username, account.incarnation)
+        return _Member(resources, self.password_of(resources, account))
 
     async def _membership_intact(self, conn, team_name: str, member) -> bool:
         """Whether the team's store, bucket and the member's access to both are all there."""
         team = make_team_resources(team_name)
         in_postgres, in_minio = await asyncio.gather(
-            self.postgres.team_member_usable(conn, team, member),
+            self.postgres.team_member_usable(conn, team, member.resources),
             self.minio.team_member_is_ready(team, member.minio_user))
         return in_postgres and in_minio
 
     async def _set_membership(self, conn, team_name: str, username: str, member, grant: bool, actor,
                               recorded: bool = False):
         team = make_team_resources(team_name)
+        if not grant and member is not None:
+            # Revocation first, committed at once, waiting for no lock (a teammate can hold
+            # one on the team's store): her team login and sessions end, her MinIO user
+            # leaves the team's group. The sweeps follow under the team's lock.
+            await self.postgres.cut_team_access(conn, team, member.resources)
+            await self.minio.set_team_member(team, member.minio_user, False)
+        pending = False
         async with conn.transaction():
             await self.registry.lock_team(conn, team.team)
             if grant:
                 await self.postgres.ensure_team_store(conn, team)
                 await self.minio.ensure_team(team)
                 if member is not None:
-                    await self.postgres.grant_team(conn, team, member)
+                    await self.postgres.grant_team(conn, team, member.resources, member.password)
                     await self.minio.set_team_member(team, member.minio_user, True)
                 await self.registry.set_member(conn, team.team, username, True)
             else:
@@ -124,11 +155,24 @@ class TeamSync:
                 # back whatever they opened with it (grants, functions, bucket policy).
                 swept: list[str] = []
                 if member is not None:
-                    swept += await self.postgres.revoke_team(conn, team, member)
+                    try:
+                        async with conn.transaction():  # a savepoint: a lock wait past the bound undoes only this
+                            swept += await self.postgres.revoke_team(conn, team, member.resources)
+                    except psycopg.errors.LockNotAvailable:
+                        # A teammate's session held a lock on the team's store for over
+                        # PostgresProvisioner.lock_timeout. Her access is revoked already;
+                        # the membership stays recorded, so the next sync sweeps again.
+                        pending = True
+                        self.log.warning("%s left team %s (access revoked), but the sweep of the team's store"
+                                         " waited for a lock past PostgresProvisioner.lock_timeout; the next"
+                                         " sync sweeps again", username, team.team)
                     await self.minio.set_team_member(team, member.minio_user, False)
                 swept += await self.minio.sweep_bucket(team.bucket)
-                await self.registry.set_member(conn, team.team, username, False)
+                if not pending:
+                    await self.registry.set_member(conn, team.team, username, False)
         if grant and not recorded:
             events.log_event(self.log, "team-granted", username, actor, team=team.team)
         elif not grant:
-            events.log_event(self.log, "team-revoked", username, actor, team=team.team, swept=swept)
+            events.log_event(self.log, "team-revoked", username, actor, team=team.team, swept=swept,
+                             **({"store_sweep": "pending (a lock was held); retried at the next sync"}
+                                if pending else {}))

@@ -15,12 +15,12 @@ import contextlib
 import re
 from datetime import datetime, timezone
 
-from psycopg import sql
 from traitlets import Dict, Unicode, validate
 from traitlets.config import LoggingConfigurable
 from traitlets import TraitError
 
 from .naming import make_team_resources, make_user_resources
+from .provisioners import pg_reads
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
@@ -166,6 +166,8 @@ async def store_size(conn, schema: str, member_of=None) -> tuple[int, datetime |
     Sizes come from the catalogue; reading the runs needs the privileges of the
     schema's owner: ``member_of(conn, role)`` (``PostgresProvisioner.reader_of``) gives
     the admin role membership in it for that read only. None: the connection has them.
+    The read runs nothing the store's owner made (:mod:`.provisioners.pg_reads`): a
+    ``runs`` table that is not MLflow's plain table gives no time.
     """
     cur = await conn.execute(
         "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
@@ -179,10 +181,8 @@ async def store_size(conn, schema: str, member_of=None) -> tuple[int, datetime |
     last = None
     if await cur.fetchone() is not None:
         async with (member_of(conn, schema) if member_of else contextlib.nullcontext()):  # role = schema name
-            cur = await conn.execute(sql.SQL("SELECT max(greatest(start_time, coalesce(end_time, 0))) FROM {}").format(
-                sql.Identifier(schema, "runs")))
-            millis = (await cur.fetchone())[0]
-        if millis:
+            millis = await pg_reads.read_latest_run_millis(conn, schema)
+        if isinstance(millis, int) and millis:
             last = datetime.fromtimestamp(millis / 1000, timezone.utc)
     return size, last
 

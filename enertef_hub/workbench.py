@@ -7,9 +7,12 @@ generation is applied, so any hub process (or the CLI) can repair what another
 left unfinished.
 
 Provisioning of one user runs in one PostgreSQL transaction holding that user's
-advisory lock: concurrent spawns of the same user queue instead of racing, and a
-failure anywhere (database, MinIO) rolls the database back and undoes what MinIO
-created in this attempt, so nothing half-made remains.
+lock (a row lock only the hub can take, ``accounts.hub_lock``): concurrent spawns of
+the same user queue instead of racing, and a failure anywhere (database, MinIO) rolls
+the database back and undoes what MinIO created in this attempt, so nothing half-made
+remains. Revocations (deletion, withdrawn approval, rotation, team removal) first end
+the access itself, committed at once and waiting for no lock; only the rest (sweeps,
+registry, purge) waits for the user's lock, at most ``PostgresProvisioner.lock_timeout``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from traitlets import Bool, Float, Instance, Integer, Unicode, default
@@ -34,14 +37,16 @@ from .metrics import measured
 from .mlflow_tables import STORE_XACT_LOCK_SQL
 from .naming import (
     InvalidNameError,
+    TeamResources,
     UserResources,
+    make_team_login_role,
     make_team_resources,
     make_user_resources,
     normalize_username,
 )
 from .provisioners.minio import MinioProvisioner
 from .provisioners.postgres import PostgresProvisioner
-from .store_upgrades import Store, StoreUpgrader, sqlalchemy_uri
+from .store_upgrades import Store, StoreUpgrader
 from .teams import TeamSync
 from .usage import Quotas
 
@@ -146,7 +151,7 @@ class Workbench(SingletonConfigurable):
         self._mlflow_release: str | None = None  #: MLflow release of mlflow_python ("" if none)
         self.upgrader = StoreUpgrader(self.mlflow_python, self.mlflow_tables_timeout, parent=self, log=self.log)
         self.quotas = Quotas(parent=self, log=self.log)
-        self.teams = TeamSync(self.postgres, self.minio, self._registry, self.log)
+        self.teams = TeamSync(self.postgres, self.minio, self._registry, self.log, password_of=self._db_password)
 
     # -- provisioning -----------------------------------------------------------
 
@@ -211,6 +216,8 @@ class Workbench(SingletonConfigurable):
                 account = await self._registry.ensure_active(conn, name)
                 resources = make_user_resources(name, account.incarnation)
                 await self.postgres.ensure_user_store(conn, resources, self._db_password(resources, account))
+                # Her team logins share her password (a rotation changes both).
+                await self.postgres.set_team_logins_password(conn, resources, self._db_password(resources, account))
                 created = await self.minio.ensure_user(resources, self._minio_secret(resources, account))
                 await self._registry.mark_ready(conn, account)
         except BaseException:
@@ -254,15 +261,14 @@ class Workbench(SingletonConfigurable):
     def mlflow_stores(self, result: ProvisionResult) -> list[Store]:
         """The user's store and their teams' stores, each with the environment that acts as its role.
 
-        A team store is reached with the member's credentials and ``-c role=<team role>``,
-        so what MLflow creates there belongs to the team.
+        A team store is reached with the member's team login (``m_<team>_<user>``, their
+        password) and ``-c role=<team role>``, so what MLflow creates there belongs to the team.
         """
         stores = [Store("user", result.resources.username, result.resources.schema, result.environment)]
         for team_name in result.teams:
             team = make_team_resources(team_name)
             env = dict(result.environment)
-            env["MLFLOW_TRACKING_URI"] = tracking_uri_with_options(
-                env["MLFLOW_TRACKING_URI"], f"-c role={team.role} -c search_path={team.schema}")
+            env["MLFLOW_TRACKING_URI"] = make_team_tracking_uri(env["MLFLOW_TRACKING_URI"], team, result.resources)
             env["ENERTEF_MLFLOW_ARTIFACT_ROOT"] = f"s3://{team.bucket}/mlflow"
             stores.append(Store("team", team.team, team.schema, env))
         return stores
@@ -308,9 +314,10 @@ class Workbench(SingletonConfigurable):
         command line. Returns the stores it gave tables or upgraded.
         """
         stores = stores if stores is not None else await self.read_mlflow_stores(result)
-        head = (await self.upgrader.head())["head"] if any(s.revision for s in stores) else None
+        # A store whose revision the hub declined to read (pg_reads.UNREADABLE) is left alone.
+        head = (await self.upgrader.head())["head"] if any(isinstance(s.revision, str) for s in stores) else None
         todo = [s for s in stores if (s.revision is None and self.prepare_mlflow_tables)
-                or (s.revision is not None and s.revision != head)]
+                or (isinstance(s.revision, str) and s.revision != head)]
         new = [s for s in todo if s.revision is None]
         made = []
         if new and self.replay_mlflow_snapshot:
@@ -377,7 +384,9 @@ class Workbench(SingletonConfigurable):
             role = store.schema  # a store's schema is named after the role that owns it
             started = time.perf_counter()
             try:
-                async with self.postgres.connection() as conn:
+                # As the store's own role (a team member's login acting as the team),
+                # never the admin acting as it: see mlflow_snapshot.replay.
+                async with self.postgres.store_connection(store.environment["MLFLOW_TRACKING_URI"]) as conn:
                     try:
                         async with conn.transaction():
                             await self._replay_under_lock(conn, snapshot, role, store.schema)
@@ -388,7 +397,7 @@ class Workbench(SingletonConfigurable):
                                          self.mlflow_lock_wait)
                         busy.append(store)
                         continue
-            except (mlflow_snapshot.SnapshotError, psycopg.Error) as exc:
+            except (mlflow_snapshot.SnapshotError, psycopg.Error, ProvisioningError) as exc:
                 self.log.warning("Replaying MLflow's table creation into %s failed (MLflow will create"
                                  " them): %s", store.schema, exc)
                 continue
@@ -398,47 +407,52 @@ class Workbench(SingletonConfigurable):
         return done, busy
 
     async def _replay_under_lock(self, conn, snapshot: dict, role: str, schema: str):
-        """Replay into ``schema`` (inside the caller's transaction) unless it has tables already."""
+        """Replay into ``schema`` (inside the caller's transaction, on a connection of the
+        store's role) unless it has tables already."""
         # The store's own role can take this lock too (the user's MLflow does, briefly):
-        # never keep a pool connection waiting for as long as they like.
+        # never keep a connection waiting for as long as they like.
         await conn.execute("SELECT set_config('lock_timeout', %s, true)",
                            (f"{round(self.mlflow_lock_wait * 1000)}ms",))
         await conn.execute(STORE_XACT_LOCK_SQL, (role,))
-        # SET ROLE needs membership: granted for this transaction only.
-        async with self.postgres.member_of(conn, role):
-            if await self.upgrader.store_revision(conn, schema) is None:
-                await mlflow_snapshot.replay(conn, snapshot, role, schema)
+        if not await self.upgrader.with_tables(conn, [schema]):
+            await mlflow_snapshot.replay(conn, snapshot, role, schema)
 
     async def all_mlflow_stores(self) -> list[Store]:
         """Every active user's store and every team's store, for ``enertef-hub upgrade-stores``.
 
-        The migration connects with the admin role and acts as the store's role
-        (``-c role=``; the admin role is lent membership in that role for the run:
-        ``PostgresProvisioner.lent_membership``), so stores of users who never log
-        in are upgraded too, their tables still owned by them.
+        Each with the environment of the store's own role: a user's own login, a team's
+        through one member's team login acting as the team. The migration then runs with
+        the store's rights and nothing more, never as the hub's admin acting as the store
+        (what the store's owner made could then act with the admin's rights). A store
+        none of whose logins may log in (a suspended user; a team none of whose members
+        can) is left out: it is upgraded at its next spawn.
         """
-        base = sqlalchemy_uri(self.postgres.admin_url)
         stores = []
         async with self.postgres.connection() as conn:
             accounts = [a for a in await self._registry.list_all(conn) if a["state"] == "active"]
-            teams = sorted(await self._registry.team_members(conn))
-            for account in accounts:
-                res = make_user_resources(account["username"], account["incarnation"])
-                stores.append(Store("user", res.username, res.schema, self._admin_store_env(base, res.role, res.schema, res.bucket)))
-            for team_name in teams:
+            members = await self._registry.team_members(conn)
+            cur = await conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolcanlogin AND (rolname LIKE 'u\\_%' OR rolname LIKE 'm\\_%')")
+            can_login = {row[0] for row in await cur.fetchall()}
+            results = {}
+            for row in accounts:
+                resources = make_user_resources(row["username"], row["incarnation"])
+                account = Account(row["username"], row["incarnation"], row["state"], row["generation"], None)
+                results[resources.username] = result = self._result(resources, account, created=False,
+                                                                    started=time.perf_counter())
+                if resources.role in can_login:
+                    stores.append(self.mlflow_stores(result)[0])
+            for team_name in sorted(members):
                 team = make_team_resources(team_name)
-                cur = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (team.schema,))
-                if await cur.fetchone():
-                    stores.append(Store("team", team.team, team.schema, self._admin_store_env(base, team.role, team.schema, team.bucket)))
+                for username in sorted(members[team_name]):
+                    result = results.get(username)
+                    if result is not None and make_team_login_role(team.team, result.resources) in can_login:
+                        result.teams = [team.team]
+                        stores.append(self.mlflow_stores(result)[1])
+                        result.teams = []
+                        break
             await self.upgrader.read_revisions(conn, stores, self.postgres.reader_of)
         return stores
-
-    @staticmethod
-    def _admin_store_env(base_uri: str, role: str, schema: str, bucket: str) -> dict[str, str]:
-        return {
-            "MLFLOW_TRACKING_URI": tracking_uri_with_options(base_uri, f"-c role={role} -c search_path={schema}"),
-            "ENERTEF_MLFLOW_ARTIFACT_ROOT": f"s3://{bucket}/mlflow",
-        }
 
     # -- revocation, purge, restore, rotation --------------------------------------
 
@@ -452,30 +466,64 @@ class Workbench(SingletonConfigurable):
         name = normalize_username(username)
         purge = self.purge_on_delete if purge is None else purge
         done = {"user": name, "revoked": [], "purged": []}
-        await self.teams.sync_user(name, [], actor)
-        async with self.postgres.connection() as conn:
-            async with conn.transaction():
-                await self._registry.lock_username(conn, name)
-                for account in await self._registry.all(conn, name):
-                    resources = make_user_resources(name, account.incarnation)
-                    if account.state != "purged":
-                        # Every kept incarnation is swept again: what a user opened
-                        # before the sweeps existed is closed by the next deletion.
-                        swept = await self.postgres.revoke_user(conn, resources)
-                        swept += await self.minio.revoke_user(resources)
-                        swept += await self.minio.sweep_bucket(resources.bucket)
-                    if account.state == "active":
-                        await self._registry.set_state(conn, account, "deleted", bump=True)
-                        done["revoked"].append(account.incarnation)
-                        events.log_event(self.log, "deprovisioned", name, actor, incarnation=account.incarnation,
-                                         data="purged" if purge else "kept", swept=swept)
-                    if purge and account.state != "purged":
-                        await self.postgres.purge_user(conn, resources)
-                        await self.minio.purge_user(resources)
-                        await self._registry.set_state(conn, account, "purged")
-                        done["purged"].append(account.incarnation)
-                        events.log_event(self.log, "purged", name, actor, incarnation=account.incarnation)
+        await self._revoke_first(name, lambda account: account.state != "purged")
+        try:
+            await self.teams.sync_user(name, [], actor)
+            async with self.postgres.connection() as conn:
+                async with conn.transaction():
+                    await self._registry.lock_username(conn, name)
+                    for account in await self._registry.all(conn, name):
+                        resources = make_user_resources(name, account.incarnation)
+                        if account.state != "purged":
+                            # Every kept incarnation is swept again: what a user opened
+                            # before the sweeps existed is closed by the next deletion.
+                            swept = await self.postgres.revoke_user(conn, resources)
+                            swept += await self.minio.revoke_user(resources)
+                            swept += await self.minio.sweep_bucket(resources.bucket)
+                        if account.state == "active":
+                            await self._registry.set_state(conn, account, "deleted", bump=True)
+                            done["revoked"].append(account.incarnation)
+                            events.log_event(self.log, "deprovisioned", name, actor, incarnation=account.incarnation,
+                                             data="purged" if purge else "kept", swept=swept)
+                        if purge and account.state != "purged":
+                            await self.postgres.purge_user(conn, resources)
+                            await self.minio.purge_user(resources)
+                            await self._registry.set_state(conn, account, "purged")
+                            done["purged"].append(account.incarnation)
+                            events.log_event(self.log, "purged", name, actor, incarnation=account.incarnation)
+        except ProvisioningError as exc:
+            raise self._unfinished(name, "deletion", exc,
+                                   f"`enertef-hub deprovision {name}{' --purge' if purge else ''}`") from exc
         return done
+
+    async def _revoke_first(self, name: str, which) -> tuple[list[Account], list[str], int]:
+        """A revocation's first step, for the incarnations of ``name`` that ``which(account)`` picks.
+
+        Their database logins (team logins too) stop and their sessions end, each
+        committed at once (``PostgresProvisioner.cut_access``), then their MinIO users
+        and every key made from them are removed. No hub lock is taken and nothing a
+        user can hold is waited for, so access ends now; the rest of the revocation
+        follows under the user's lock and revokes again (a provisioning that held the
+        lock meanwhile may have given access back). Returns the accounts, what MinIO
+        removed, and how many sessions were ended.
+        """
+        async with self.postgres.connection() as conn:
+            accounts = [account for account in await self._registry.all(conn, name) if which(account)]
+            sessions = 0
+            for account in accounts:
+                sessions += await self.postgres.cut_access(conn, make_user_resources(name, account.incarnation))
+        removed = []
+        for account in accounts:
+            removed += await self.minio.revoke_user(make_user_resources(name, account.incarnation))
+        return accounts, removed, sessions
+
+    @staticmethod
+    def _unfinished(name: str, what: str, exc: Exception, again: str) -> ProvisioningError:
+        """The error of a revocation whose first step (:meth:`_revoke_first`) was done, but not the rest."""
+        return ProvisioningError(
+            f"{name}'s access is revoked (database login refused, sessions ended, storage keys removed),"
+            f" but the rest of the {what} did not finish: {exc} Run {again} to finish it."
+        )
 
     async def _kept_incarnation(self, conn, name: str, incarnation: int, verb: str):
         """Lock ``name`` and return ``(accounts by incarnation, the deleted one to act on)``.
@@ -542,20 +590,26 @@ class Workbench(SingletonConfigurable):
         the old password are ended. A running server loses access until restarted.
         """
         name = normalize_username(username)
-        async with self.postgres.connection() as conn:
-            async with conn.transaction():
-                await self._registry.lock_username(conn, name)
-                account = await self._registry.active(conn, name)
-                if account is None:
-                    raise ProvisioningError(f"{name} has no active account to rotate; provision it first.")
-                await self._registry.rotate(conn, account)
-                resources = make_user_resources(name, account.incarnation)
-                removed = await self.minio.revoke_user(resources)
-            teams = await self._registry.teams_of(conn, name)
-        # Provisioning with the recorded teams puts the new MinIO user back in the team groups.
-        result = await self.provision(name, teams=teams, actor=actor)
-        async with self.postgres.connection() as conn:
-            sessions = await self.postgres.end_sessions(conn, resources.role)
+        accounts, removed, sessions = await self._revoke_first(name, lambda account: account.state == "active")
+        if not accounts:
+            raise ProvisioningError(f"{name} has no active account to rotate; provision it first.")
+        resources = make_user_resources(name, accounts[0].incarnation)
+        try:
+            async with self.postgres.connection() as conn:
+                # The new generation is recorded at once as well, without the user's lock
+                # (the row's own lock is the hub's only): should the rest not finish, the
+                # next provisioning makes new credentials, never the old ones again.
+                await self._registry.rotate(conn, accounts[0])
+                teams = await self._registry.teams_of(conn, name)
+            # Provisioning, under the user's lock, makes the new credentials; with the
+            # recorded teams it puts the new MinIO user back in the team groups.
+            result = await self.provision(name, teams=teams, actor=actor)
+            # A provisioning that held the lock before this rotation may have opened the
+            # old password again for a moment: whatever logged in with it ends now.
+            async with self.postgres.connection() as conn:
+                sessions += await self.postgres.end_sessions(conn, resources.role)
+        except ProvisioningError as exc:
+            raise self._unfinished(name, "rotation", exc, f"`enertef-hub rotate {name}`") from exc
         events.log_event(self.log, "rotated", name, actor, removed=removed, sessions_ended=sessions)
         return result
 
@@ -570,17 +624,26 @@ class Workbench(SingletonConfigurable):
         """
         name = normalize_username(username)
         done = {"user": name, "suspended": [], "swept": []}
-        async with self.postgres.connection() as conn:
-            async with conn.transaction():
-                await self._registry.lock_username(conn, name)
-                account = await self._registry.active(conn, name)
-                if account is not None:
-                    resources = make_user_resources(name, account.incarnation)
-                    done["swept"] = await self.postgres.revoke_user(conn, resources)
-                    done["swept"] += await self.minio.revoke_user(resources)
-                    done["swept"] += await self.minio.sweep_bucket(resources.bucket)
+        accounts, done["swept"], _sessions = await self._revoke_first(
+            name, lambda account: account.state == "active")
+        try:
+            async with self.postgres.connection() as conn:
+                # New credentials at the next approval, recorded at once (see rotate).
+                for account in accounts:
                     await self._registry.rotate(conn, account)
-                    done["suspended"].append(account.incarnation)
+                async with conn.transaction():
+                    await self._registry.lock_username(conn, name)
+                    account = await self._registry.active(conn, name)
+                    if account is not None:
+                        resources = make_user_resources(name, account.incarnation)
+                        done["swept"] += await self.postgres.revoke_user(conn, resources)
+                        done["swept"] += await self.minio.revoke_user(resources)
+                        done["swept"] += await self.minio.sweep_bucket(resources.bucket)
+                        if account.incarnation not in [a.incarnation for a in accounts]:
+                            await self._registry.rotate(conn, account)  # made meanwhile
+                        done["suspended"].append(account.incarnation)
+        except ProvisioningError as exc:
+            raise self._unfinished(name, "withdrawal of access", exc, f"`enertef-hub suspend {name}`") from exc
         events.log_event(self.log, "suspended", name, actor, incarnations=done["suspended"], swept=done["swept"])
         return done
 
@@ -719,6 +782,17 @@ for name in ("mlflow", "mlflow-skinny"):
     except PackageNotFoundError:
         pass
 """
+
+
+def make_team_tracking_uri(personal_uri: str, team: TeamResources, member: UserResources) -> str:
+    """``member``'s tracking URI turned into ``team``'s store (pure): their team login
+    (``m_<team>_<user>``, same password) acting as the team role, in the team's schema."""
+    parts = urlsplit(personal_uri)
+    if not parts.netloc.startswith(f"{member.role}:"):
+        raise ValueError(f"not a tracking URI of {member.role}")
+    netloc = make_team_login_role(team.team, member) + parts.netloc[len(member.role):]
+    return tracking_uri_with_options(urlunsplit(parts._replace(netloc=netloc)),
+                                     f"-c role={team.role} -c search_path={team.schema}")
 
 
 def tracking_uri_with_options(uri: str, options: str) -> str:

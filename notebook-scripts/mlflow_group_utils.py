@@ -53,18 +53,25 @@ def my_teams() -> list[str]:
 
 
 def make_team_tracking_uri(personal_uri: str, team: str) -> str:
-    """Your tracking URI turned into team *team*'s: same login, team role and schema.
+    """Your tracking URI turned into team *team*'s: your team login, team role and schema.
 
-    PostgreSQL runs your session as the team's role (``-c role=t_<team>``) so that
-    tables and runs belong to the team, not to you, and every member can keep writing
-    them; ``search_path`` points MLflow at the team's schema.
+    You reach a team's store through a login of your own for that team
+    (``m_<team>_<you>``, with your usual password), which holds the team's rights and
+    nothing of yours: code a teammate leaves in the team's schema can never act as you.
+    PostgreSQL runs the session as the team's role (``-c role=t_<team>``) so that
+    tables and runs belong to the team, and every member can keep writing them;
+    ``search_path`` points MLflow at the team's schema.
     """
     parts = urlsplit(personal_uri)
     if not parts.scheme.startswith("postgresql"):
         raise ValueError(f"Team stores need a PostgreSQL tracking URI, not {parts.scheme or 'a local path'}.")
+    personal_login = parts.username or ""
+    if not personal_login.startswith("u_"):
+        raise ValueError("This is not a workbench tracking URI: restart your server from the hub control panel.")
+    netloc = f"m_{team}_{personal_login[2:]}" + parts.netloc[len(personal_login):]
     query = [(k, v) for k, v in parse_qsl(parts.query) if k != "options"]
     query.append(("options", f"-c role=t_{team} -c search_path=t_{team}"))
-    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, quote_via=quote)))
 
 
 def _current_uri() -> str:

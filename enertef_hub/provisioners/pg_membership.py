@@ -2,8 +2,10 @@
 
 A non-superuser admin role (CREATEROLE) may act on a user's or team's store only as
 a member of the role that owns it: ``CREATE SCHEMA ... AUTHORIZATION``, ``ALTER ...
-OWNER``, ``DROP SCHEMA``/``DROP OWNED``, ``SET ROLE`` (the MLflow snapshot replay),
-reading ``alembic_version``, ending the role's sessions, the revocation sweeps.
+OWNER``, ``DROP SCHEMA``/``DROP OWNED``,
+reading ``alembic_version`` (:mod:`.pg_reads`), ending the role's sessions, the
+revocation sweeps. The admin never acts *as* a store's role (``SET ROLE``) to run
+anything: what the store's owner made could switch back to the admin (issue 19).
 Staying a member of every store role would make each permission check after any
 role change recompute thousands of memberships (issue 13: 22 ms instead of 0.1 ms
 at 3,000 accounts), so membership is granted for one operation and taken back:
@@ -14,13 +16,11 @@ at 3,000 accounts), so membership is granted for one operation and taken back:
 - :func:`reading_membership`: for reads only: the grant and everything else in the
   block is rolled back, so nothing is committed, no other session sees the grant,
   and no commit is paid for (a store's revision at each spawn: 1.9 ms instead of 4).
-- :func:`lent_membership`: committed, for another process that connects as the admin
-  with ``-c role=`` (``enertef-hub upgrade-stores``), revoked afterwards; while any
-  is lent, a shared advisory lock tells :func:`revoke_leftovers` to leave them.
 - :func:`revoke_leftovers`: at set-up, memberships older hub releases left behind
   (they granted every store role for good) are revoked, in one statement.
 
-Compatible with PostgreSQL 15 (no ``WITH INHERIT/SET`` grant options, which are 16+).
+PostgreSQL 16 or newer: there, a CREATEROLE role can grant only roles it holds with
+ADMIN OPTION (those it created), so these grants can never reach a predefined role.
 A superuser admin needs none of this and gets no grant.
 """
 
@@ -31,14 +31,12 @@ from contextlib import asynccontextmanager
 import psycopg
 from psycopg import sql
 
-#: Advisory lock held (shared, per session) while a membership is lent out.
-LENT_LOCK = "SELECT {}(hashtextextended('enertef:lent-memberships', 0))"
-
-
 async def _grantable(conn: psycopg.AsyncConnection, roles) -> list[str]:
     """Of ``roles``, those the admin must be granted: existing, not superuser, not itself,
-    not already a direct member (an enclosing block granted it, or a leftover); none if
-    the admin is a superuser."""
+    not already a direct member with INHERIT and SET (an enclosing block granted it, or
+    a leftover); none if the admin is a superuser. The membership PostgreSQL 16 gives a
+    role's creator (ADMIN OPTION only) does not count: it lets the admin grant the
+    role, not use it."""
     names = sorted({r for r in roles if r})
     if not names:
         return []
@@ -46,7 +44,8 @@ async def _grantable(conn: psycopg.AsyncConnection, roles) -> list[str]:
         """SELECT r.rolname FROM pg_roles r, pg_roles me
            WHERE me.rolname = current_user AND NOT me.rolsuper
              AND r.rolname = ANY(%s) AND NOT r.rolsuper AND r.oid <> me.oid
-             AND NOT EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid AND m.member = me.oid)
+             AND NOT EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid AND m.member = me.oid
+                             AND m.inherit_option AND m.set_option)
            ORDER BY 1""", (names,))
     return [row[0] for row in await cur.fetchall()]
 
@@ -91,44 +90,16 @@ async def reading_membership(conn: psycopg.AsyncConnection, *roles: str):
         yield
 
 
-@asynccontextmanager
-async def lent_membership(admin_url: str, role: str, connect_timeout: int = 5):
-    """Make the admin a member of ``role``, committed, for the block; revoke it afterwards.
-
-    For a process that connects as the admin with ``-c role=<role>`` (membership is
-    checked when it connects). Uses its own connection, which holds the shared
-    advisory lock :func:`revoke_leftovers` respects. A crash leaves the membership
-    behind until the next set-up revokes it.
-    """
-    async with await psycopg.AsyncConnection.connect(
-            admin_url, autocommit=True, connect_timeout=connect_timeout,
-            application_name="enertef-hub") as conn:
-        await conn.execute(sql.SQL(LENT_LOCK).format(sql.SQL("pg_advisory_lock_shared")))
-        granted = await _grantable(conn, [role])
-        if granted:
-            await conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(_roles(granted)))
-        try:
-            yield
-        finally:
-            if granted:
-                await conn.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(_roles(granted)))
-
-
 async def revoke_leftovers(conn: psycopg.AsyncConnection) -> list[str]:
     """Revoke the admin's memberships in store roles (a role owning the schema of its name,
     ``u_*`` or ``t_*``); inside the caller's transaction. Returns the roles.
-
-    Skipped (returns ``[]``) while a membership is lent out (:func:`lent_membership`).
     """
-    cur = await conn.execute(sql.SQL(LENT_LOCK).format(sql.SQL("pg_try_advisory_xact_lock")))
-    if not (await cur.fetchone())[0]:
-        return []
     cur = await conn.execute(r"""
         SELECT r.rolname FROM pg_auth_members m
         JOIN pg_roles r ON r.oid = m.roleid
         JOIN pg_namespace n ON n.nspname = r.rolname AND n.nspowner = r.oid
         WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user)
-          AND NOT r.rolsuper AND (r.rolname LIKE 'u\_%' OR r.rolname LIKE 't\_%')
+          AND m.grantor = m.member AND NOT r.rolsuper AND (r.rolname LIKE 'u\_%' OR r.rolname LIKE 't\_%')
         ORDER BY 1""")
     names = [row[0] for row in await cur.fetchall()]
     if names:

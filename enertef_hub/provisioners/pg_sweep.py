@@ -126,11 +126,12 @@ async def plan_reown(conn: psycopg.AsyncConnection, role: str, schema: str) -> l
 
 
 async def plan_privileges(conn: psycopg.AsyncConnection, role: str, schema: str, *,
-                          members_allowed: bool) -> list[SweepAction]:
+                          members_allowed: str | bool = False) -> list[SweepAction]:
     """Statements that leave privileges on ``schema`` and ``role``'s objects to ``role`` (and the admin) only.
 
-    ``members_allowed``: a team role keeps its members (the hub grants them);
-    a user's role may have no member but the admin, so any other is revoked.
+    ``members_allowed``: a regular expression of the members ``role`` may keep (a
+    team's members' team logins, which the hub grants); False: none but the admin
+    (a user's role), so any other member is revoked; True: every member is kept.
     """
     params = {"role": role, "schema": schema}
     actions: list[SweepAction] = []
@@ -217,13 +218,99 @@ async def plan_privileges(conn: psycopg.AsyncConnection, role: str, schema: str,
         actions.append(SweepAction(
             f"{keyword.lower()} {nsp}.{name}({args}) runs as its owner (SECURITY DEFINER)",
             sql.SQL("ALTER {} {} SECURITY INVOKER").format(sql.SQL(keyword), _routine(nsp, name, args))))
-    if not members_allowed:
+    if members_allowed is not True:
         for (member,) in await _rows(conn, """
                 SELECT pg_get_userbyid(m.member) FROM pg_auth_members m
                 WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = %(role)s)
-                  AND pg_get_userbyid(m.member) <> current_user ORDER BY 1""", params):
+                  AND pg_get_userbyid(m.member) <> current_user
+                  AND (%(allowed)s::text IS NULL OR pg_get_userbyid(m.member) !~ %(allowed)s)
+                ORDER BY 1""", {**params, "allowed": members_allowed or None}):
             actions.append(SweepAction(f"role {role} granted to {member}", sql.SQL("REVOKE {} FROM {} CASCADE").format(
                 sql.Identifier(role), sql.Identifier(member))))
+    return actions
+
+
+#: Triggers MLflow's own migrations make (table, trigger, function), kept by the sweep.
+MLFLOW_TRIGGERS = frozenset({("secrets", "prevent_secrets_aad_mutation", "prevent_secrets_aad_mutation")})
+
+
+async def plan_code(conn: psycopg.AsyncConnection, role: str, schema: str) -> list[SweepAction]:
+    """Statements that remove what in ``schema`` runs code when someone else uses its tables.
+
+    Triggers (but MLflow's own, :data:`MLFLOW_TRIGGERS`), rules other than a view's,
+    row-level security policies (and row security itself), and the publications and
+    event triggers the role owns. A team member could leave any of them to act in
+    other members' sessions; a store's MLflow needs none of them.
+    """
+    params = {"role": role, "schema": schema}
+    actions: list[SweepAction] = []
+    for table, name, function in await _rows(conn, """
+            SELECT c.relname, t.tgname, p.proname FROM pg_trigger t
+            JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_proc p ON p.oid = t.tgfoid
+            WHERE n.nspname = %(schema)s AND NOT t.tgisinternal ORDER BY 1, 2""", params):
+        if (table, name, function) in MLFLOW_TRIGGERS:
+            continue
+        actions.append(SweepAction(f"trigger {name} on {schema}.{table}", sql.SQL("DROP TRIGGER {} ON {}").format(
+            sql.Identifier(name), sql.Identifier(schema, table))))
+    for table, name in await _rows(conn, """
+            SELECT c.relname, r.rulename FROM pg_rewrite r
+            JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %(schema)s AND r.rulename <> '_RETURN' ORDER BY 1, 2""", params):
+        actions.append(SweepAction(f"rule {name} on {schema}.{table}", sql.SQL("DROP RULE {} ON {}").format(
+            sql.Identifier(name), sql.Identifier(schema, table))))
+    for table, name in await _rows(conn, """
+            SELECT c.relname, p.polname FROM pg_policy p
+            JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %(schema)s ORDER BY 1, 2""", params):
+        actions.append(SweepAction(f"policy {name} on {schema}.{table}", sql.SQL("DROP POLICY {} ON {}").format(
+            sql.Identifier(name), sql.Identifier(schema, table))))
+    for (table,) in await _rows(conn, """
+            SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %(schema)s AND (c.relrowsecurity OR c.relforcerowsecurity) ORDER BY 1""", params):
+        actions.append(SweepAction(
+            f"row-level security on {schema}.{table}",
+            sql.SQL("ALTER TABLE {} NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY").format(
+                sql.Identifier(schema, table))))
+    for (name,) in await _rows(conn, """
+            SELECT pubname FROM pg_publication WHERE pg_get_userbyid(pubowner) = %(role)s ORDER BY 1""", params):
+        actions.append(SweepAction(f"publication {name}", sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(name))))
+    for (name,) in await _rows(conn, """
+            SELECT evtname FROM pg_event_trigger WHERE pg_get_userbyid(evtowner) = %(role)s ORDER BY 1""", params):
+        actions.append(SweepAction(f"event trigger {name}", sql.SQL("DROP EVENT TRIGGER {}").format(
+            sql.Identifier(name))))
+    return actions
+
+
+async def plan_held_elsewhere(conn: psycopg.AsyncConnection, role: str, schema: str) -> list[SweepAction]:
+    """Statements that take back what others granted ``role`` outside ``schema``.
+
+    A member acting as a team could have their own store grant the team a way in
+    (``INSERT`` on a table of theirs, for a trigger to copy team data into); once
+    they leave, nothing outside the team's store may still be reachable from it. Each
+    is revoked as the object's owner (``roles``), who made the grant.
+    """
+    params = {"role": role, "schema": schema}
+    actions: list[SweepAction] = []
+    for kind, nsp, name, owner in await _rows(conn, """
+            WITH me AS (SELECT oid FROM pg_roles WHERE rolname = %(role)s)
+            SELECT DISTINCT 'SCHEMA', NULL, n.nspname, pg_get_userbyid(n.nspowner)
+            FROM pg_namespace n, aclexplode(n.nspacl) a
+            WHERE n.nspname <> %(schema)s AND a.grantee = (SELECT oid FROM me) AND n.nspowner <> a.grantee
+            UNION ALL
+            SELECT DISTINCT 'REL:' || c.relkind::text, n.nspname, c.relname, pg_get_userbyid(c.relowner)
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
+            WHERE n.nspname <> %(schema)s AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+              AND a.grantee = (SELECT oid FROM me) AND c.relowner <> a.grantee
+            ORDER BY 1, 2, 3""", params):
+        if kind == "SCHEMA":
+            target, what = sql.SQL("SCHEMA {}").format(sql.Identifier(name)), f"schema {name}"
+        else:
+            target = sql.SQL("{} {}").format(sql.SQL(_GRANT_KEYWORDS[kind[4:]]), sql.Identifier(nsp, name))
+            what = f"{_RELATION_KEYWORDS[kind[4:]].lower()} {nsp}.{name}"
+        actions.append(SweepAction(f"{what}: privileges {owner} gave {role}",
+                                   sql.SQL("REVOKE ALL ON {} FROM {} CASCADE").format(target, sql.Identifier(role)),
+                                   (owner,)))
     return actions
 
 
@@ -256,7 +343,27 @@ async def flagged_names(conn: psycopg.AsyncConnection) -> set[str]:
               WHERE a.grantee NOT IN (l.lomowner, %(me)s)
         UNION SELECT pg_get_userbyid(m.roleid) FROM pg_auth_members m
               WHERE m.member <> %(me)s AND pg_get_userbyid(m.roleid) LIKE 'u\\_%%'
-        """, {"me": await _current_user_oid(conn)})
+        UNION SELECT pg_get_userbyid(m.roleid) FROM pg_auth_members m
+              WHERE m.member <> %(me)s AND pg_get_userbyid(m.roleid) LIKE 't\\_%%'
+                AND pg_get_userbyid(m.member) !~ ('^m_' || substr(pg_get_userbyid(m.roleid), 3) || '_')
+        UNION SELECT n.nspname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+              JOIN ns n ON n.oid = c.relnamespace JOIN pg_proc p ON p.oid = t.tgfoid
+              WHERE NOT t.tgisinternal AND (c.relname, t.tgname, p.proname)
+                    NOT IN (SELECT * FROM unnest(%(mlflow_tables)s::text[], %(mlflow_triggers)s::text[],
+                                                  %(mlflow_functions)s::text[]))
+        UNION SELECT n.nspname FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+              JOIN ns n ON n.oid = c.relnamespace WHERE r.rulename <> '_RETURN'
+        UNION SELECT n.nspname FROM pg_class c JOIN ns n ON n.oid = c.relnamespace
+              WHERE c.relrowsecurity OR c.relforcerowsecurity
+              OR EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)
+        UNION SELECT pg_get_userbyid(a.grantee) FROM pg_class c JOIN ns n ON n.oid = c.relnamespace,
+              aclexplode(c.relacl) a
+              WHERE a.grantee NOT IN (c.relowner, %(me)s) AND pg_get_userbyid(a.grantee) LIKE 't\\_%%'
+        UNION SELECT pg_get_userbyid(pubowner) FROM pg_publication
+        UNION SELECT pg_get_userbyid(evtowner) FROM pg_event_trigger
+        """, {"me": await _current_user_oid(conn),
+              "mlflow_tables": [t for t, _, _ in MLFLOW_TRIGGERS], "mlflow_triggers": [n for _, n, _ in MLFLOW_TRIGGERS],
+              "mlflow_functions": [f for _, _, f in MLFLOW_TRIGGERS]})
     return {name for (name,) in await cur.fetchall()}
 
 
@@ -266,15 +373,18 @@ async def _current_user_oid(conn: psycopg.AsyncConnection) -> int:
 
 
 async def plan_sweep(conn: psycopg.AsyncConnection, role: str, schema: str, *,
-                     members_allowed: bool) -> list[SweepAction]:
+                     members_allowed: str | bool = False) -> list[SweepAction]:
     """Everything :func:`sweep` would change, without changing anything (for ``check``)."""
     if not await _role_exists(conn, role):
         return []
     return (await plan_reown(conn, role, schema)
-            + await plan_privileges(conn, role, schema, members_allowed=members_allowed))
+            + await plan_privileges(conn, role, schema, members_allowed=members_allowed)
+            + await plan_held_elsewhere(conn, role, schema)
+            + await plan_code(conn, role, schema))
 
 
-async def sweep(conn: psycopg.AsyncConnection, role: str, schema: str, *, members_allowed: bool) -> list[str]:
+async def sweep(conn: psycopg.AsyncConnection, role: str, schema: str, *,
+                members_allowed: str | bool = False) -> list[str]:
     """Re-own and re-grant ``schema`` so only ``role`` (and the admin) holds anything; return what changed.
 
     Run inside the caller's transaction. Ownership first: ``ALTER ... OWNER`` also
@@ -294,6 +404,14 @@ async def sweep(conn: psycopg.AsyncConnection, role: str, schema: str, *, member
         for action in await plan_privileges(conn, role, schema, members_allowed=members_allowed):
             await conn.execute(action.statement)
             done.append(action.description)
+        for action in await plan_code(conn, role, schema):
+            await conn.execute(action.statement)
+            done.append(action.description)
+    # Revoking what others granted the role needs their rights, one grantor at a time.
+    for action in await plan_held_elsewhere(conn, role, schema):
+        async with temporary_membership(conn, *action.roles):
+            await conn.execute(action.statement)
+        done.append(action.description)
     return done
 
 

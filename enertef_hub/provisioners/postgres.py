@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg
 from psycopg import sql
@@ -24,9 +25,21 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from traitlets import Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..errors import ConfigurationError, ServiceUnavailableError
-from ..naming import TeamResources, UserResources
+from ..accounts import hub_lock
+from ..errors import ConfigurationError, ProvisioningError, ServiceUnavailableError
+from ..naming import (
+    TeamResources,
+    UserResources,
+    make_team_login_pattern,
+    make_team_login_role,
+    make_team_members_pattern,
+)
 from . import pg_membership, pg_sweep
+
+
+#: What two hub processes setting up a new database at the same moment can get.
+_SETUP_RACES = (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject,
+                psycopg.errors.DuplicateSchema, psycopg.errors.DuplicateTable)
 
 
 class PostgresProvisioner(LoggingConfigurable):
@@ -90,6 +103,18 @@ class PostgresProvisioner(LoggingConfigurable):
         cannot take every connection of the server. -1 for no limit.""",
     )
 
+    lock_timeout = Float(
+        10.0,
+        config=True,
+        help="""Most seconds any statement of the hub waits for a lock in PostgreSQL
+        (``lock_timeout`` of every hub connection): another hub process's lock on the
+        same user or team, or a lock a user's session holds on their store. Past it the
+        hub gives up with a message that says so, instead of keeping a connection (and
+        the admin, or the user's spawn) waiting for as long as the holder likes.
+        Revocations do not depend on it: they cut the login, the sessions and the
+        storage keys first, in a step that waits for nothing a user can hold.""",
+    )
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._pool: AsyncConnectionPool | None = None
@@ -136,6 +161,7 @@ class PostgresProvisioner(LoggingConfigurable):
                 kwargs={"autocommit": True, "connect_timeout": max(1, int(self.connect_timeout)),
                         "application_name": "enertef-hub"},
                 check=AsyncConnectionPool.check_connection,
+                configure=self._configure_connection,
                 open=False,
                 name="enertef-admin",
             )
@@ -149,6 +175,25 @@ class PostgresProvisioner(LoggingConfigurable):
             self._slots = asyncio.Semaphore(self.pool_max_size)
         return self._pool
 
+    async def _configure_connection(self, conn: psycopg.AsyncConnection):
+        # Every wait for a lock has a bound; a block that needs another bound sets its own
+        # (``set_config('lock_timeout', ..., true)``, e.g. the replay's mlflow_lock_wait).
+        await conn.execute("SELECT set_config('lock_timeout', %s, false)", (self._lock_timeout_ms(),))
+
+    def _lock_timeout_ms(self, most: float | None = None) -> str:
+        seconds = self.lock_timeout if most is None else min(self.lock_timeout, most)
+        return f"{max(1, round(seconds * 1000))}ms"
+
+    def lock_wait_exceeded(self) -> ProvisioningError:
+        """The error of a hub step that waited for a lock longer than ``lock_timeout``."""
+        return ProvisioningError(
+            f"A database lock this step needs was held for over {self.lock_timeout:g} s"
+            " (PostgresProvisioner.lock_timeout), by another hub operation on the same user or"
+            " team, or by a session holding a lock on a store; the step was rolled back."
+            " Try again in a minute; if it keeps happening, an admin can look for the"
+            " holder in pg_stat_activity and pg_locks of the MLflow database."
+        )
+
     @asynccontextmanager
     async def connection(self):
         """An admin connection from the pool (autocommit; use ``conn.transaction()``).
@@ -161,6 +206,8 @@ class PostgresProvisioner(LoggingConfigurable):
                 async with pool.connection() as conn:
                     await self._ensure_setup(conn)
                     yield conn
+            except psycopg.errors.LockNotAvailable:
+                raise self.lock_wait_exceeded() from None
             except (PoolTimeout, psycopg.OperationalError) as exc:
                 raise self._unreachable(exc) from None
 
@@ -178,14 +225,28 @@ class PostgresProvisioner(LoggingConfigurable):
     # -- one-time setup --------------------------------------------------------
 
     async def _ensure_setup(self, conn: psycopg.AsyncConnection):
+        for attempt in range(3):
+            try:
+                return await self._setup_once(conn)
+            except _SETUP_RACES:
+                # On a new database two hub processes made the registry's schema or lock
+                # table at the same moment, before either held the lock: it is there now.
+                if attempt == 2:
+                    raise
+
+    async def _setup_once(self, conn: psycopg.AsyncConnection):
         if self._setup_done:
             return
         async with self._setup_lock:
             if self._setup_done:
                 return
             async with conn.transaction():
-                # Serialises set-up between several hub processes and the CLI.
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('enertef:setup', 0))")
+                # Serialises set-up between several hub processes and the CLI, with a lock
+                # only the hub can take (an advisory lock, which any role may take, let a
+                # user hang every new hub process and `enertef-hub check`).
+                for statement in make_lock_table_statements(self.registry_schema):
+                    await conn.execute(statement)
+                await hub_lock(conn, self.registry_schema, "setup", "")
                 cur = await conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
                 self._is_superuser = bool((await cur.fetchone())[0])
                 for statement in make_setup_statements(self.registry_schema, self.users_group_role):
@@ -222,14 +283,30 @@ class PostgresProvisioner(LoggingConfigurable):
         it is rolled back, the grant with it (see :mod:`.pg_membership`)."""
         return pg_membership.reading_membership(conn, *roles)
 
-    def lent_membership(self, role: str):
-        """Async context manager: the admin is a member of ``role`` (committed) for the block.
+    @asynccontextmanager
+    async def store_connection(self, tracking_uri: str):
+        """A connection logged in as a store's own role: the login and options of
+        ``tracking_uri`` (a user's, or a team member's acting as the team), at the
+        host and database of ``admin_url``.
 
-        For a process connecting as the admin with ``-c role=<role>``
-        (``enertef-hub upgrade-stores``).
+        For work in a store that must run with the store's rights and nothing more (the
+        replay of MLflow's tables): whatever the store's owner made can then act only
+        as that role. Raises ServiceUnavailableError when PostgreSQL cannot be reached.
         """
         self._check_config()
-        return pg_membership.lent_membership(self.admin_url, role, max(1, int(self.connect_timeout)))
+        store = urlsplit(tracking_uri)
+        options = dict(parse_qsl(store.query)).get("options")
+        admin = urlsplit(self.admin_url)
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                host=admin.hostname or "localhost", port=admin.port or 5432, dbname=admin.path.lstrip("/"),
+                user=unquote(store.username or ""), password=unquote(store.password or ""),
+                options=options, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)),
+                application_name="enertef-hub")
+        except psycopg.OperationalError as exc:
+            raise self._unreachable(exc) from None
+        async with conn:
+            yield conn
 
     # -- per-user DDL (inside the caller's transaction) ----------------------
 
@@ -301,19 +378,82 @@ class PostgresProvisioner(LoggingConfigurable):
         cur = await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (resources.role,))
         if await cur.fetchone() is None:
             return []
-        await conn.execute(
-            sql.SQL("ALTER ROLE {role} NOLOGIN PASSWORD NULL").format(role=sql.Identifier(resources.role))
-        )
+        # Sessions first: one that changed its own password in an open transaction
+        # holds the role's catalogue row, and ALTER ROLE would wait for it.
         await self.end_sessions(conn, resources.role)
+        # Her team logins share her password: they stop with her own login.
+        for role in [resources.role, *await self.team_logins_of(conn, resources)]:
+            await conn.execute(sql.SQL("ALTER ROLE {role} NOLOGIN PASSWORD NULL").format(role=sql.Identifier(role)))
         return await pg_sweep.sweep(conn, resources.role, resources.schema, members_allowed=False)
 
+    async def cut_access(self, conn: psycopg.AsyncConnection, resources: UserResources) -> int:
+        """A revocation's first step: alice and her team logins can no longer log in, and
+        their sessions are ended, committed at once (see :meth:`cut_logins`)."""
+        return await self.cut_logins(conn, [resources.role, *await self.team_logins_of(conn, resources)])
+
+    async def cut_logins(self, conn: psycopg.AsyncConnection, roles: list[str]) -> int:
+        """NOLOGIN, no password and no open session for ``roles``, committed now, before
+        anything else of a revocation. Call outside a transaction. Returns how many
+        sessions were ended.
+
+        Waits for nothing a user can hold: no hub lock is taken, and the sessions are
+        ended before ``ALTER ROLE``, since a session that changed its own password in an
+        open transaction holds the role's catalogue row. A session opened in between
+        (possible until the NOLOGIN is committed) could take that row again: each
+        attempt waits at most a second, and is repeated for at most
+        ``lock_timeout``. Sessions that logged in before the commit are ended after it.
+        """
+        cur = await conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) ORDER BY 1",
+                                 ([r for r in roles if r],))
+        existing = [row[0] for row in await cur.fetchall()]
+        if not existing:
+            return 0
+        deadline = time.monotonic() + self.lock_timeout
+        ended = 0
+        while True:
+            try:
+                async with conn.transaction():
+                    await conn.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout_ms(1.0),))
+                    ended += await self._end_sessions_of(conn, existing)
+                    for role in existing:
+                        await conn.execute(
+                            sql.SQL("ALTER ROLE {} NOLOGIN PASSWORD NULL").format(sql.Identifier(role)))
+                break
+            except (psycopg.errors.LockNotAvailable, psycopg.errors.InternalError_):
+                # InternalError_: "tuple concurrently updated", a hub provisioning changed
+                # the role meanwhile; the next attempt sees its change.
+                if time.monotonic() >= deadline:
+                    raise
+        return ended + await self._end_sessions_of(conn, existing)
+
+    async def _end_sessions_of(self, conn: psycopg.AsyncConnection, roles: list[str]) -> int:
+        async with self.member_of(conn, *roles):
+            return sum([await pg_sweep.terminate_sessions(conn, role) for role in roles])
+
     async def end_sessions(self, conn: psycopg.AsyncConnection, role: str) -> int:
-        """End every open session of ``role`` (rotation: the old password's sessions go too).
+        """End every open session of ``role`` (rotation: the old password's sessions go too);
+        for a user's role also those of their team logins, which share its password.
 
         pg_terminate_backend needs membership in the sessions' role.
         """
-        async with self.member_of(conn, role):
-            return await pg_sweep.terminate_sessions(conn, role)
+        roles = [role]
+        if role.startswith("u_"):
+            cur = await conn.execute("SELECT rolname FROM pg_roles WHERE rolname ~ %s",
+                                     (f"^m_[a-z0-9]+_{role[2:]}$",))
+            roles += [row[0] for row in await cur.fetchall()]
+        ended = 0
+        async with self.member_of(conn, *roles):
+            for each in roles:
+                ended += await pg_sweep.terminate_sessions(conn, each)
+        return ended
+
+    async def set_team_logins_password(self, conn: psycopg.AsyncConnection, resources: UserResources,
+                                       password: str):
+        """Give alice's team logins that may log in her (new) password (after a rotation)."""
+        cur = await conn.execute("SELECT rolname FROM pg_roles WHERE rolname ~ %s AND rolcanlogin",
+                                 (make_team_login_pattern(resources),))
+        for (role,) in await cur.fetchall():
+            await conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
 
     async def audit_candidates(self, conn: psycopg.AsyncConnection) -> set[str]:
         """Schemas and roles in which a sweep may find something (one catalogue pass, for ``check``)."""
@@ -326,7 +466,8 @@ class PostgresProvisioner(LoggingConfigurable):
 
     async def audit_team(self, conn: psycopg.AsyncConnection, team: TeamResources) -> list[str]:
         """What a sweep of a team's store would change now (``enertef-hub check``)."""
-        return [a.description for a in await pg_sweep.plan_sweep(conn, team.role, team.schema, members_allowed=True)]
+        return [a.description for a in await pg_sweep.plan_sweep(
+            conn, team.role, team.schema, members_allowed=make_team_members_pattern(team))]
 
     async def purge_user(self, conn: psycopg.AsyncConnection, resources: UserResources):
         """Delete alice's schema with all her MLflow data, and her role."""
@@ -360,50 +501,109 @@ class PostgresProvisioner(LoggingConfigurable):
         )
         await self._ensure_owned_schema(conn, team.schema, team.role)
 
-    async def grant_team(self, conn: psycopg.AsyncConnection, team: TeamResources, member: UserResources):
-        """Make alice a member of the team's role: she may ``SET ROLE`` to it and write as the team."""
+    async def grant_team(self, conn: psycopg.AsyncConnection, team: TeamResources, member: UserResources,
+                         password: str):
+        """Give alice her login role for the team's store (``m_team1_alice``), a member of the
+        team role and of nothing else; her own role is never a member of the team role.
+
+        Code that another member left in the team's schema (a trigger, a rule, a policy)
+        runs in alice's session as the team; if it switches back to the session's login
+        (``SET ROLE NONE``) it is ``m_team1_alice``, which holds only what the team
+        holds: never alice's own store (issue 19). ``password``: alice's own.
+        """
+        login = make_team_login_role(team.team, member)
+        ident = sql.Identifier(login)
+        cur = await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,))
+        # (PostgreSQL 16: only a superuser may name SUPERUSER in ALTER ROLE, even to deny it.)
+        attributes = "" if await cur.fetchone() else (
+            " NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT")
         await conn.execute(
-            sql.SQL("GRANT {team} TO {member}").format(
-                team=sql.Identifier(team.role), member=sql.Identifier(member.role)
-            )
-        )
+            sql.SQL("{verb} ROLE {role} LOGIN PASSWORD {pw}{attributes} CONNECTION LIMIT {limit}").format(
+                verb=sql.SQL("ALTER" if not attributes else "CREATE"), role=ident, pw=sql.Literal(password),
+                attributes=sql.SQL(attributes), limit=sql.Literal(self.role_connection_limit)))
+        await conn.execute(sql.SQL("GRANT {group}, {team} TO {login}").format(
+            group=sql.Identifier(self.users_group_role), team=sql.Identifier(team.role), login=ident))
+        await conn.execute(sql.SQL("ALTER ROLE {login} SET search_path = {schema}").format(
+            login=ident, schema=sql.Literal(team.schema)))
+        # Releases before issue 19 made alice's own role a member of the team role.
+        if await self._is_member(conn, team.role, member.role):
+            await conn.execute(sql.SQL("REVOKE {team} FROM {member}").format(
+                team=sql.Identifier(team.role), member=sql.Identifier(member.role)))
+            await self.end_sessions(conn, member.role)
+
+    @staticmethod
+    async def _is_member(conn: psycopg.AsyncConnection, group: str, member: str) -> bool:
+        cur = await conn.execute(
+            "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
+            " JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = %s AND u.rolname = %s", (group, member))
+        return await cur.fetchone() is not None
 
     async def team_member_usable(self, conn: psycopg.AsyncConnection, team: TeamResources,
                                  member: UserResources) -> bool:
-        """Whether the team's schema exists, owned by its role, and alice's role is a member
-        of it: what :meth:`ensure_team_store` and :meth:`grant_team` make, checked with
-        index lookups and no write (every returning member's spawn)."""
+        """Whether the team's schema exists, owned by its role, and alice's team login may log
+        in, is a member of the team role, and her own role is not: what
+        :meth:`ensure_team_store` and :meth:`grant_team` make, checked with index lookups
+        and no write (every returning member's spawn)."""
         cur = await conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_namespace n JOIN pg_roles t ON t.oid = n.nspowner"
             "               WHERE n.nspname = %(schema)s AND t.rolname = %(team)s)"
             " AND EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles t ON t.oid = m.roleid"
-            "             JOIN pg_roles u ON u.oid = m.member WHERE t.rolname = %(team)s AND u.rolname = %(member)s)",
-            {"schema": team.schema, "team": team.role, "member": member.role},
+            "             JOIN pg_roles u ON u.oid = m.member"
+            "             WHERE t.rolname = %(team)s AND u.rolname = %(login)s AND u.rolcanlogin)"
+            " AND NOT EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles t ON t.oid = m.roleid"
+            "                 JOIN pg_roles u ON u.oid = m.member WHERE t.rolname = %(team)s AND u.rolname = %(member)s)",
+            {"schema": team.schema, "team": team.role, "member": member.role,
+             "login": make_team_login_role(team.team, member)},
         )
         return bool((await cur.fetchone())[0])
 
-    async def revoke_team(self, conn: psycopg.AsyncConnection, team: TeamResources, member: UserResources) -> list[str]:
-        """Take alice out of the team's role, end her sessions, and sweep the team's store.
+    async def cut_team_access(self, conn: psycopg.AsyncConnection, team: TeamResources, member: UserResources) -> int:
+        """A team removal's first step: alice's team login can no longer log in and its
+        sessions are ended, committed at once (:meth:`cut_logins`); :meth:`revoke_team`
+        does the rest. Call outside a transaction."""
+        ended = await self.cut_logins(conn, [make_team_login_role(team.team, member)])
+        if await self._is_member(conn, team.role, member.role):  # made by releases before issue 19
+            async with conn.transaction():
+                await conn.execute(sql.SQL("REVOKE {team} FROM {member}").format(
+                    team=sql.Identifier(team.role), member=sql.Identifier(member.role)))
+            ended += await self.end_sessions(conn, member.role)  # a session acting as the team keeps its rights
+        return ended
 
-        A session that already switched to the team role would keep its privileges
-        after REVOKE, so her open sessions are ended: revocation is immediate. While
-        a member she could act as the team role; the sweep (:mod:`.pg_sweep`) takes
-        back the grants, default privileges, ``SECURITY DEFINER`` functions and
-        objects elsewhere that she could have made with it. Returns what it changed.
+    async def revoke_team(self, conn: psycopg.AsyncConnection, team: TeamResources, member: UserResources) -> list[str]:
+        """Take alice out of the team: her team login can no longer log in, its sessions end,
+        and it is dropped; then the team's store is swept.
+
+        What her login owns (objects made without acting as the team) goes to the team
+        role first. While a member she could act as the team; the sweep
+        (:mod:`.pg_sweep`) takes back the grants, default privileges, ``SECURITY
+        DEFINER`` functions, triggers, rules, policies and objects elsewhere that she
+        could have made with it, and what the team was granted outside its store.
+        Returns what it changed.
         """
-        cur = await conn.execute(
-            "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
-            " JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = %s AND u.rolname = %s",
-            (team.role, member.role),
-        )
+        done = []
+        login = make_team_login_role(team.team, member)
+        cur = await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,))
         if await cur.fetchone() is not None:
-            await conn.execute(
-                sql.SQL("REVOKE {team} FROM {member}").format(
-                    team=sql.Identifier(team.role), member=sql.Identifier(member.role)
-                )
-            )
+            ident = sql.Identifier(login)
+            await conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN PASSWORD NULL").format(ident))
+            await self.end_sessions(conn, login)
+            async with self.member_of(conn, login, team.role):
+                await conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(ident, sql.Identifier(team.role)))
+                await conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
+            await conn.execute(sql.SQL("DROP ROLE {}").format(ident))
+            done.append(f"team login {login} dropped")
+        if await self._is_member(conn, team.role, member.role):  # made by releases before issue 19
+            await conn.execute(sql.SQL("REVOKE {team} FROM {member}").format(
+                team=sql.Identifier(team.role), member=sql.Identifier(member.role)))
             await self.end_sessions(conn, member.role)
-        return await pg_sweep.sweep(conn, team.role, team.schema, members_allowed=True)
+        return done + await pg_sweep.sweep(conn, team.role, team.schema,
+                                           members_allowed=make_team_members_pattern(team))
+
+    async def team_logins_of(self, conn: psycopg.AsyncConnection, member: UserResources) -> list[str]:
+        """Alice's team login roles (``m_<team>_alice``), from the catalogue."""
+        cur = await conn.execute("SELECT rolname FROM pg_roles WHERE rolname ~ %s ORDER BY 1",
+                                 (make_team_login_pattern(member),))
+        return [row[0] for row in await cur.fetchall()]
 
     async def store_usable(self, conn: psycopg.AsyncConnection, resources: UserResources) -> bool:
         """Whether alice's role may log in and her schema exists: the check of every repeat spawn.
@@ -445,6 +645,25 @@ class PostgresProvisioner(LoggingConfigurable):
         }
 
 
+def make_lock_table_statements(registry_schema: str) -> list:
+    """The registry's schema and its table of the hub's locks (``accounts.hub_lock``), idempotent.
+
+    A row per user, team and the set-up; a transaction holds one by locking its row.
+    The schema is closed to every user role (``make_setup_statements``).
+    """
+    schema = sql.Identifier(registry_schema)
+    return [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema),
+        sql.SQL(
+            """CREATE TABLE IF NOT EXISTS {}.locks (
+                kind text NOT NULL,
+                name text NOT NULL,
+                PRIMARY KEY (kind, name)
+            )"""
+        ).format(schema),
+    ]
+
+
 def make_setup_statements(registry_schema: str, users_group_role: str) -> list:
     """SQL run once per hub start: registry tables, the users' group role, a closed ``public``."""
     schema = sql.Identifier(registry_schema)
@@ -453,7 +672,7 @@ def make_setup_statements(registry_schema: str, users_group_role: str) -> list:
             "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {name}) THEN"
             " CREATE ROLE {role} NOLOGIN; END IF; END $$"
         ).format(name=sql.Literal(users_group_role), role=sql.Identifier(users_group_role)),
-        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema),
+        *make_lock_table_statements(registry_schema),
         sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema),
         # Users may not create anything in, or read anything from, ``public``.
         sql.SQL("REVOKE ALL ON SCHEMA public FROM PUBLIC"),

@@ -57,8 +57,8 @@ async def test_replayed_store_equals_the_store_mlflow_makes(workbench, snapshot,
     by_replay = await workbench.provision(unique_name("snapr"))
     try:
         await workbench.ensure_mlflow_tables(by_mlflow)  # MLflow itself, as the user's role
-        async with workbench.postgres.connection() as conn:
-            async with conn.transaction(), workbench.postgres.member_of(conn, by_replay.resources.role):
+        async with workbench.postgres.store_connection(by_replay.environment["MLFLOW_TRACKING_URI"]) as conn:
+            async with conn.transaction():
                 await mlflow_snapshot.replay(conn, snapshot, by_replay.resources.role, by_replay.resources.schema)
         made = catalog(admin_conn, by_mlflow.resources.schema, by_mlflow.resources.role)
         replayed = catalog(admin_conn, by_replay.resources.schema, by_replay.resources.role)
@@ -72,8 +72,8 @@ async def test_replayed_store_equals_the_store_mlflow_makes(workbench, snapshot,
 async def test_mlflow_logs_into_a_replayed_store(workbench, snapshot):
     result = await workbench.provision(unique_name("snapu"))
     try:
-        async with workbench.postgres.connection() as conn:
-            async with conn.transaction(), workbench.postgres.member_of(conn, result.resources.role):
+        async with workbench.postgres.store_connection(result.environment["MLFLOW_TRACKING_URI"]) as conn:
+            async with conn.transaction():
                 await mlflow_snapshot.replay(conn, snapshot, result.resources.role, result.resources.schema)
         proc = run_as_user(result.environment, """
             import mlflow
@@ -94,8 +94,8 @@ async def test_a_replay_that_misses_the_head_leaves_nothing(workbench, snapshot,
     wrong = {**snapshot, "head": "not-a-revision"}
     try:
         with pytest.raises(mlflow_snapshot.SnapshotError, match="not-a-revision"):
-            async with workbench.postgres.connection() as conn:
-                async with conn.transaction(), workbench.postgres.member_of(conn, result.resources.role):
+            async with workbench.postgres.store_connection(result.environment["MLFLOW_TRACKING_URI"]) as conn:
+                async with conn.transaction():
                     await mlflow_snapshot.replay(conn, wrong, result.resources.role, result.resources.schema)
         tables = admin_conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname = %s", (result.resources.schema,)).fetchone()[0]

@@ -191,11 +191,12 @@ async def test_upgrade_stores_upgrades_users_and_teams_reports_failures_and_resu
         assert revision(admin_conn, schema) == head
     assert table_owners(admin_conn, team_store.schema) == {f"t_{team}"}  # the team role, not the admin
     assert revision(admin_conn, bob_schema) == old
-    # Each run had the admin act as the store's role (-c role=); the membership is gone again.
+    # Each run logged in as the store's own role (a team member's team login for the
+    # team): the admin was never made a member of a store role to act as it (issue 19).
     assert admin_conn.execute(
         "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
-        " WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user) AND r.rolname = ANY(%s)",
-        (sorted(runs),)).fetchone()[0] == 0
+        " WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user) AND r.rolname = ANY(%s)"
+        " AND (m.inherit_option OR m.set_option)", (sorted(runs),)).fetchone()[0] == 0
 
     with acting_as(admin_conn, bob_schema):
         admin_conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(bob_schema, "jobs")))

@@ -80,7 +80,8 @@ async def test_an_mlflow_call_during_the_hub_s_replay_waits_and_logs_into_its_ta
     result = await workbench.provision(unique_name("racer"))
     role = result.resources.role
     try:
-        async with workbench.postgres.connection() as conn, conn.transaction():
+        async with workbench.postgres.store_connection(result.environment["MLFLOW_TRACKING_URI"]) as conn, \
+                conn.transaction():
             # The hub's replay has begun: it holds the store's lock, the tables are not there yet.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('enertef:mlflow:' || %s, 0))",
                                (role,))
@@ -91,8 +92,7 @@ async def test_an_mlflow_call_during_the_hub_s_replay_waits_and_logs_into_its_ta
                 assert not user.done(), f"MLflow did not wait for the replay: {user.result().stderr[-2000:]}"
                 assert time.monotonic() < deadline, "the user's MLflow never asked for the store's lock"
                 await asyncio.sleep(0.2)
-            async with workbench.postgres.member_of(conn, role):
-                await mlflow_snapshot.replay(conn, snapshot, role, result.resources.schema)
+            await mlflow_snapshot.replay(conn, snapshot, role, result.resources.schema)
         proc = await asyncio.wait_for(user, 120)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert json.loads(proc.stdout.strip().splitlines()[-1]) == answer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -43,7 +44,10 @@ def team_run(env, team, text, acc):
 
 
 def team_url(env, team):
-    base = env["ENERTEF_MLFLOW_BACKEND_STORE_URI"].replace("postgresql+psycopg://", "postgresql://")
+    """libpq URL of the member's team login (``m_<team>_<user>``), and the options that act as the team."""
+    personal = env["ENERTEF_MLFLOW_BACKEND_STORE_URI"]
+    login = urlsplit(personal).username
+    base = personal.replace("postgresql+psycopg://", "postgresql://").replace(f"//{login}:", f"//m_{team}_{login[2:]}:", 1)
     return base, f"-c role=t_{team} -c search_path=t_{team}"
 
 
@@ -77,7 +81,11 @@ async def test_members_share_runs_and_artifacts_others_are_denied(team1, admin_c
     assert owners == [(f"t_{team}",)]
 
     # carol: denied at the database and at the storage.
-    url, options = team_url(carol.environment, team)
+    # She has no team login; her own login cannot act as the team.
+    _, options = team_url(carol.environment, team)
+    url = carol.environment["ENERTEF_MLFLOW_BACKEND_STORE_URI"].replace("postgresql+psycopg://", "postgresql://")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(team_url(carol.environment, team)[0])
     with pytest.raises(psycopg.OperationalError, match="permission denied to set role"):
         psycopg.connect(url, options=options)
     with psycopg.connect(url) as conn:
@@ -108,8 +116,8 @@ async def test_removed_member_loses_access_at_sync_others_keep_it(team1, workben
 
     with pytest.raises(psycopg.OperationalError):
         open_session.execute("SELECT 1")  # sessions already in the team role are ended
-    with pytest.raises(psycopg.OperationalError, match="permission denied to set role"):
-        psycopg.connect(url, options=options)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(url, options=options)  # her team login is gone
     with pytest.raises(ClientError) as err:
         s3_client(bob.environment).list_objects_v2(Bucket=f"team-{team}")
     assert err.value.response["Error"]["Code"] == "AccessDenied"
@@ -135,7 +143,10 @@ async def test_spawn_sync_follows_group_membership(workbench, services):
 
 
 async def test_unsafe_team_names_are_refused_before_any_call(workbench, admin_conn):
-    before = admin_conn.execute("SELECT count(*) FROM pg_roles").fetchone()[0]
+    # Team logins (m_*) of other tests' teams may go meanwhile: sync_teams below ends
+    # every team it is not given.
+    count = "SELECT count(*) FROM pg_roles WHERE rolname NOT LIKE 'm\\_%'"
+    before = admin_conn.execute(count).fetchone()[0]
     name = unique_name("erin")
     await workbench.provision(name)
     before += 1
@@ -144,7 +155,7 @@ async def test_unsafe_team_names_are_refused_before_any_call(workbench, admin_co
             await workbench.provision(name, teams=[bad])
     report = await workbench.sync_teams({"data science": [name], "ok": []})
     assert "letters" in report["refused"]["data science"]
-    assert admin_conn.execute("SELECT count(*) FROM pg_roles").fetchone()[0] == before
+    assert admin_conn.execute(count).fetchone()[0] == before
 
 
 async def test_returning_member_s_lost_team_access_is_repaired_at_spawn(workbench, admin_conn):
@@ -159,7 +170,7 @@ async def test_returning_member_s_lost_team_access_is_repaired_at_spawn(workbenc
     _, admin = workbench.minio._get_clients()
     admin.group_remove(f"team-{team}", [first.resources.minio_user])
     admin_conn.execute(sql.SQL("REVOKE {} FROM {}").format(
-        sql.Identifier(f"t_{team}"), sql.Identifier(first.resources.role)))
+        sql.Identifier(f"t_{team}"), sql.Identifier(f"m_{team}_{first.resources.role[2:]}")))
     with pytest.raises(ClientError):
         s3_client(first.environment).list_objects_v2(Bucket=f"team-{team}")
     with pytest.raises(psycopg.OperationalError, match="permission denied to set role"):

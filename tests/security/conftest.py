@@ -23,3 +23,12 @@ def connect_as(environment: dict[str, str], options: str = "", dbname: str | Non
     """A connection as the user (optionally acting as a team role through ``options``)."""
     return psycopg.connect(user_url(environment, dbname), options=options or None, autocommit=True,
                            connect_timeout=5)
+
+
+def connect_as_team(environment: dict[str, str], team: str) -> psycopg.Connection:
+    """A connection as the user's team login for ``team`` (``m_<team>_<user>``), acting as the team."""
+    url = user_url(environment)
+    login = url.split("://", 1)[1].split(":", 1)[0]
+    url = url.replace(f"//{login}:", f"//m_{team}_{login[2:]}:", 1)
+    return psycopg.connect(url, options=f"-c role=t_{team} -c search_path=t_{team}", autocommit=True,
+                           connect_timeout=5)

@@ -24,7 +24,7 @@ from minio.error import MinioAdminException
 
 from tests.conftest import unique_name
 from tests.integration.test_provisioning import admin_s3, s3_client
-from tests.security.conftest import connect_as
+from tests.security.conftest import connect_as, connect_as_team
 
 DENIED = (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable)
 
@@ -112,13 +112,12 @@ async def test_removed_member_keeps_nothing_she_opened_as_the_team(workbench, ad
     bob = await workbench.provision(unique_name("bob"), teams=[team])
     carol = await workbench.provision(unique_name("carol"), teams=[])
     t_role, a_role, a_schema = f"t_{team}", alice.resources.role, alice.resources.schema
-    as_team = f"-c role={t_role} -c search_path={t_role}"
 
     with connect_as(alice.environment) as own:
         # Her own schema lets the team create there: a function owned by the team,
         # outside the team's schema, that reads team data.
         own.execute(f'GRANT USAGE, CREATE ON SCHEMA "{a_schema}" TO "{t_role}"')
-    with connect_as(alice.environment, as_team) as conn:
+    with connect_as_team(alice.environment, team) as conn:
         conn.execute("CREATE TABLE secrets (v text)")
         conn.execute("INSERT INTO secrets VALUES ('team secret')")
         conn.execute(f'GRANT USAGE, CREATE ON SCHEMA "{t_role}" TO PUBLIC, "{a_role}"')
@@ -136,7 +135,7 @@ async def test_removed_member_keeps_nothing_she_opened_as_the_team(workbench, ad
 
     await workbench.provision(alice.resources.username, teams=[])  # removed from the team
 
-    with connect_as(bob.environment, as_team) as conn:  # a member keeps everything
+    with connect_as_team(bob.environment, team) as conn:  # a member keeps everything
         assert conn.execute("SELECT v FROM secrets").fetchall() == [("team secret",)]
         conn.execute("CREATE TABLE later (v text)")  # the default privilege must not reach alice
         assert conn.execute("SELECT * FROM peek()").fetchall() == [("team secret",)]
@@ -162,7 +161,7 @@ async def test_removed_member_keeps_nothing_she_opened_as_the_team(workbench, ad
 async def test_removed_member_session_acting_as_team_ends(workbench):
     team = unique_name("team")
     alice = await workbench.provision(unique_name("alice"), teams=[team])
-    conn = connect_as(alice.environment, f"-c role=t_{team} -c search_path=t_{team}")
+    conn = connect_as_team(alice.environment, team)
     conn.execute("CREATE TABLE kept (v text)")
     await workbench.provision(alice.resources.username, teams=[])
     with pytest.raises(psycopg.OperationalError):

@@ -46,16 +46,22 @@ def test_default_artifact_root(uri, environ, expected) -> None:
     assert make_default_artifact_root(uri, environ) == expected
 
 
-def test_team_uri_keeps_login_and_sets_role_and_schema() -> None:
+def test_team_uri_uses_the_member_s_team_login_and_sets_role_and_schema() -> None:
     utils = load_script("mlflow_group_utils")
     team_uri = utils.make_team_tracking_uri(URI + "?sslmode=require", "vision")
     parts = urlsplit(team_uri)
-    assert (parts.username, parts.password, parts.hostname, parts.path) == ("u_alice", "secret", "db", "/mlflow")
+    # Her team login (never her own role), with her own password.
+    assert (parts.username, parts.password, parts.hostname, parts.path) == ("m_vision_alice", "secret", "db", "/mlflow")
     query = parse_qs(parts.query)
     assert query["options"] == ["-c role=t_vision -c search_path=t_vision"]
     assert query["sslmode"] == ["require"]
     # And the workbench store recognises it as the team's: artifacts go to the team bucket.
     assert make_default_artifact_root(team_uri, {}) == "s3://team-vision/mlflow"
+    # The hub builds the same URI for the team store's tables and upgrades.
+    from enertef_hub.naming import make_team_resources, make_user_resources
+    from enertef_hub.workbench import make_team_tracking_uri
+    assert make_team_tracking_uri(URI + "?sslmode=require", make_team_resources("vision"),
+                                  make_user_resources("alice")) == team_uri
 
 
 def test_use_team_refuses_a_team_you_are_not_in(monkeypatch) -> None:
