@@ -4,6 +4,12 @@ Kept in the MLflow database (schema ``PostgresProvisioner.registry_schema``, clo
 users) so every hub process and the CLI agree. Each function runs on the caller's
 connection and transaction; :func:`lock_username` serialises everything done to one
 username across processes until that transaction ends.
+
+The hub's locks are row locks in the registry's ``locks`` table (:func:`hub_lock`), not
+advisory locks: any database role can take any advisory lock key, so a user could hold
+an advisory lock of the hub and stall their own revocation, while no user role can even
+read the registry's schema. How long the hub waits for one is bounded by
+``PostgresProvisioner.lock_timeout``.
 """
 
 from __future__ import annotations
@@ -29,18 +35,33 @@ class Account:
 _ACCOUNT_COLUMNS = "username, incarnation, state, generation, ready_generation"
 
 
+async def hub_lock(conn: psycopg.AsyncConnection, schema: str, kind: str, name: str):
+    """Lock ``(kind, name)`` until the current transaction ends: a row of ``<schema>.locks``.
+
+    Made on first use; the no-op update locks the row as well when it exists. Only the
+    hub's admin role can reach that schema, so only another hub process (or the CLI)
+    ever holds the lock: a user cannot make the hub wait.
+    """
+    await conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (kind, name) VALUES (%s, %s)"
+            " ON CONFLICT (kind, name) DO UPDATE SET kind = EXCLUDED.kind"
+        ).format(sql.Identifier(schema, "locks")),
+        (kind, name),
+    )
+
+
 class AccountRegistry:
     """SQL for the registry tables, in one schema."""
 
     def __init__(self, schema: str):
+        self.schema = schema
         self.table = sql.Identifier(schema, "accounts")
         self.members_table = sql.Identifier(schema, "team_members")
 
     async def lock_username(self, conn: psycopg.AsyncConnection, username: str):
-        """Take the per-username lock until the current transaction ends."""
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"enertef:user:{username}",)
-        )
+        """Take the per-username lock until the current transaction ends (:func:`hub_lock`)."""
+        await hub_lock(conn, self.schema, "user", username)
 
     async def active(self, conn: psycopg.AsyncConnection, username: str) -> Account | None:
         """The live incarnation of ``username``, if any."""
@@ -111,10 +132,8 @@ class AccountRegistry:
         await self._update(conn, account, "ready_generation = generation")
 
     async def lock_team(self, conn: psycopg.AsyncConnection, team: str):
-        """Take the per-team lock until the current transaction ends."""
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"enertef:team:{team}",)
-        )
+        """Take the per-team lock until the current transaction ends (:func:`hub_lock`)."""
+        await hub_lock(conn, self.schema, "team", team)
 
     async def team_members(self, conn: psycopg.AsyncConnection) -> dict[str, set[str]]:
         """Granted memberships as the registry recorded them: team -> usernames."""

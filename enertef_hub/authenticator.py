@@ -445,12 +445,10 @@ class EnerTEFAuthenticator(NativeAuthenticator):
             try:
                 await self.workbench.deprovision(name, actor=actor)
             except EnerTEFError as error:
-                self.log.error("Deleting user %s failed: access not revoked: %s", name, error)
-                raise web.HTTPError(
-                    503,
-                    f"User {name} was not deleted because their access could not be"
-                    f" revoked: {error}",
-                ) from error
+                # The error says how far the revocation got (the access itself is
+                # revoked first, the sweeps and the registry after it).
+                self.log.error("Deleting user %s failed: %s", name, error)
+                raise web.HTTPError(503, f"User {name} was not deleted: {error}") from error
         super().delete_user(user)
         log_event(self.log, "user-deleted", name, actor=actor, revoked=self.revoke_on_delete)
 

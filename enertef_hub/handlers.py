@@ -395,9 +395,9 @@ class ToggleAuthorizationHandler(TemplatesMixin, LocalBase):
                 raise web.HTTPError(
                     503,
                     f"Approval of {info.username} was withdrawn and their servers, tokens and"
-                    f" sessions ended, but their database and storage access could not be"
-                    f" suspended: {error}. Run `enertef-hub suspend {info.username}` once the"
-                    " service is back.",
+                    f" sessions ended, but suspending their database and storage access did not"
+                    f" finish: {error} Run `enertef-hub suspend {info.username}` once the cause"
+                    " is fixed.",
                 ) from error
         self.redirect(self.hub.base_url + "authorize#" + url_escape(slug))
 
