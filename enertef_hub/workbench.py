@@ -45,7 +45,7 @@ from .naming import (
     normalize_username,
 )
 from .provisioners.minio import MinioProvisioner
-from .provisioners.postgres import PostgresProvisioner
+from .provisioners.postgres import PostgresProvisioner, judge_server_release
 from .store_upgrades import Store, StoreUpgrader
 from .teams import TeamSync
 from .usage import Quotas
@@ -737,12 +737,14 @@ class Workbench(SingletonConfigurable):
             async with self.postgres.connection() as conn:
                 cur = await conn.execute(
                     "SELECT current_user, version(), r.rolsuper OR r.rolcreaterole,"
-                    " r.rolsuper OR d.datdba = r.oid FROM pg_roles r, pg_database d"
+                    " r.rolsuper OR d.datdba = r.oid, current_setting('server_version_num')::int"
+                    " FROM pg_roles r, pg_database d"
                     " WHERE r.rolname = current_user AND d.datname = current_database()"
                 )
-                user, version, can_create_roles, owns_database = await cur.fetchone()
+                user, version, can_create_roles, owns_database, version_num = await cur.fetchone()
             rows.append(("postgresql", True, f"{self.postgres.display_address} as {user}:"
                          f" {version.split(',')[0]} ({(time.perf_counter() - started) * 1000:.1f} ms)"))
+            rows.append(("postgresql release", *judge_server_release(version_num)))
             rows.append(("postgresql privileges", can_create_roles and owns_database,
                          "CREATEROLE and owner of the MLflow database" if can_create_roles and owns_database
                          else f"{user} needs CREATEROLE and must own the database"

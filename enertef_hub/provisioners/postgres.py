@@ -247,8 +247,13 @@ class PostgresProvisioner(LoggingConfigurable):
                 for statement in make_lock_table_statements(self.registry_schema):
                     await conn.execute(statement)
                 await hub_lock(conn, self.registry_schema, "setup", "")
-                cur = await conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-                self._is_superuser = bool((await cur.fetchone())[0])
+                cur = await conn.execute("SELECT rolsuper, current_setting('server_version_num')::int"
+                                         " FROM pg_roles WHERE rolname = current_user")
+                is_superuser, version = await cur.fetchone()
+                self._is_superuser = bool(is_superuser)
+                bounded, why = judge_server_release(version)
+                if not bounded:
+                    self.log.warning("%s", why)
                 for statement in make_setup_statements(self.registry_schema, self.users_group_role):
                     await conn.execute(statement)
                 if not self._is_superuser:
@@ -662,6 +667,26 @@ def make_lock_table_statements(registry_schema: str) -> list:
             )"""
         ).format(schema),
     ]
+
+
+#: Oldest PostgreSQL whose CREATEROLE is bounded (``server_version_num``).
+OLDEST_BOUNDED_RELEASE = 160000
+
+
+def judge_server_release(version_num: int) -> tuple[bool, str]:
+    """Whether a PostgreSQL release (``server_version_num``) is supported, and why (pure).
+
+    Before 16, a CREATEROLE role may grant any non-superuser role, predefined ones
+    included: the hub's admin role could give itself ``pg_execute_server_program`` and
+    run programs as the database server's OS user. From 16 on, it may grant only the
+    roles it holds with ADMIN OPTION (those it created).
+    """
+    shown = f"{version_num // 10000}.{version_num % 10000}"
+    if version_num >= OLDEST_BOUNDED_RELEASE:
+        return True, f"{shown} (CREATEROLE is bounded: the admin role can grant only the roles it made)"
+    return False, (f"PostgreSQL {shown} is not supported: before 16 the hub's CREATEROLE admin role can grant"
+                   " itself any predefined role (pg_execute_server_program, pg_read_server_files, ...),"
+                   " which makes it a superuser in all but name. Upgrade PostgreSQL to 16 or newer.")
 
 
 def make_setup_statements(registry_schema: str, users_group_role: str) -> list:
