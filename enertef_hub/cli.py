@@ -2,6 +2,7 @@
 
     enertef-hub provision USER [--json]      create or repair; print the server environment
     enertef-hub deprovision USER [--purge]   revoke access everywhere (--purge: delete data)
+    enertef-hub deprovision --all [--purge]  every active account (before uninstalling)
     enertef-hub restore USER --incarnation N give USER the kept data of a deleted account
     enertef-hub rotate USER                  new credentials; old keys and sessions end
     enertef-hub suspend USER                 withdrawn approval: no store/storage access, data kept
@@ -73,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output, secrets included")
     p.add_argument("--no-tables", action="store_true", help="do not wait for MLflow's tables")
     p = sub.add_parser("deprovision", help="revoke USER's access everywhere")
-    p.add_argument("user")
+    p.add_argument("user", nargs="?")
+    p.add_argument("--all", action="store_true",
+                   help="every active account (before `helm uninstall`: nobody keeps working credentials)")
     p.add_argument("--purge", action="store_true", help="also delete USER's schemas and buckets")
     p = sub.add_parser("restore", help="give USER the kept data of a deleted incarnation")
     p.add_argument("user")
@@ -123,9 +126,15 @@ async def run(args, workbench: Workbench) -> int:
                 print(f"{key}={value}")
         return 0
     if args.command == "deprovision":
-        done = await workbench.deprovision(args.user, purge=args.purge, actor=actor)
-        print(f"{done['user']}: access revoked for incarnations {done['revoked'] or 'none'};"
-              f" data {'deleted for ' + str(done['purged']) if done['purged'] else 'kept'}")
+        if bool(args.all) == bool(args.user):
+            print("error: name one USER, or --all", file=sys.stderr)
+            return 2
+        names = ([a["username"] for a in await workbench.accounts() if a["state"] == "active"]
+                 if args.all else [args.user])
+        for name in names:
+            done = await workbench.deprovision(name, purge=args.purge, actor=actor)
+            print(f"{done['user']}: access revoked for incarnations {done['revoked'] or 'none'};"
+                  f" data {'deleted for ' + str(done['purged']) if done['purged'] else 'kept'}")
         return 0
     if args.command == "suspend":
         done = await workbench.suspend(args.user, actor=actor)
