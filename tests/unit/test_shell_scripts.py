@@ -225,22 +225,29 @@ def test_first_run_builds_installs_and_keeps_secrets_off_the_command_line(fake):
     hub_install = calls[index("helm --kube-context k3d-enertef -n enertef upgrade --install enertef jupyterhub/jupyterhub")]
     assert "--version 4.4.0" in hub_install
     assert "--set hub.image.tag=t1 --set singleuser.image.tag=t1" in hub_install
+    # The databases and their superuser/root Secrets live in enertef-data, out of the hub's reach.
     assert index("kubectl --context k3d-enertef -n enertef create secret generic enertef-hub") \
-        < index("kubectl --context k3d-enertef -n enertef apply -f") \
+        < index("kubectl --context k3d-enertef -n enertef-data apply -f") \
         < index("helm --kube-context k3d-enertef -n enertef upgrade --install enertef ")
-    assert index("helm --kube-context k3d-enertef -n enertef upgrade --install enertef-minio minio/minio --version 5.4.0")
-    assert index("helm --kube-context k3d-enertef -n enertef upgrade --install enertef-pgadmin runix/pgadmin4")
+    for name in ("enertef-postgresql", "enertef-minio", "enertef-minio-hub", "enertef-pgadmin"):
+        assert index(f"kubectl --context k3d-enertef -n enertef-data create secret generic {name} ")
+    assert not [c for c in calls if c.startswith("kubectl --context k3d-enertef -n enertef create secret")
+                and "enertef-hub " not in c + " "]
+    assert index("helm --kube-context k3d-enertef -n enertef-data upgrade --install enertef-minio minio/minio"
+                 " --version 5.4.0")
+    assert index("helm --kube-context k3d-enertef -n enertef-data upgrade --install enertef-pgadmin runix/pgadmin4")
 
     # Every generated secret went through a file, never argv, and never to the output.
     secrets = {}
-    for name in ("enertef-hub", "enertef-postgresql", "enertef-minio", "enertef-pgadmin"):
+    for name in ("enertef-hub", "enertef-postgresql", "enertef-minio", "enertef-minio-hub", "enertef-pgadmin"):
         for line in (fake.path / "state" / f"secret-{name}").read_text().splitlines():
             key, value = line.split("=", 1)
             secrets[f"{name}.{key}"] = value
     assert set(secrets) >= {"enertef-hub.ENERTEF_POSTGRES_ADMIN_URL", "enertef-hub.ENERTEF_MINIO_ACCESS_KEY",
                             "enertef-hub.ENERTEF_MINIO_SECRET_KEY", "enertef-hub.ENERTEF_SECRET_KEY",
                             "enertef-postgresql.POSTGRES_PASSWORD", "enertef-postgresql.ENERTEF_ADMIN_PASSWORD",
-                            "enertef-minio.rootUser", "enertef-minio.rootPassword", "enertef-pgadmin.password"}
+                            "enertef-minio.rootUser", "enertef-minio.rootPassword", "enertef-minio-hub.key",
+                            "enertef-pgadmin.password"}
     passwords = [v for k, v in secrets.items() if k not in ("enertef-minio.rootUser", "enertef-hub.ENERTEF_MINIO_ACCESS_KEY")]
     assert all(len(v) >= 24 for v in passwords if "://" not in v)
     assert len(secrets["enertef-hub.ENERTEF_SECRET_KEY"]) == 48
@@ -249,7 +256,10 @@ def test_first_run_builds_installs_and_keeps_secrets_off_the_command_line(fake):
         assert value not in log
     # The hub's copies agree with what PostgreSQL and MinIO were initialised with.
     assert f":{secrets['enertef-postgresql.ENERTEF_ADMIN_PASSWORD']}@" in secrets["enertef-hub.ENERTEF_POSTGRES_ADMIN_URL"]
-    assert secrets["enertef-hub.ENERTEF_MINIO_SECRET_KEY"] == secrets["enertef-minio.rootPassword"]
+    # The hub gets its own MinIO user's key, never MinIO's root password.
+    assert secrets["enertef-hub.ENERTEF_MINIO_SECRET_KEY"] == secrets["enertef-minio-hub.key"]
+    assert secrets["enertef-minio.rootPassword"] not in "\n".join(
+        v for k, v in secrets.items() if k.startswith("enertef-hub."))
 
     # Port-forwards run in the background with pid files, on the configured ports.
     pids = fake.pids()
