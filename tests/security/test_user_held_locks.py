@@ -310,3 +310,46 @@ async def test_revocation_past_the_bound_stays_revoked_and_says_what_to_run(vict
         assert login_refused(user_url(victim.environment))
     finally:
         await wb.close()
+
+
+async def test_team_sweep_past_the_bound_leaves_access_revoked_and_is_retried(workbench):
+    """A teammate holds a lock the sweep needs (on a table alice made and opened to the
+    team): her removal still ends her team access at once; the sweep is done by the next sync."""
+    team = unique_name("team")
+    alice = await workbench.provision(unique_name("alice"), teams=[team])
+    bob = await workbench.provision(unique_name("bob"), teams=[team])
+
+    def team_target(result):
+        store = next(s for s in workbench.mlflow_stores(result) if s.kind == "team")
+        return libpq_target(store.environment["MLFLOW_TRACKING_URI"])
+
+    (a_url, a_options), (b_url, b_options) = team_target(alice), team_target(bob)
+    table = sql.Identifier(f"t_{team}", "alices")
+    with psycopg.connect(a_url, options=a_options, autocommit=True) as conn:
+        conn.execute("SET ROLE NONE")  # made as her own team login: the sweep must re-own it
+        conn.execute(sql.SQL("CREATE TABLE {} (v text)").format(table))
+        conn.execute(sql.SQL("GRANT ALL ON {} TO {}").format(table, sql.Identifier(f"t_{team}")))
+    teammate = psycopg.connect(b_url, options=b_options, connect_timeout=5)
+    teammate.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))  # and idle in transaction
+    wb = Workbench()
+    wb.postgres.lock_timeout = 1.0
+    try:
+        started = time.monotonic()
+        assert await asyncio.wait_for(wb.teams.sync_user(alice.resources.username, [], "test"), GIVE_UP) == []
+        assert time.monotonic() - started < QUICK
+        assert login_refused(a_url, a_options)
+        assert key_dead(alice.environment, f"team-{team}")
+        async with wb.postgres.connection() as conn:  # still recorded: the next sync sweeps
+            assert team in await wb._registry.teams_of(conn, alice.resources.username)
+        teammate.rollback()
+        assert await wb.teams.sync_user(alice.resources.username, [], "test") == []
+        async with wb.postgres.connection() as conn:
+            assert team not in await wb._registry.teams_of(conn, alice.resources.username)
+        with psycopg.connect(b_url, options=b_options, autocommit=True) as conn:  # re-owned by the team
+            assert conn.execute("SELECT tableowner FROM pg_tables WHERE schemaname = %s AND tablename = 'alices'",
+                                (f"t_{team}",)).fetchone() == (f"t_{team}",)
+    finally:
+        teammate.close()
+        await wb.close()
+        for who in (alice, bob):
+            await workbench.deprovision(who.resources.username, purge=True)
