@@ -107,8 +107,10 @@ def my_experiments() -> list[str]:
     return [e.name for e in mlflow.search_experiments()]
 
 
-def use_team(team: str) -> str:
-    """Log to team *team*'s store and bucket from now on (this notebook only); returns the URI.
+def use_team(team: str) -> dict:
+    """Log to team *team*'s store and bucket from now on (this notebook only); returns :func:`whoami`.
+
+    Nothing returned or printed holds a password: a notebook keeps its cells' output.
 
     Raises ValueError if you are not a member of that team.
     """
@@ -127,11 +129,11 @@ def use_team(team: str) -> str:
     if mlflow.active_run() is not None:
         mlflow.end_run()
     mlflow.set_tracking_uri(uri)
-    return uri
+    return whoami()
 
 
-def use_personal() -> str:
-    """Go back to your own store and bucket; returns the URI."""
+def use_personal() -> dict:
+    """Go back to your own store and bucket; returns :func:`whoami` (no password in it)."""
     import mlflow
 
     if _PERSONAL_ARTIFACT_ROOT:
@@ -139,4 +141,4 @@ def use_personal() -> str:
     if mlflow.active_run() is not None:
         mlflow.end_run()
     mlflow.set_tracking_uri(_PERSONAL_TRACKING_URI)
-    return _PERSONAL_TRACKING_URI
+    return whoami()

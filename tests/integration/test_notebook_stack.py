@@ -379,13 +379,14 @@ def test_use_team_logs_to_the_team_store_and_bucket_then_back(tmp_path) -> None:
                 " WHERE n.nspname = %s AND c.relname = 'runs'", (f"t_{TEAM}",)
             ).fetchone()
             assert owner == (f"t_{TEAM}",)
-            team = sql.Identifier(f"t_{TEAM}")
-            conn.execute(sql.SQL("SET ROLE {}").format(team))
-            assert conn.execute(sql.SQL("SELECT count(*) FROM {}.runs WHERE run_uuid = %s").format(team),
-                                (info["team"][0],)).fetchone() == (1,)
-            conn.execute("RESET ROLE")
             schema = result.resources.schema
             assert conn.execute(sql.SQL("SELECT count(*) FROM {}.runs WHERE run_uuid = %s").format(sql.Identifier(schema)),
                                 (info["own"][0],)).fetchone() == (1,)
+        # The team's runs are read through her team login (her own role is no member of the team's).
+        team_uri = uri.replace(f"//{result.resources.role}:", f"//m_{TEAM}_{result.resources.role[2:]}:", 1)
+        with psycopg.connect(team_uri, options=f"-c role=t_{TEAM}") as conn:
+            team = sql.Identifier(f"t_{TEAM}")
+            assert conn.execute(sql.SQL("SELECT count(*) FROM {}.runs WHERE run_uuid = %s").format(team),
+                                (info["team"][0],)).fetchone() == (1,)
     finally:
         asyncio.run(_purge(TEAM_USER))

@@ -137,3 +137,19 @@ def test_tensorboard_logger_writes_event_files_without_tensorflow(tmp_path) -> N
     run_dir = Path(out.strip())
     assert run_dir == tmp_path / "my_run_1"
     assert [p.name.startswith("events.out.tfevents.") for p in run_dir.iterdir()] == [True]
+
+
+def test_switching_stores_returns_no_password(monkeypatch) -> None:
+    # A notebook saves what a cell returns: neither switch may hand back the password.
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", URI)
+    monkeypatch.setenv("ENERTEF_TEAMS", "vision")
+    monkeypatch.setenv("ENERTEF_BUCKET", "user-alice")
+    monkeypatch.setattr(mlflow, "set_tracking_uri", lambda uri: monkeypatch.setenv("MLFLOW_TRACKING_URI", uri))
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: os.environ["MLFLOW_TRACKING_URI"])
+    utils = load_script("mlflow_group_utils")
+    for shown in (utils.use_team("vision"), utils.use_personal()):
+        assert "secret" not in repr(shown)
+    assert utils.use_team("vision")["store"] == "team vision"
+    assert utils.use_personal()["store"] == "personal"
