@@ -208,6 +208,12 @@ class PostgresProvisioner(LoggingConfigurable):
                     yield conn
             except psycopg.errors.LockNotAvailable:
                 raise self.lock_wait_exceeded() from None
+            except psycopg.errors.TransactionRollback as exc:
+                # A deadlock or serialization failure with a concurrent change: the
+                # database is there, and this attempt was rolled back whole.
+                raise ProvisioningError(
+                    f"The MLflow database rolled this change back because a concurrent change collided"
+                    f" with it ({type(exc).__name__}). Nothing was changed; please try again.") from None
             except (PoolTimeout, psycopg.OperationalError) as exc:
                 raise self._unreachable(exc) from None
 
