@@ -27,7 +27,7 @@ import asyncio
 import logging
 import os
 
-from .port_proxy import routing_rules
+from .port_proxy import routing_rules, running_server_app
 
 #: Environment variable that turns the warm-up off (``0``, ``false``, ``no``).
 WARMUP_ENV = "ENERTEF_MLFLOW_UI_WARMUP"
@@ -48,16 +48,10 @@ def warm_up_when_lab_opens() -> bool:
     """In a running notebook server, arrange the warm-up; elsewhere do nothing. Whether it was arranged."""
     if not warmup_enabled():
         return False
-    try:
-        from jupyter_server.serverapp import ServerApp
-    except ImportError:
+    serverapp = running_server_app()
+    if serverapp is None or getattr(serverapp, "_enertef_mlflow_warmup", False):
         return False
-    if not ServerApp.initialized():
-        return False  # not inside a notebook server (a test, `jupyter server extension list`...)
-    serverapp = ServerApp.instance()
-    io_loop = getattr(serverapp, "io_loop", None)
-    if io_loop is None or getattr(serverapp, "_enertef_mlflow_warmup", False):
-        return False
+    io_loop = serverapp.io_loop
     serverapp._enertef_mlflow_warmup = True
     # Run once the loop starts: by then every extension has added its routes.
     io_loop.add_callback(install, serverapp.web_app, serverapp.log)

@@ -186,6 +186,19 @@ def guard_routes(web_app, allow_port_proxy: bool = False, logger: logging.Logger
     return done
 
 
+def running_server_app():
+    """The notebook server this code runs in, once it has an event loop; None elsewhere
+    (a test, ``jupyter server extension list``...)."""
+    try:
+        from jupyter_server.serverapp import ServerApp
+    except ImportError:
+        return None
+    if not ServerApp.initialized():
+        return None
+    serverapp = ServerApp.instance()
+    return serverapp if getattr(serverapp, "io_loop", None) is not None else None
+
+
 def guard_when_server_starts() -> bool:
     """In a running notebook server, arrange :func:`guard_routes` for when its loop starts. Whether it was arranged.
 
@@ -193,16 +206,10 @@ def guard_when_server_starts() -> bool:
     loads and before it adds its generic routes: hence the wait for the loop, by which
     time every extension has added its routes and no request has been read.
     """
-    try:
-        from jupyter_server.serverapp import ServerApp
-    except ImportError:
+    serverapp = running_server_app()
+    if serverapp is None:
         return False
-    if not ServerApp.initialized():
-        return False  # not inside a notebook server (a test, `jupyter server extension list`...)
-    serverapp = ServerApp.instance()
-    io_loop = getattr(serverapp, "io_loop", None)
-    if io_loop is None:
-        return False
+    io_loop = serverapp.io_loop
     if getattr(serverapp, "_enertef_port_proxy_guard", False):
         return True
     serverapp._enertef_port_proxy_guard = True
