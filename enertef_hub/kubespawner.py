@@ -133,6 +133,24 @@ class EnerTEFKubeSpawner(EnerTEFSpawnerMixin, KubeSpawner):
             return None
         return make_owner_reference("Secret", secret.metadata.name, secret.metadata.uid)
 
+    async def _start_reflector(self, *args, **kwargs):
+        # KubeSpawner (7.0, 7.1) keeps one pod and one event reflector per hub process,
+        # registers it before its first list of the cluster, and makes every later
+        # start, stop and poll, of every user, wait for that first list. If the caller
+        # that creates it is cancelled during that list, the reflector stays registered
+        # and its first list never arrives (its start() handles exceptions, not
+        # cancellation): every later spawn then hangs until the hub restarts. The spawn
+        # page's progress stream is such a caller: JupyterHub cancels it when the spawn
+        # ends, e.g. one that failed on a MinIO outage on a freshly started hub. (A
+        # cancelled caller waiting for the first list would also cancel the shared wait
+        # for everyone else.) So the reflector is started in a task of its own that no
+        # caller's cancellation reaches.
+        task = asyncio.ensure_future(super()._start_reflector(*args, **kwargs))
+        # Its failure is re-raised to the callers still waiting; retrieve it for the case
+        # none is left, so asyncio does not log it a second time as never retrieved.
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return await asyncio.shield(task)
+
     async def get_pod_manifest(self):
         pod = await super().get_pod_manifest()
         if self._enertef_owner:

@@ -43,6 +43,7 @@ class EnerTEFSpawnerMixin:
     _enertef_alongside: list = []  #: work of the current spawn that runs while the server starts
     _enertef_finished: bool = True  #: that work is over too
     _enertef_launched: asyncio.Event | None = None  #: set once the server is launched: that work begins
+    _enertef_launching: bool = False  #: the current spawn got past provisioning to the spawner's own start
 
     @property
     def workbench(self) -> Workbench:
@@ -114,6 +115,7 @@ class EnerTEFSpawnerMixin:
         self._enertef_finished = False
         self._enertef_alongside = []
         self._enertef_launched = asyncio.Event()
+        self._enertef_launching = False
         try:
             if not spawn_allowed(getattr(self, "authenticator", None), self.user.name):
                 # A token minted while approved, or an admin, must not bring a withdrawn user back.
@@ -147,6 +149,7 @@ class EnerTEFSpawnerMixin:
                 self._not_a_hub_failure()
                 raise
             self._enertef_progress(40, "Starting your server…")
+            self._enertef_launching = True
         except BaseException:
             for task in self._enertef_alongside:
                 task.cancel()
@@ -247,8 +250,13 @@ class EnerTEFSpawnerMixin:
         sent = 0
         for over in ("_enertef_done", None, "_enertef_finished"):
             if over is None:
-                async for event in super().progress():
-                    yield event
+                # Only a spawn that reached the spawner's own start has progress of its
+                # own: one that failed before has no pod, and KubeSpawner's progress
+                # would show the previous pod's events, or wait for a start that never
+                # comes (and start its event watch in a stream JupyterHub cancels).
+                if self._enertef_launching:
+                    async for event in super().progress():
+                        yield event
                 continue
             while True:
                 while sent < len(self._enertef_events):

@@ -222,3 +222,42 @@ def test_tables_wait_while_another_server_of_the_hub_is_starting():
 
     timeline = asyncio.run(main())
     assert timeline.index("the other server is up") < timeline.index("tables began")
+
+
+def test_a_spawn_that_failed_before_the_server_start_shows_no_progress_of_the_spawner():
+    """KubeSpawner's progress is the pod's events: a spawn that failed in provisioning
+    has no pod, and its stream (which JupyterHub cancels when the spawn ends) must not
+    show an earlier pod's events or start KubeSpawner's event watch."""
+    from enertef_hub.errors import ServiceUnavailableError
+
+    class Outage(_Workbench):
+        async def provision(self, username, teams, actor):
+            raise ServiceUnavailableError("The object storage (MinIO) is unreachable.")
+
+    class PodEvents(_BaseSpawner):
+        async def progress(self):
+            self.timeline.append("spawner progress")
+            yield {"progress": 90, "message": "[Normal] Started container notebook (an earlier pod)"}
+
+    class Spawner(_Spawner, PodEvents):  # the mixin's super().progress() is PodEvents'
+        pass
+
+    async def main():
+        timeline = []
+        spawner = Spawner(timeline)
+        spawner._workbench = Outage(timeline)
+        follower = asyncio.ensure_future(_follow(spawner))
+        with pytest.raises(ServiceUnavailableError):
+            await spawner.start()
+        messages = await asyncio.wait_for(follower, 5)
+        # The next spawn reaches the server start: the spawner's progress is shown again.
+        spawner._workbench = _Workbench(timeline)
+        follower = asyncio.ensure_future(_follow(spawner))
+        await spawner.start()
+        return timeline, messages, await asyncio.wait_for(follower, 5)
+
+    timeline, failed, started = asyncio.run(main())
+    assert failed == ["Preparing your MLflow store and object storage…",
+                      "Could not prepare your workbench: The object storage (MinIO) is unreachable."]
+    assert timeline.count("spawner progress") == 1
+    assert "[Normal] Started container notebook (an earlier pod)" in started
