@@ -451,7 +451,7 @@ def test_storage_outage_is_a_clear_message_and_no_crash_loop(kube_hub, new_page,
         page.wait_for_url(re.compile(rf".*/hub/spawn-pending/{name}.*"), timeout=60_000)
         # The spawn page says what failed and what to do, in plain words.
         log = page.locator("#progress-log")
-        expect(log).to_contain_text(re.compile(r"MinIO at http://enertef-minio:9000\) is unreachable"), timeout=90_000)
+        expect(log).to_contain_text(re.compile(r"MinIO at http://enertef-minio(\.[a-z0-9-]+)?:9000\) is unreachable"), timeout=90_000)
         expect(log).to_contain_text("start your server again")
         assert services_env["ENERTEF_MINIO_SECRET_KEY"] not in log.inner_text()
         def spawn_over():
