@@ -127,6 +127,18 @@ class AccountRegistry:
             (state, state, 1 if bump else 0),
         )
 
+    async def set_restored_for_signup(self, conn: psycopg.AsyncConnection, account: Account, restored: bool):
+        """Mark (or unmark) an active incarnation as restored by an admin for its person's next sign-up."""
+        await self._update(conn, account, "restored_for_signup = %s", (restored,))
+
+    async def restored_for_signup(self, conn: psycopg.AsyncConnection, account: Account) -> bool:
+        """Whether an admin restored this incarnation for its person's next sign-up."""
+        cur = await conn.execute(
+            sql.SQL("SELECT restored_for_signup FROM {} WHERE username = %s AND incarnation = %s").format(self.table),
+            (account.username, account.incarnation))
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
     async def mark_ready(self, conn: psycopg.AsyncConnection, account: Account):
         """Record that every resource of this generation exists."""
         await self._update(conn, account, "ready_generation = generation")

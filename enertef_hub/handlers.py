@@ -206,14 +206,13 @@ class SignUpHandler(TemplatesMixin, NativeSignUpHandler):
         """
         workbench = self.authenticator.workbench
         try:
-            if (await workbench.status(username))["state"] != "active":
-                return None
-            done = await workbench.deprovision(username, purge=False, actor="signup")
+            ended = await workbench.end_leftover_account(username, actor="signup")
         except EnerTEFError as error:
             self.log.error("Sign-up of %s refused: its leftover account could not be checked or ended: %s",
                            username, error)
             return f"Sign-up is not possible right now ({error}). Please try again later."
-        log_event(self.log, "leftover-account-ended", username, actor="signup", incarnations=done["revoked"])
+        if ended:
+            log_event(self.log, "leftover-account-ended", username, actor="signup", incarnations=ended)
         return None
 
     async def _refuse(self, status: int, message: str):

@@ -559,8 +559,35 @@ class Workbench(SingletonConfigurable):
                         await self.minio.revoke_user(resources)
                         await self._registry.set_state(conn, account, "deleted", bump=True)
                 await self._registry.set_state(conn, target, "active")
+                # Its person signs up again to get it: that sign-up must not take it
+                # for a leftover of an earlier hub (end_leftover_account).
+                await self._registry.set_restored_for_signup(conn, target, True)
         events.log_event(self.log, "restored", name, actor, incarnation=incarnation)
         return await self.provision(name, actor=actor)
+
+    async def end_leftover_account(self, username: str, actor: str | None = None) -> list[int]:
+        """At a sign-up of a name the hub does not know: end the live account the registry
+        still holds for it, unless an admin restored it for this sign-up; returns the
+        incarnations ended.
+
+        A live account of a name the hub does not know is left by an earlier hub on the
+        same data (a reinstall with a new hub database) or by a deletion without
+        revocation; whoever signs up now is someone new and must not get its store,
+        bucket and home (they are kept for an admin to restore). An incarnation an admin
+        restored (``restore``) is what the sign-up is for: it is kept, and the mark
+        consumed, so a later sign-up of the name is judged afresh.
+        """
+        name = normalize_username(username)
+        async with self.postgres.connection() as conn:
+            async with conn.transaction():
+                await self._registry.lock_username(conn, name)
+                account = await self._registry.active(conn, name)
+                if account is None:
+                    return []
+                if await self._registry.restored_for_signup(conn, account):
+                    await self._registry.set_restored_for_signup(conn, account, False)
+                    return []
+        return (await self.deprovision(name, purge=False, actor=actor))["revoked"]
 
     @measured("purge")
     async def purge(self, username: str, incarnation: int, actor: str | None = None) -> dict:

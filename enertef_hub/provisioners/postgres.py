@@ -720,6 +720,10 @@ def make_setup_statements(registry_schema: str, users_group_role: str) -> list:
                 PRIMARY KEY (username, incarnation)
             )"""
         ).format(schema),
+        # Set when an admin restores a kept incarnation for its person to sign up again
+        # with; the sign-up consumes it (see Workbench.end_leftover_account).
+        sql.SQL("ALTER TABLE {}.accounts ADD COLUMN IF NOT EXISTS restored_for_signup boolean NOT NULL"
+                " DEFAULT false").format(schema),
         sql.SQL(
             "CREATE UNIQUE INDEX IF NOT EXISTS accounts_one_active ON {}.accounts (username)"
             " WHERE state = 'active'"

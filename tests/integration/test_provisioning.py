@@ -276,3 +276,18 @@ async def test_policy_of_an_older_release_is_replaced_at_the_next_hub_s_first_sp
         s3_client(again.environment).put_bucket_policy(Bucket=bucket, Policy=public)
     assert err.value.response["Error"]["Code"] == "AccessDenied"
     s3_client(again.environment).put_object(Bucket=bucket, Key="still-works.txt", Body=b"ok")
+
+
+async def test_a_sign_up_ends_a_leftover_account_but_keeps_one_an_admin_restored(workbench):
+    # A sign-up of a name the hub does not know (a reinstall on the same data) is someone new.
+    name = unique_name("lefty")
+    await workbench.provision(name)
+    assert await workbench.end_leftover_account(name, actor="test") == [1]
+    assert (await workbench.status(name))["state"] == "deleted"  # ended, data kept
+    # An admin restores it for its person, who then signs up again: it is theirs.
+    await workbench.restore(name, 1, actor="test")
+    assert await workbench.end_leftover_account(name, actor="test") == []
+    assert (await workbench.status(name))["state"] == "active"
+    # The restore was for that one sign-up.
+    assert await workbench.end_leftover_account(name, actor="test") == [1]
+    await workbench.deprovision(name, purge=True)
