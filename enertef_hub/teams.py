@@ -26,6 +26,7 @@ import psycopg
 
 from . import events
 from .accounts import AccountRegistry
+from .errors import EnerTEFError
 from .metrics import measured
 from .naming import InvalidNameError, UserResources, make_team_resources, make_user_resources, normalize_team_name
 from .provisioners.minio import MinioProvisioner
@@ -82,10 +83,11 @@ class TeamSync:
         """Make every team's membership exactly JupyterHub's ``groups`` (team -> usernames).
 
         Groups whose names are not valid team names are reported and left alone.
-        Members without an active account are skipped until their first spawn.
+        Members without an active account are skipped until their first spawn. A member
+        whose change fails is reported under ``failed`` and the others go on.
         Teams that vanished from JupyterHub lose all members; their data is kept.
         """
-        report = {"granted": [], "revoked": [], "refused": {}, "skipped": []}
+        report = {"granted": [], "revoked": [], "refused": {}, "skipped": [], "failed": {}}
         wanted: dict[str, set[str]] = {}
         for group, members in groups.items():
             try:
@@ -105,15 +107,21 @@ class TeamSync:
                         if username in have:
                             await self.registry.set_member(conn, team, username, False)
                         continue
-                    if username in want:
-                        # Granted again even if recorded: repairs what was changed by hand.
-                        await self._set_membership(conn, team, username, member, True, actor,
-                                                   recorded=username in have)
-                        if username not in have:
-                            report["granted"].append(f"{team}:{username}")
-                    else:
-                        await self._set_membership(conn, team, username, member, False, actor)
-                        report["revoked"].append(f"{team}:{username}")
+                    try:
+                        if username in want:
+                            # Granted again even if recorded: repairs what was changed by hand.
+                            await self._set_membership(conn, team, username, member, True, actor,
+                                                       recorded=username in have)
+                            if username not in have:
+                                report["granted"].append(f"{team}:{username}")
+                        else:
+                            await self._set_membership(conn, team, username, member, False, actor)
+                            report["revoked"].append(f"{team}:{username}")
+                    except EnerTEFError as exc:
+                        # One broken account (e.g. its MinIO user lost in a restore) must not
+                        # stop everyone else's sync; it is reported and retried next time.
+                        self.log.warning("Team sync of %s in %s failed: %s", username, team, exc)
+                        report["failed"][f"{team}:{username}"] = str(exc)
         return report
 
     async def _active_resources(self, conn, username: str):

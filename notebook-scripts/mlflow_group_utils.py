@@ -48,8 +48,30 @@ def my_bucket() -> str:
 
 
 def my_teams() -> list[str]:
-    """Teams you are a member of (``$ENERTEF_TEAMS``)."""
-    return [t.strip() for t in os.environ.get("ENERTEF_TEAMS", "").split(",") if t.strip()]
+    """Teams you are a member of now.
+
+    Asked of the database: the workbench gives you a team login (``m_<team>_<you>``)
+    when an admin adds you to a group and takes it away when you are removed, so a
+    change reaches this running server as soon as the hub has synced it (at most
+    ``ENERTEF_TEAM_SYNC_INTERVAL``, a minute by default), with no restart. If the
+    database cannot be asked, the teams your server started with (``$ENERTEF_TEAMS``).
+    """
+    started_with = [t.strip() for t in os.environ.get("ENERTEF_TEAMS", "").split(",") if t.strip()]
+    login = urlsplit(_PERSONAL_TRACKING_URI).username or ""
+    if not login.startswith("u_"):
+        return started_with
+    me = login[2:]
+    try:
+        import psycopg
+
+        libpq = urlunsplit(urlsplit(_PERSONAL_TRACKING_URI)._replace(scheme="postgresql"))
+        with psycopg.connect(libpq, connect_timeout=5) as conn:
+            rows = conn.execute(
+                "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname ~ %s AND rolcanlogin ORDER BY 1",
+                (f"^m_[a-z0-9]+_{me}$",)).fetchall()
+    except Exception:  # noqa: BLE001 - no database now: what the server started with
+        return started_with
+    return [name[2:-(len(me) + 1)] for (name,) in rows]
 
 
 def make_team_tracking_uri(personal_uri: str, team: str) -> str:

@@ -180,3 +180,46 @@ async def test_returning_member_s_lost_team_access_is_repaired_at_spawn(workbenc
     assert again.environment["ENERTEF_TEAMS"] == team
     s3_client(again.environment).list_objects_v2(Bucket=f"team-{team}")
     psycopg.connect(url, options=options).close()
+
+
+async def test_a_running_server_reaches_a_team_it_joins_and_loses_one_it_leaves(workbench):
+    # Her server started before she was in any team: its environment says so.
+    team = unique_name("late")
+    alice = await workbench.provision(unique_name("alice"), teams=[])
+    started = alice.environment
+    assert started["ENERTEF_TEAMS"] == ""
+
+    await workbench.teams.sync_user(alice.resources.username, [team], actor="test")  # what the sync does
+    joined = team_run(started, team, "no restart", 0.7)  # the same server environment
+    assert joined["artifact_uri"].startswith(f"s3://team-{team}/")
+
+    await workbench.teams.sync_user(alice.resources.username, [], actor="test")
+    proc = run_as_user(started, f"""
+        import sys
+        sys.path.insert(0, {SCRIPTS!r})
+        from mlflow_group_utils import my_teams, use_team
+        assert my_teams() == [], my_teams()
+        try:
+            use_team({team!r})
+        except ValueError as exc:
+            print("refused:", exc)
+        """)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"not a member of team '{team}'" in proc.stdout
+    await workbench.deprovision(alice.resources.username, purge=True)
+
+
+async def test_one_broken_member_does_not_stop_everyone_else_s_sync(workbench):
+    team = unique_name("sturdy")
+    broken = await workbench.provision(unique_name("bea"), teams=[])
+    fine = await workbench.provision(unique_name("fin"), teams=[])
+    _, admin = workbench.minio._get_clients()
+    admin.user_remove(broken.resources.minio_user)  # e.g. lost in a MinIO restore
+
+    report = await workbench.sync_teams({team: [broken.resources.username, fine.resources.username]}, actor="test")
+
+    assert f"{team}:{broken.resources.username}" in report["failed"]
+    assert f"{team}:{fine.resources.username}" in report["granted"]
+    s3_client(fine.environment).list_objects_v2(Bucket=f"team-{team}")  # fin works in the team
+    for who in (broken, fine):
+        await workbench.deprovision(who.resources.username, purge=True)
