@@ -12,12 +12,25 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 scripts/bootstrap.sh
+# What this run starts, it stops: the services (PostgreSQL, MinIO) and the Kubernetes
+# control plane the e2e tests start are left running only if they ran before.
+services_were_up=$(scripts/services.sh status | grep -c ': running' || true)
+kube_was_up=0
+scripts/kube.sh status >/dev/null 2>&1 && kube_was_up=1
+# shellcheck disable=SC2317  # run by the EXIT trap
+cleanup() {
+  [ "$kube_was_up" = 1 ] || scripts/kube.sh stop >/dev/null 2>&1 || true
+  [ "$services_were_up" = 2 ] || scripts/services.sh stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 scripts/services.sh start
 # shellcheck source=/dev/null
 . .local/services.env
 
 if [ $# -gt 0 ]; then
-  exec .venv/bin/python -m pytest "$@"
+  status=0
+  .venv/bin/python -m pytest "$@" || status=$?  # not exec: the clean-up still runs
+  exit $status
 fi
 
 status=0
