@@ -219,6 +219,8 @@ class SignUpHandler(TemplatesMixin, NativeSignUpHandler):
         self.set_status(status)
         html = await self.render_template(
             "signup.html",
+            # Kept in the form (escaped by the template): the passwords are not.
+            username=self.get_body_argument("username", "", strip=True)[:200],
             ask_email=self.authenticator.ask_email_on_signup,
             result_message=message,
             alert="alert-danger",

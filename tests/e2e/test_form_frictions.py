@@ -35,6 +35,8 @@ def test_signup_form_is_gone_after_success_and_kept_after_refusal(hub, page) -> 
     page.click("#signup_submit")
     expect(page.get_by_text("The password and its confirmation differ")).to_be_visible()
     expect(page.locator("#signup_submit")).to_be_visible()
+    expect(page.locator("#username_input")).to_have_value(name)  # kept, the passwords not
+    expect(page.locator("#password_input")).to_have_value("")
 
     page.goto(f"{hub.url}/hub/signup")
     page.fill("#username_input", name)
