@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass, field
 
 import psycopg
-from psycopg import sql
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 

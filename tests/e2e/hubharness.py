@@ -110,6 +110,27 @@ class Hub:
 # -------------------------------------------------------------------- forms
 
 
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connect from another loopback address (127.0.0.2, ...): another client for the proxy and hub."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def log_in_page(page, hub: Hub, username: str, password: str):
+    """Log in with the hub's login form in a browser page; wait until it has left the form."""
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", username)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+    page.wait_for_url(lambda url: "/hub/login" not in url, timeout=60_000)
+
+
 def form_session(hub: Hub, path: str, session: requests.Session | None = None):
     """GET a hub form page; return ``(session, xsrf_token)`` ready to POST it back."""
     session = session or new_session()

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hubharness import form_session, signup_and_approve, start_server
+from hubharness import log_in_page as log_in, form_session, signup_and_approve, start_server
 from tests.conftest import unique_name
 
 # Also run in the hub image's environment (JupyterHub 5.5), which production runs.
@@ -155,13 +155,6 @@ def attacker(hub, drop_box):
     server_url = start_server(hub, name)
     return f"{server_url.rstrip('/')}/static/results.html"
 
-
-def log_in(page, hub, username: str, password: str):
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", username)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
-    page.wait_for_url(lambda url: "/hub/login" not in url, timeout=60_000)
 
 
 def attack_tokens(hub, victim: str) -> list[dict]:

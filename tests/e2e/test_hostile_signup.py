@@ -21,7 +21,7 @@ import boto3
 import psycopg
 import pytest
 import requests
-from hubharness import approve, form_session, login_session, new_session, signup, wait_prepared
+from hubharness import SourceAddressAdapter, approve, form_session, login_session, new_session, signup, wait_prepared
 from minio import MinioAdmin
 from minio.credentials import StaticProvider
 
@@ -321,17 +321,6 @@ def test_discarding_a_sign_up_removes_it(hub, nothing_created):
     assert admin_post(hub, f"/hub/discard/{name}").status_code == 302
     assert name not in signup_records(hub)
 
-
-class SourceAddressAdapter(requests.adapters.HTTPAdapter):
-    """Connect from another loopback address (127.0.0.2, ...): another client for the hub."""
-
-    def __init__(self, address: str):
-        self.address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.address, 0)
-        super().init_poolmanager(*args, **kwargs)
 
 
 def post_login_from(hub, address: str, fields: dict):

@@ -23,8 +23,7 @@ import threading
 import time
 
 import pytest
-import requests
-from hubharness import form_session, new_session
+from hubharness import SourceAddressAdapter, form_session, new_session
 from playwright.sync_api import expect
 
 from .conftest import running_hub
@@ -39,17 +38,6 @@ def hub(services_env, tmp_path_factory):  # a hub of this module's own
     with running_hub(services_env, tmp_path_factory.mktemp("throttle-hub")) as hub:
         yield hub
 
-
-class SourceAddressAdapter(requests.adapters.HTTPAdapter):
-    """Connect from another loopback address (127.0.0.2, ...): another client for the proxy."""
-
-    def __init__(self, address: str):
-        self.address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.address, 0)
-        super().init_poolmanager(*args, **kwargs)
 
 
 def attempt(hub, name: str, password: str, source: str = "127.0.0.1", headers: dict | None = None) -> str:

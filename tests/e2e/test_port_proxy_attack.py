@@ -28,11 +28,10 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-import time
 
 import psutil
 import pytest
-from hubharness import server_pid, signup_and_approve, start_server
+from hubharness import log_in_page as log_in, server_pid, signup_and_approve, start_server
 from tests.conftest import unique_name
 
 PASSWORD = "Portproxy-e2e-passw0rd!"
@@ -119,13 +118,6 @@ def attacker_site():
     yield site
     site.server.shutdown()
 
-
-def log_in(page, hub, username: str, password: str):
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", username)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
-    page.wait_for_url(lambda url: "/hub/login" not in url, timeout=60_000)
 
 
 def kernels_of(hub, username: str) -> list[int]:

@@ -7,7 +7,6 @@ The HTTP flows are tested for real in tests/e2e.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 

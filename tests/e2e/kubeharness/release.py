@@ -15,7 +15,6 @@ what must differ on one machine.
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import subprocess
 from pathlib import Path
