@@ -45,7 +45,8 @@ ACCOUNTS_PATH = "enertef/accounts"
 
 #: Hub templates that we extend under their own name; the originals stay reachable
 #: under ``ORIGINAL_PREFIX`` (so an operator's own ``page.html`` is extended, not lost).
-OVERRIDES = {"page.html": "enertef-page.html", "admin.html": "enertef-admin-panel.html"}
+OVERRIDES = {"page.html": "enertef-page.html", "admin.html": "enertef-admin-panel.html",
+             "error.html": "enertef-error.html"}
 ORIGINAL_PREFIX = "enertef-hub-original/"
 
 #: The scope that opens these pages (and the approval page): admins have it.

@@ -172,6 +172,10 @@ def test_non_admins_get_403_and_logged_out_visitors_log_in_first(hub, new_page):
     expect(user.locator("#enertef-nav-approvals")).to_have_count(0)
     for path in ("/hub/enertef/accounts", f"/hub/enertef/accounts/{name}/rotate", "/hub/authorize"):
         assert user.goto(f"{hub.url}{path}").status == 403, path
+    # JupyterHub's own admin panel too, with a sentence a person reads, not a list of scopes.
+    assert user.goto(f"{hub.url}/hub/admin").status == 403
+    expect(user.locator("#enertef-not-allowed")).to_contain_text("for the workbench's admins")
+    assert "scopes" not in user.locator(".error").inner_text()
 
     # A form post of an action by a non-admin, with a valid XSRF token of their own: 403.
     session = login_session(hub, name, PASSWORD)
