@@ -302,7 +302,8 @@ ensure_port_forward() {
   nohup kubectl --context "$KCTX" -n "$namespace" port-forward --address 127.0.0.1 \
     "$target" "$local_port:$remote_port" > "$logfile" 2>&1 &
   echo $! > "$pidfile"
-  for _ in $(seq 1 50); do
+  # Up to 30 s: kubectl (or a loaded machine) can take a while to listen.
+  for _ in $(seq 1 150); do
     port_in_use "$local_port" && return
     pid_alive "$pidfile" || break
     sleep 0.2
