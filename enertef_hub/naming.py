@@ -189,9 +189,10 @@ def make_team_login_role(team: str, member: UserResources) -> str:
     return name
 
 
-def make_team_login_pattern(member: UserResources) -> str:
-    """Regular expression (PostgreSQL ``~``) matching every team login role of ``member`` (pure)."""
-    return f"^m_[a-z0-9]+_{member.role[2:]}$"
+def make_team_login_pattern(member_role: str) -> str:
+    """Regular expression (PostgreSQL ``~``) matching every team login role of the user
+    whose role is ``member_role`` (``u_alice`` -> ``m_<any team>_alice``) (pure)."""
+    return f"^m_[a-z0-9]+_{member_role[2:]}$"
 
 
 def make_team_members_pattern(team: TeamResources) -> str:

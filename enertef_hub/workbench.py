@@ -264,14 +264,17 @@ class Workbench(SingletonConfigurable):
         A team store is reached with the member's team login (``m_<team>_<user>``, their
         password) and ``-c role=<team role>``, so what MLflow creates there belongs to the team.
         """
-        stores = [Store("user", result.resources.username, result.resources.schema, result.environment)]
-        for team_name in result.teams:
-            team = make_team_resources(team_name)
-            env = dict(result.environment)
-            env["MLFLOW_TRACKING_URI"] = make_team_tracking_uri(env["MLFLOW_TRACKING_URI"], team, result.resources)
-            env["ENERTEF_MLFLOW_ARTIFACT_ROOT"] = f"s3://{team.bucket}/mlflow"
-            stores.append(Store("team", team.team, team.schema, env))
-        return stores
+        return [Store("user", result.resources.username, result.resources.schema, result.environment),
+                *(self._team_store(result, team_name) for team_name in result.teams)]
+
+    @staticmethod
+    def _team_store(result: ProvisionResult, team_name: str) -> Store:
+        """Team ``team_name``'s store, reached as the member of ``result`` (see :meth:`mlflow_stores`)."""
+        team = make_team_resources(team_name)
+        env = dict(result.environment)
+        env["MLFLOW_TRACKING_URI"] = make_team_tracking_uri(env["MLFLOW_TRACKING_URI"], team, result.resources)
+        env["ENERTEF_MLFLOW_ARTIFACT_ROOT"] = f"s3://{team.bucket}/mlflow"
+        return Store("team", team.team, team.schema, env)
 
     async def read_mlflow_stores(self, result: ProvisionResult) -> list[Store]:
         """The user's and teams' stores (:meth:`mlflow_stores`), each with its current revision."""
@@ -441,15 +444,13 @@ class Workbench(SingletonConfigurable):
                 results[resources.username] = result = self._result(resources, account, created=False,
                                                                     started=time.perf_counter())
                 if resources.role in can_login:
-                    stores.append(self.mlflow_stores(result)[0])
+                    stores.append(self.mlflow_stores(result)[0])  # no teams: the user's store only
             for team_name in sorted(members):
                 team = make_team_resources(team_name)
                 for username in sorted(members[team_name]):
                     result = results.get(username)
                     if result is not None and make_team_login_role(team.team, result.resources) in can_login:
-                        result.teams = [team.team]
-                        stores.append(self.mlflow_stores(result)[1])
-                        result.teams = []
+                        stores.append(self._team_store(result, team.team))
                         break
             await self.upgrader.read_revisions(conn, stores, self.postgres.reader_of)
         return stores

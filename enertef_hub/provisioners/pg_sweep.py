@@ -59,6 +59,23 @@ def _routine(nsp: str, name: str, args: str) -> sql.Composable:
     return sql.SQL("{}({})").format(sql.Identifier(nsp, name), sql.SQL(args))
 
 
+def _grant_target(kind: str, nsp: str | None, name: str, args: str | None = None) -> tuple[sql.Composable, str]:
+    """What ``REVOKE ... ON`` names, and its description for people, for one object of the
+    grant queries: ``SCHEMA``, ``REL:<relkind>``, ``FN:<prokind>``, ``TYPE`` or a large object."""
+    if kind == "SCHEMA":
+        return sql.SQL("SCHEMA {}").format(sql.Identifier(name)), f"schema {name}"
+    if kind.startswith("REL:"):
+        return (sql.SQL("{} {}").format(sql.SQL(_GRANT_KEYWORDS[kind[4:]]), sql.Identifier(nsp, name)),
+                f"{_RELATION_KEYWORDS[kind[4:]].lower()} {nsp}.{name}")
+    if kind.startswith("FN:"):
+        return (sql.SQL("{} {}").format(sql.SQL("ROUTINE" if kind[3:] != "a" else "FUNCTION"),
+                                        _routine(nsp, name, args)),
+                f"routine {nsp}.{name}({args})")
+    if kind == "TYPE":
+        return sql.SQL("TYPE {}").format(sql.Identifier(nsp, name)), f"type {nsp}.{name}"
+    return sql.SQL("LARGE OBJECT {}").format(sql.Literal(int(name))), f"large object {name}"
+
+
 async def plan_reown(conn: psycopg.AsyncConnection, role: str, schema: str) -> list[SweepAction]:
     """Statements that make ``role`` own everything in ``schema``, and nothing elsewhere.
 
@@ -172,22 +189,7 @@ async def plan_privileges(conn: psycopg.AsyncConnection, role: str, schema: str,
         ORDER BY 1, 2, 3""", params)
     for kind, nsp, name, args, grantee in grants:
         who = grantee or "PUBLIC"
-        if kind == "SCHEMA":
-            target = sql.SQL("SCHEMA {}").format(sql.Identifier(name))
-            what = f"schema {name}"
-        elif kind.startswith("REL:"):
-            target = sql.SQL("{} {}").format(sql.SQL(_GRANT_KEYWORDS[kind[4:]]), sql.Identifier(nsp, name))
-            what = f"{_RELATION_KEYWORDS[kind[4:]].lower()} {nsp}.{name}"
-        elif kind.startswith("FN:"):
-            target = sql.SQL("{} {}").format(sql.SQL("ROUTINE" if kind[3:] != "a" else "FUNCTION"),
-                                             _routine(nsp, name, args))
-            what = f"routine {nsp}.{name}({args})"
-        elif kind == "TYPE":
-            target = sql.SQL("TYPE {}").format(sql.Identifier(nsp, name))
-            what = f"type {nsp}.{name}"
-        else:
-            target = sql.SQL("LARGE OBJECT {}").format(sql.Literal(int(name)))
-            what = f"large object {name}"
+        target, what = _grant_target(kind, nsp, name, args)
         actions.append(SweepAction(f"{what}: privileges of {who}", sql.SQL("REVOKE ALL ON {} FROM {} CASCADE").format(
             target, _grantee(grantee))))
     # Default privileges the role set for its future objects, for anyone else.
@@ -303,11 +305,7 @@ async def plan_held_elsewhere(conn: psycopg.AsyncConnection, role: str, schema: 
             WHERE n.nspname <> %(schema)s AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
               AND a.grantee = (SELECT oid FROM me) AND c.relowner <> a.grantee
             ORDER BY 1, 2, 3""", params):
-        if kind == "SCHEMA":
-            target, what = sql.SQL("SCHEMA {}").format(sql.Identifier(name)), f"schema {name}"
-        else:
-            target = sql.SQL("{} {}").format(sql.SQL(_GRANT_KEYWORDS[kind[4:]]), sql.Identifier(nsp, name))
-            what = f"{_RELATION_KEYWORDS[kind[4:]].lower()} {nsp}.{name}"
+        target, what = _grant_target(kind, nsp, name)
         actions.append(SweepAction(f"{what}: privileges {owner} gave {role}",
                                    sql.SQL("REVOKE ALL ON {} FROM {} CASCADE").format(target, sql.Identifier(role)),
                                    (owner,)))

@@ -393,14 +393,14 @@ class PostgresProvisioner(LoggingConfigurable):
         # holds the role's catalogue row, and ALTER ROLE would wait for it.
         await self.end_sessions(conn, resources.role)
         # Her team logins share her password: they stop with her own login.
-        for role in [resources.role, *await self.team_logins_of(conn, resources)]:
+        for role in [resources.role, *await self.team_logins_of(conn, resources.role)]:
             await conn.execute(sql.SQL("ALTER ROLE {role} NOLOGIN PASSWORD NULL").format(role=sql.Identifier(role)))
         return await pg_sweep.sweep(conn, resources.role, resources.schema, members_allowed=False)
 
     async def cut_access(self, conn: psycopg.AsyncConnection, resources: UserResources) -> int:
         """A revocation's first step: alice and her team logins can no longer log in, and
         their sessions are ended, committed at once (see :meth:`cut_logins`)."""
-        return await self.cut_logins(conn, [resources.role, *await self.team_logins_of(conn, resources)])
+        return await self.cut_logins(conn, [resources.role, *await self.team_logins_of(conn, resources.role)])
 
     async def cut_logins(self, conn: psycopg.AsyncConnection, roles: list[str]) -> int:
         """NOLOGIN, no password and no open session for ``roles``, committed now, before
@@ -447,22 +447,14 @@ class PostgresProvisioner(LoggingConfigurable):
 
         pg_terminate_backend needs membership in the sessions' role.
         """
-        roles = [role]
-        if role.startswith("u_"):
-            cur = await conn.execute("SELECT rolname FROM pg_roles WHERE rolname ~ %s",
-                                     (f"^m_[a-z0-9]+_{role[2:]}$",))
-            roles += [row[0] for row in await cur.fetchall()]
-        ended = 0
-        async with self.member_of(conn, *roles):
-            for each in roles:
-                ended += await pg_sweep.terminate_sessions(conn, each)
-        return ended
+        roles = [role, *(await self.team_logins_of(conn, role) if role.startswith("u_") else [])]
+        return await self._end_sessions_of(conn, roles)
 
     async def set_team_logins_password(self, conn: psycopg.AsyncConnection, resources: UserResources,
                                        password: str):
         """Give alice's team logins that may log in her (new) password (after a rotation)."""
         cur = await conn.execute("SELECT rolname FROM pg_roles WHERE rolname ~ %s AND rolcanlogin",
-                                 (make_team_login_pattern(resources),))
+                                 (make_team_login_pattern(resources.role),))
         for (role,) in await cur.fetchall():
             await conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
 
@@ -536,18 +528,23 @@ class PostgresProvisioner(LoggingConfigurable):
             group=sql.Identifier(self.users_group_role), team=sql.Identifier(team.role), login=ident))
         await conn.execute(sql.SQL("ALTER ROLE {login} SET search_path = {schema}").format(
             login=ident, schema=sql.Literal(team.schema)))
-        # Releases before issue 19 made alice's own role a member of the team role.
-        if await self._is_member(conn, team.role, member.role):
-            await conn.execute(sql.SQL("REVOKE {team} FROM {member}").format(
-                team=sql.Identifier(team.role), member=sql.Identifier(member.role)))
-            await self.end_sessions(conn, member.role)
+        await self._end_own_role_membership(conn, team, member)
 
-    @staticmethod
-    async def _is_member(conn: psycopg.AsyncConnection, group: str, member: str) -> bool:
+    async def _end_own_role_membership(self, conn: psycopg.AsyncConnection, team: TeamResources,
+                                       member: UserResources) -> int:
+        """Releases before issue 19 made alice's own role a member of the team role: revoke
+        it, and end her sessions (one acting as the team keeps its rights). Returns how many
+        sessions were ended; none if there was no such membership. In or outside a transaction."""
         cur = await conn.execute(
             "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
-            " JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = %s AND u.rolname = %s", (group, member))
-        return await cur.fetchone() is not None
+            " JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = %s AND u.rolname = %s",
+            (team.role, member.role))
+        if await cur.fetchone() is None:
+            return 0
+        async with conn.transaction():
+            await conn.execute(sql.SQL("REVOKE {team} FROM {member}").format(
+                team=sql.Identifier(team.role), member=sql.Identifier(member.role)))
+        return await self.end_sessions(conn, member.role)
 
     async def team_member_usable(self, conn: psycopg.AsyncConnection, team: TeamResources,
                                  member: UserResources) -> bool:
@@ -573,12 +570,7 @@ class PostgresProvisioner(LoggingConfigurable):
         sessions are ended, committed at once (:meth:`cut_logins`); :meth:`revoke_team`
         does the rest. Call outside a transaction."""
         ended = await self.cut_logins(conn, [make_team_login_role(team.team, member)])
-        if await self._is_member(conn, team.role, member.role):  # made by releases before issue 19
-            async with conn.transaction():
-                await conn.execute(sql.SQL("REVOKE {team} FROM {member}").format(
-                    team=sql.Identifier(team.role), member=sql.Identifier(member.role)))
-            ended += await self.end_sessions(conn, member.role)  # a session acting as the team keeps its rights
-        return ended
+        return ended + await self._end_own_role_membership(conn, team, member)
 
     async def revoke_team(self, conn: psycopg.AsyncConnection, team: TeamResources, member: UserResources) -> list[str]:
         """Take alice out of the team: her team login can no longer log in, its sessions end,
@@ -603,17 +595,15 @@ class PostgresProvisioner(LoggingConfigurable):
                 await conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
             await conn.execute(sql.SQL("DROP ROLE {}").format(ident))
             done.append(f"team login {login} dropped")
-        if await self._is_member(conn, team.role, member.role):  # made by releases before issue 19
-            await conn.execute(sql.SQL("REVOKE {team} FROM {member}").format(
-                team=sql.Identifier(team.role), member=sql.Identifier(member.role)))
-            await self.end_sessions(conn, member.role)
+        await self._end_own_role_membership(conn, team, member)
         return done + await pg_sweep.sweep(conn, team.role, team.schema,
                                            members_allowed=make_team_members_pattern(team))
 
-    async def team_logins_of(self, conn: psycopg.AsyncConnection, member: UserResources) -> list[str]:
-        """Alice's team login roles (``m_<team>_alice``), from the catalogue."""
+    async def team_logins_of(self, conn: psycopg.AsyncConnection, member_role: str) -> list[str]:
+        """The team login roles (``m_<team>_alice``) of the user whose role is ``member_role``
+        (``u_alice``), from the catalogue."""
         cur = await conn.execute("SELECT rolname FROM pg_roles WHERE rolname ~ %s ORDER BY 1",
-                                 (make_team_login_pattern(member),))
+                                 (make_team_login_pattern(member_role),))
         return [row[0] for row in await cur.fetchall()]
 
     async def store_usable(self, conn: psycopg.AsyncConnection, resources: UserResources) -> bool:
