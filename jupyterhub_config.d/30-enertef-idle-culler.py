@@ -29,7 +29,8 @@ if "z2jh" not in sys.modules and _timeout > 0:
         c.JupyterHub.services.extend([  # noqa: F821
             {
                 "name": "jupyterhub-idle-culler",
-                "command": [sys.executable, "-m", "jupyterhub_idle_culler",
+                # Through our launcher, which ends on the hub's SIGINT at once (see its docstring).
+                "command": [sys.executable, "-m", "enertef_hub.idle_culler",
                             f"--timeout={_timeout}", f"--cull-every={_every}", "--concurrency=10"],
             }
         ])
