@@ -29,6 +29,7 @@ from tornado import web
 from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
 
 from . import naming
+from .approval import ensure_hub_users_of_approved
 from .errors import EnerTEFError
 from .events import log_event
 from .handlers import (
@@ -455,11 +456,18 @@ class EnerTEFAuthenticator(NativeAuthenticator):
     def get_handlers(self, app):
         """NativeAuthenticator's pages (with the handlers in enertef_hub.handlers swapped in)
         and the admins' accounts page (enertef_hub.admin_pages), which also adds the
-        admins' links to the hub's navigation bar."""
+        admins' links to the hub's navigation bar.
+
+        With the hub (``app``) it also makes the hub users of approved accounts that
+        have none (``approval.ensure_hub_users_of_approved``): the hub calls this once
+        at start, after its roles and users are loaded.
+        """
         from .admin_pages import admin_handlers, install_admin_pages
 
         if app is not None:
             install_admin_pages(app, self)
+            # Accounts approved before approval made hub users get theirs now (see approval.py).
+            ensure_hub_users_of_approved(app.db, self, self.log)
         return [
             (route, _REPLACED_HANDLERS.get(route, handler))
             for route, handler in super().get_handlers(app)

@@ -42,7 +42,7 @@ from tornado import web
 from tornado.escape import url_escape
 from tornado.httputil import url_concat
 
-from .approval import withdraw_access
+from .approval import ensure_hub_user, withdraw_access
 from .errors import EnerTEFError
 from .events import log_event
 from .preparation import prepare_in_background
@@ -363,8 +363,10 @@ class ToggleAuthorizationHandler(TemplatesMixin, LocalBase):
     toggled on GET, so a link planted anywhere an admin browses could approve a
     sign-up. A GET just shows the user's row on the approval page.
 
-    Approving starts preparing the user's workbench in the background
-    (:mod:`enertef_hub.preparation`), so their first spawn finds it ready.
+    Approving makes the user's JupyterHub user (so the admin panel's group page
+    takes the name before their first login) and starts preparing the user's
+    workbench in the background (:mod:`enertef_hub.preparation`), so their first
+    spawn finds it ready.
     Withdrawing an approval ends everything the user holds at once
     (:func:`enertef_hub.approval.withdraw_access`): servers, every hub token and
     login cookie, database and storage access (data kept).
@@ -387,6 +389,9 @@ class ToggleAuthorizationHandler(TemplatesMixin, LocalBase):
             info.username,
             actor=self.current_user.name,
         )
+        if info.is_authorized:
+            # Their hub user now, not at the first login: the admin can put them in a group at once.
+            await ensure_hub_user(self, info.username)
         if info.is_authorized and self.authenticator.prepare_on_approval:
             prepare_in_background(self.authenticator.workbench, info.username, self.current_user.name, self.log)
         if not info.is_authorized:
