@@ -8,6 +8,10 @@ be mapped onto an existing account such as ``root`` or ``postgres``.
 
 ``run_as_hub_user`` runs every server as the hub's own OS user instead. That gives
 no isolation between users and exists only for tests and development.
+
+Each server runs within memory, CPU and process limits enforced by the kernel
+(:mod:`enertef_hub.cgroups`): JupyterHub's ``mem_limit`` and ``cpu_limit``, our
+``pids_limit``, per user or group through ``limit_overrides``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import json
 import os
 import pwd
+import re
 import shutil
 import stat
 import sys
@@ -23,10 +28,11 @@ import time
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from jupyterhub.traitlets import ByteSpecification
 from tornado import web
-from traitlets import Bool, Unicode, default
+from traitlets import Bool, Dict, Integer, TraitError, Unicode, default, validate
 
-from . import sysaccounts
+from . import cgroups, sysaccounts
 from .errors import ConfigurationError, ProvisioningError
 from .events import as_data
 from .naming import make_system_username
@@ -45,7 +51,40 @@ def default_notebook_scripts() -> str:
     return str(candidate) if candidate.is_dir() else ""
 
 
-class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
+def make_home_dir(home_root: str, username: str, run_as_hub_user: bool = False) -> str:
+    """A hub user's home on this machine: ``{home_root}/jupyter-alice`` (pure).
+
+    ``{home_root}/alice`` when every server runs as the hub's own user (development).
+    """
+    return os.path.join(home_root, username if run_as_hub_user else make_system_username(username))
+
+
+class LaunchWithinLimits(LocalProcessSpawner):
+    """LocalProcessSpawner whose launch first sets up the server's resource limits.
+
+    It sits between provisioning (:class:`EnerTEFSpawnerMixin`'s ``start``) and
+    JupyterHub's own ``start``, so limits are set up only for a spawn that got that far,
+    right before the process starts. :meth:`enter_limits` returns words to put before
+    the server's command (``systemd-run --scope ...``), or none.
+    """
+
+    async def enter_limits(self) -> list[str]:
+        return []
+
+    async def start(self):
+        prefix = await self.enter_limits()
+        if not prefix:
+            return await super().start()
+        # JupyterHub's start reads self.cmd once, before its first await.
+        cmd = self.cmd
+        self.cmd = [*prefix, *cmd]
+        try:
+            return await super().start()
+        finally:
+            self.cmd = cmd
+
+
+class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LaunchWithinLimits):
     """Local-process spawner that provisions each user's MLflow store, bucket and home."""
 
     home_root = Unicode(
@@ -75,6 +114,99 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
     def _notebook_scripts_dir_default(self):
         return os.environ.get("ENERTEF_NOTEBOOK_SCRIPTS", "") or default_notebook_scripts()
 
+    # -- resource limits -------------------------------------------------------------
+
+    @default("mem_limit")
+    def _mem_limit_default(self):
+        # JupyterHub's Spawner.mem_limit, enforced here; unset upstream, which on one
+        # machine would let one kernel take every byte.
+        return cgroups.default_memory_limit(cgroups.memory_total())
+
+    pids_limit = Integer(
+        4096,
+        allow_none=True,
+        config=True,
+        help="""Most processes and threads a user's server may have at once, all it
+        starts included (kernels, terminals, their children); past it, creating one
+        more fails (``fork: Resource temporarily unavailable``, Python's
+        ``BlockingIOError``), so a fork bomb stops there and the server keeps running.
+        0 or None: no limit. Per user or group: ``limit_overrides``. Like
+        ``Spawner.mem_limit`` (default: a quarter of the machine's memory) and
+        ``Spawner.cpu_limit`` (default: none), enforced by the kernel through cgroups
+        (``cgroup_backend``).""",
+    )
+
+    limit_overrides = Dict(
+        config=True,
+        help="""Per-user or per-group exceptions to ``mem_limit``, ``cpu_limit`` and
+        ``pids_limit``: ``{"alice": {"mem_limit": "16G"}, "group:phd": {"mem_limit": "8G",
+        "cpu_limit": 2, "pids_limit": 8192}}`` (JupyterHub groups). For each limit, the
+        user's own entry wins; otherwise the most generous among the user's groups
+        (0 or None, no limit, beats any); otherwise the spawner's setting. Read at each
+        spawn: a change applies from the user's next server start.""",
+    )
+
+    cgroup_backend = Unicode(
+        "auto",
+        config=True,
+        help="""How limits are enforced: ``systemd`` (a transient scope per server in
+        ``<cgroup_parent>.slice``, through ``systemd-run --scope``; where systemd runs),
+        ``cgroup2`` or ``cgroup1`` (the cgroup file system written directly), ``none``
+        (no limits: a warning at each spawn), or ``auto``, the first of these the machine
+        has. Every backend needs the hub to run as root; ``auto`` without root is
+        ``none``. A backend named here that the machine lacks makes spawns fail.""",
+    )
+
+    cgroup_parent = Unicode(
+        "enertef",
+        config=True,
+        help="""Name of the group all users' servers are in: with ``cgroup1``/``cgroup2``
+        a directory below the hub's own cgroup (``/sys/fs/cgroup/memory/enertef/alice`` for a
+        hub at the root), with systemd the slice ``enertef.slice``. Two hubs on one machine
+        need different names.""",
+    )
+
+    system_reserved_memory = ByteSpecification(
+        config=True,
+        help="""Memory kept for the hub, PostgreSQL, MinIO and the system: all users'
+        servers together are limited to the machine's memory minus this, so they cannot
+        push the machine into its own OOM killer (which could pick the hub or PostgreSQL).
+        Default: 10 % of the machine's memory, at least 2 GiB and at most half. 0: no
+        limit for all users together.""",
+    )
+
+    @default("system_reserved_memory")
+    def _system_reserved_memory_default(self):
+        return cgroups.default_reserved_memory(cgroups.memory_total())
+
+    @validate("limit_overrides")
+    def _valid_limit_overrides(self, proposal):
+        for key, entry in proposal["value"].items():
+            try:
+                cgroups.parse_limit_entry(entry)
+            except ValueError as exc:
+                raise TraitError(f"EnerTEFLocalSpawner.limit_overrides[{key!r}]: {exc}") from None
+        return proposal["value"]
+
+    @validate("cgroup_backend")
+    def _valid_cgroup_backend(self, proposal):
+        if proposal["value"] not in (*cgroups.BACKENDS, "auto"):
+            raise TraitError(f"EnerTEFLocalSpawner.cgroup_backend: {proposal['value']!r} is none of"
+                             f" auto, {', '.join(cgroups.BACKENDS)}")
+        return proposal["value"]
+
+    @validate("cgroup_parent")
+    def _valid_cgroup_parent(self, proposal):
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", proposal["value"]):
+            raise TraitError("EnerTEFLocalSpawner.cgroup_parent: a name of letters, digits, '_', '.'"
+                             f" and '-' (got {proposal['value']!r})")
+        return proposal["value"]
+
+    #: The limits of the current (or last) spawn, and the cgroup.procs files its process joins.
+    limits: cgroups.Limits | None = None
+    _cgroup_procs: list = []
+    _systemd_launch: bool = False
+
     #: Digest of the notebook scripts as last merged in full into this user's home (kept
     #: in the hub's database with the spawner's state, across stops and hub restarts).
     seeded_scripts_digest: str = ""
@@ -99,9 +231,85 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
     @property
     def home_dir(self) -> str:
         """This user's home directory."""
-        if self.run_as_hub_user:
-            return os.path.join(self.home_root, self.user.name)
-        return os.path.join(self.home_root, self.system_username)
+        return make_home_dir(self.home_root, self.user.name, self.run_as_hub_user)
+
+    @property
+    def cgroup_name(self) -> str:
+        """The name of this server's group below ``cgroup_parent``."""
+        return cgroups.make_group_name(self.user.name, self.name or "")
+
+    def effective_limits(self) -> cgroups.Limits:
+        """This user's limits: the spawner's settings, then ``limit_overrides``."""
+        base = cgroups.Limits(memory=self.mem_limit or None, cpu=self.cpu_limit or None,
+                              pids=self.pids_limit or None)
+        groups = [g.name for g in getattr(self.user, "groups", []) or []]
+        return cgroups.resolve_limits(base, self.limit_overrides, self.user.name, groups)
+
+    def limits_backend(self) -> cgroups.Backend:
+        """The backend enforcing limits on this machine (``cgroup_backend``)."""
+        return make_limits_backend(self.cgroup_backend, self.cgroup_parent, self.log)
+
+    def users_memory(self) -> int | None:
+        """Bytes all users' servers together may use (None: no such limit)."""
+        if not self.system_reserved_memory:
+            return None
+        return max(cgroups.memory_total() - self.system_reserved_memory, 256 * cgroups.MIB)
+
+    async def enter_limits(self) -> list[str]:
+        """Set up this server's group with its limits, before the process starts."""
+        self.limits = limits = self.effective_limits()
+        self._cgroup_procs, self._systemd_launch = [], False
+        try:
+            backend = self.limits_backend()
+            if backend.name == "none":
+                return []
+            self._cgroup_procs = await backend.prepare(self.cgroup_name, limits, self.users_memory())
+            uid = gid = None
+            if not self.run_as_hub_user:
+                entry = pwd.getpwnam(self.system_username)
+                uid, gid = entry.pw_uid, entry.pw_gid
+            prefix = backend.command_prefix(self.cgroup_name, limits, uid, gid)
+        except cgroups.CgroupError as exc:
+            self.log.error("Limits of %s's server could not be set up: %s", self.user.name, exc)
+            raise ConfigurationError(
+                f"Your server's memory and CPU limits could not be set up ({exc}), so it was not"
+                " started. Ask an admin: the hub log has the details (EnerTEFLocalSpawner.cgroup_backend).")
+        self._systemd_launch = bool(prefix)
+        self.log.info("Server of %s runs with %s (%s, group %s)", self.user.name, limits.describe(),
+                      backend.name, self.cgroup_name)
+        return prefix
+
+    async def leave_limits(self):
+        """End whatever is left in this server's group and remove it (the server has stopped)."""
+        try:
+            backend = self.limits_backend()
+            left = await backend.release(self.cgroup_name)
+        except (cgroups.CgroupError, ConfigurationError) as exc:
+            # Not fatal for the stop: the next spawn empties and remakes the group.
+            self.log.error("Group %s of %s's server not removed: %s", self.cgroup_name, self.user.name, exc)
+            return
+        if left:
+            self.log.error("Processes %s in group %s of %s survived SIGKILL", left, self.cgroup_name, self.user.name)
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        # Kernels, terminals and what they started go with the server, as on Kubernetes
+        # (the pod) and with systemd (the scope): nothing keeps counting against the
+        # user's limits, or runs on, unseen.
+        await self.leave_limits()
+
+    def get_env(self):
+        env = super().get_env()
+        # What the server is told (jupyter-resource-usage shows MEM_LIMIT): the
+        # limits in force, overrides included.
+        limits = self.limits or self.effective_limits()
+        env.pop("MEM_LIMIT", None)
+        env.pop("CPU_LIMIT", None)
+        if limits.memory:
+            env["MEM_LIMIT"] = str(limits.memory)
+        if limits.cpu:
+            env["CPU_LIMIT"] = str(limits.cpu)
+        return env
 
     # -- the hook of the mixin --------------------------------------------------------
 
@@ -250,6 +458,7 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
         system account removed; with ``Workbench.purge_on_delete`` it is deleted.
         """
         home = self.home_dir
+        await self.leave_limits()
         if not self.run_as_hub_user:
             # Nothing of the account may outlive it: a detached process would keep
             # its uid and could later act as (and read) a new account given that uid.
@@ -306,11 +515,21 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
 
     def make_preexec_fn(self, name):
         home = self.home_dir
-        if self.run_as_hub_user:
+        # Into the server's group first, while still root: then everything the server
+        # ever starts is in it (no window between start and move for a child to escape).
+        join = cgroups.join_fn(self._cgroup_procs) if self._cgroup_procs else (lambda: None)
+        if self.run_as_hub_user or self._systemd_launch:
+            # systemd-run drops to the user itself (--uid/--gid), after joining its scope.
             def preexec():
+                join()
                 os.chdir(home)
             return preexec
-        return set_user_setuid(self.system_username)
+        become_user = set_user_setuid(self.system_username)
+
+        def preexec():
+            join()
+            become_user()
+        return preexec
 
     def get_args(self):
         args = super().get_args()
@@ -329,6 +548,32 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LocalProcessSpawner):
         if self.run_as_hub_user:
             return paths
         return await super().move_certs(paths)
+
+
+_warned_no_limits: set[str] = set()
+
+
+def make_limits_backend(name: str, parent: str, log=None) -> cgroups.Backend:
+    """The limits backend called ``name`` (``auto``: this machine's), for groups below ``parent``.
+
+    ``auto`` on a machine without one gives the ``none`` backend and a warning in the
+    log (once per process); a backend named explicitly that cannot work raises
+    :class:`ConfigurationError`.
+    """
+    if name == "auto":
+        name, why = cgroups.detect_backend()
+        if name == "none" and log is not None and why not in _warned_no_limits:
+            _warned_no_limits.add(why)
+            log.warning("Users' servers run WITHOUT memory, CPU and process limits: %s"
+                        " (EnerTEFLocalSpawner.cgroup_backend = 'auto').", why)
+    elif name == "none" and log is not None and "none" not in _warned_no_limits:
+        _warned_no_limits.add("none")
+        log.warning("Users' servers run WITHOUT memory, CPU and process limits"
+                    " (EnerTEFLocalSpawner.cgroup_backend = 'none').")
+    try:
+        return cgroups.make_backend(name, parent)
+    except (cgroups.CgroupError, OSError) as exc:
+        raise ConfigurationError(f"the cgroup backend {name!r} cannot work here: {exc}") from None
 
 
 def _parse_seed_report(output: bytes) -> dict | None:
