@@ -15,6 +15,10 @@ Configuration comes from the environment the hub gives every server:
     python -m enertef_hub.notebook.mlflow_ui --prefix /user/alice/mlflow --unix-socket PATH
     python -m enertef_hub.notebook.mlflow_ui --prefix /user/alice/mlflow --port 18123
 
+The user's own UI also opens the stores of the user's teams, each in a process of its
+own started on first visit (``--team``, at ``<prefix>/team/<team>/``), and shows a
+store switcher on every page: :mod:`enertef_hub.notebook.team_stores`.
+
 Why the security settings below: behind jupyter-server-proxy every request carries
 the hub's public ``Host`` and ``Origin``, which MLflow's default host and CORS checks
 (made for a server on localhost) reject. Authentication is the hub's (the proxy
@@ -45,6 +49,8 @@ from urllib.parse import urlsplit
 
 from .html_pages import serve_edited_html
 from .mlflow_imports import ImportPolicy
+from .team_stores import (SWITCHER_PATH, TEAM_PATH, Membership, TeamStores, exit_with_parent,
+                          make_team_ui_environment, stop_with_process)
 from .ui_loading import LoadingApp
 
 #: Methods that change state and so must pass the same-origin check.
@@ -157,14 +163,22 @@ try {
 """
 
 
-def add_ui_defaults(html: bytes) -> bytes:
-    """The UI page loading :data:`UI_DEFAULTS_JS` before MLflow's (deferred) bundle (pure)."""
-    tag = f'<script src="{UI_DEFAULTS_PATH}"></script>'.encode()
-    return html.replace(b"</head>", tag + b"</head>", 1) if tag not in html else html
+def add_ui_defaults(html: bytes, switcher_src: str | None = None) -> bytes:
+    """The UI page loading :data:`UI_DEFAULTS_JS` before MLflow's (deferred) bundle (pure).
+
+    With *switcher_src*, also the store switcher (:mod:`enertef_hub.notebook.team_stores`).
+    """
+    tags = [f'<script src="{UI_DEFAULTS_PATH}"></script>']
+    if switcher_src:
+        tags.append(f'<script src="{switcher_src}" defer></script>')
+    for tag in (t.encode() for t in tags):
+        if tag not in html:
+            html = html.replace(b"</head>", tag + b"</head>", 1)
+    return html
 
 
-def ui_defaults(wsgi_app):
-    """WSGI middleware serving :data:`UI_DEFAULTS_JS` and adding it to the UI page."""
+def ui_defaults(wsgi_app, switcher_src: str | None = None):
+    """WSGI middleware serving :data:`UI_DEFAULTS_JS` and adding it (and the store switcher) to the UI page."""
 
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -174,7 +188,7 @@ def ui_defaults(wsgi_app):
             return [UI_DEFAULTS_JS]
         if environ.get("REQUEST_METHOD", "GET") != "GET" or not path.endswith(("/", ".html")):
             return wsgi_app(environ, start_response)
-        return serve_edited_html(wsgi_app, environ, start_response, add_ui_defaults)
+        return serve_edited_html(wsgi_app, environ, start_response, lambda html: add_ui_defaults(html, switcher_src))
 
     return app
 
@@ -209,11 +223,12 @@ def absent_features(wsgi_app, prefix: str):
     return app
 
 
-def make_app(prefix: str = "", import_policy: ImportPolicy | None = None):
+def make_app(prefix: str = "", import_policy: ImportPolicy | None = None, switcher_src: str | None = None):
     """MLflow's Flask app with the UI's middleware, without the same-origin guard (environment must be set first).
 
     With *import_policy*, MLflow is imported under it and its optional libraries are
-    allowed again afterwards (see :mod:`enertef_hub.notebook.mlflow_imports`).
+    allowed again afterwards (see :mod:`enertef_hub.notebook.mlflow_imports`). With
+    *switcher_src*, its pages show the store switcher loaded from there.
     """
     import logging
 
@@ -228,7 +243,7 @@ def make_app(prefix: str = "", import_policy: ImportPolicy | None = None):
         if import_policy is not None:
             import_policy.lift()
     connect_tracking_store()
-    return ui_defaults(absent_features(flask_app, prefix))
+    return ui_defaults(absent_features(flask_app, prefix), switcher_src)
 
 
 def connect_tracking_store() -> None:
@@ -254,21 +269,42 @@ def main(argv: list[str] | None = None) -> int:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--unix-socket", help="listen on this unix socket (private to the user)")
     where.add_argument("--port", type=int, help="listen on 127.0.0.1:PORT")
+    parser.add_argument("--team", help="serve this team's store (the user's team login) instead of the user's own; "
+                        "the prefix then ends in /team/TEAM")
+    parser.add_argument("--exit-with-parent", type=int, metavar="PID",
+                        help="end when process PID (the user's own MLflow UI) is no longer the parent")
     args = parser.parse_args(argv)
+    prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
     try:
-        os.environ.update(make_server_environment(args.prefix))
+        if args.team:
+            os.environ.update(make_team_ui_environment(dict(os.environ), args.team))
+        os.environ.update(make_server_environment(prefix))
     except ValueError as exc:
         print(f"MLflow UI: {exc}", file=sys.stderr)
         return 1
+    if args.exit_with_parent:
+        exit_with_parent(args.exit_with_parent)
+
+    # The user's own UI (no --team) serves the team stores' list and switcher and
+    # starts the team UIs; a team UI's pages load the switcher from there.
+    team_suffix = f"/{TEAM_PATH}/{args.team}" if args.team else ""
+    stores_prefix = prefix[: -len(team_suffix)] if team_suffix and prefix.endswith(team_suffix) else prefix
+    switcher_src = f"{stores_prefix}/{SWITCHER_PATH}" if not args.team or stores_prefix != prefix else None
+    title = f"MLflow UI of team {args.team}" if args.team else "MLflow UI"
 
     # Listen at once; MLflow loads meanwhile (the user sees a "starting" page).
     ui = LoadingApp(
-        lambda: make_app(args.prefix, ImportPolicy()),
-        args.prefix,
-        title="MLflow UI",
+        lambda: make_app(prefix, ImportPolicy(), switcher_src),
+        prefix,
+        title=title,
         failure_hint="Restart your server from the hub control panel (File > Hub Control Panel); "
         "if it persists, ask an administrator.",
     ).start()
+    if not args.team:
+        personal = os.environ.get("ENERTEF_MLFLOW_BACKEND_STORE_URI") or os.environ.get("MLFLOW_TRACKING_URI", "")
+        stores = TeamStores(prefix, Membership(personal))
+        stop_with_process(stores)
+        ui = stores.wrap(ui)
     make_ui_server(same_origin_guard(ui), unix_socket=args.unix_socket, port=args.port).serve_forever()
     return 0
 
