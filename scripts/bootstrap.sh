@@ -103,7 +103,23 @@ install_hub_image_venv() {  # venv-dir
   "$venv/bin/pip" install -q -c "$FROZEN" -e ".[kube,test]" "mlflow-skinny==$mlflow_version" sqlalchemy alembic
   echo "$want" > "$stamp"
 }
+# pip's editable install leaves setup.cfg's data_files out: the kernel configuration and
+# JupyterLab settings a user's server reads from its environment's prefix. Copy them as a
+# wheel install does, at every run, so an edit of one reaches the environment.
+install_data_files() {  # venv-dir
+  "$1/bin/python" - "$1" <<'PY'
+import configparser, os, shutil, sys
+setup = configparser.ConfigParser(interpolation=None)
+setup.optionxform = str
+setup.read("setup.cfg")
+for target, sources in setup["options.data_files"].items():
+    os.makedirs(os.path.join(sys.argv[1], target), exist_ok=True)
+    for source in filter(None, (line.strip() for line in sources.splitlines())):
+        shutil.copy2(source, os.path.join(sys.argv[1], target))
+PY
+}
 install_venv .venv
+install_data_files .venv  # users' servers run from .venv (the hub image's has no JupyterLab)
 if [ -z "${ENERTEF_SKIP_TEST_ENVS:-}" ]; then
   install_hub_image_venv .venv-hub
   # Helm (renders the released z2jh chart in tests) and the Kubernetes control plane.

@@ -22,8 +22,12 @@ from .port_proxy import guard_when_server_starts
 
 _HERE = Path(__file__).resolve().parent
 
-#: JupyterLab launcher section of the workbench's tools (not the catch-all "Other").
-LAUNCHER_CATEGORY = "Workbench"
+#: JupyterLab launcher section of the workbench's tools. JupyterLab 4 draws the icon
+#: jupyter-server-proxy gives a tile (``kernelIconUrl``) only in its "Notebook" and
+#: "Console" sections, and puts sections of its own after "Other", below the fold of
+#: a laptop's window: in "Notebook", MLflow and TensorBoard sit beside the Python
+#: kernel, first thing on the launcher, with their icons.
+LAUNCHER_CATEGORY = "Notebook"
 
 #: Where TensorBoard looks for event files and TensorBoardLogger writes them.
 TENSORBOARD_LOGDIR_ENV = "ENERTEF_TENSORBOARD_LOGDIR"

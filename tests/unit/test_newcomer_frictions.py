@@ -16,10 +16,13 @@ from enertef_hub.notebook.proxies import setup_mlflow_ui, setup_tensorboard
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_launcher_tiles_have_icons_and_a_section_of_their_own():
+def test_launcher_tiles_have_icons_in_the_first_section():
+    # JupyterLab 4 shows a server-proxy tile's icon only in its "Notebook" and
+    # "Console" sections, and "Notebook" is drawn first (tests/e2e/test_launcher.py
+    # checks both in Chromium).
     for setup in (setup_mlflow_ui, setup_tensorboard):
         entry = setup()["launcher_entry"]
-        assert entry["category"] == "Workbench"
+        assert entry["category"] == "Notebook"
         assert Path(entry["icon_path"]).is_file() and entry["icon_path"].endswith(".svg")
 
 
