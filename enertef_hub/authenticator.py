@@ -29,6 +29,7 @@ from tornado import web
 from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
 
 from . import naming
+from .api_handlers import api_handlers
 from .approval import ensure_hub_users_of_approved
 from .errors import EnerTEFError
 from .events import log_event
@@ -170,6 +171,17 @@ class EnerTEFAuthenticator(NativeAuthenticator):
         the user's first spawn only checks they are there (it takes about as long as
         a returning user's). Off: they are made at the first spawn, while the user
         waits. Either way a spawn repairs whatever is missing.""",
+    )
+
+    team_sync_wait = Float(
+        10.0,
+        config=True,
+        help="""Seconds a group change made in the admin panel or through the REST API
+        (``/hub/api/groups/...``) waits, before it answers, for the team access of the
+        users it moved to follow: a new member's team login works, a removed member's
+        ends. What is not done by then goes on in the background (and the periodic
+        team sync, ``enertef-team-sync``, retries what failed). 0 answers at once and
+        syncs in the background.""",
     )
 
     # NativeAuthenticator's defaults accept empty passwords and never lock an
@@ -456,7 +468,9 @@ class EnerTEFAuthenticator(NativeAuthenticator):
     def get_handlers(self, app):
         """NativeAuthenticator's pages (with the handlers in enertef_hub.handlers swapped in)
         and the admins' accounts page (enertef_hub.admin_pages), which also adds the
-        admins' links to the hub's navigation bar.
+        admins' links to the hub's navigation bar; and JupyterHub's group API handlers
+        extended to sync team access at once (enertef_hub.api_handlers), routed ahead of
+        JupyterHub's own (the hub lists the authenticator's routes first).
 
         With the hub (``app``) it also makes the hub users of approved accounts that
         have none (``approval.ensure_hub_users_of_approved``): the hub calls this once
@@ -471,4 +485,4 @@ class EnerTEFAuthenticator(NativeAuthenticator):
         return [
             (route, _REPLACED_HANDLERS.get(route, handler))
             for route, handler in super().get_handlers(app)
-        ] + admin_handlers()
+        ] + admin_handlers() + api_handlers()

@@ -48,6 +48,12 @@ def run_in_background(username: str, what: str, coro) -> asyncio.Task:
     return task
 
 
+def running(username: str, what: str) -> asyncio.Task | None:
+    """``username``'s background work called *what*, while it runs; else None."""
+    task = _in_flight.get((username, what))
+    return task if task is not None and not task.done() else None
+
+
 def prepare_in_background(workbench, username: str, actor: str, log: logging.Logger) -> asyncio.Task:
     """Start preparing ``username``'s workbench (or return the preparation already running)."""
     return run_in_background(username, "prepare", _prepare(workbench, username, actor, log))

@@ -11,8 +11,10 @@ leaves in the team's schema can never act with another member's own rights.
 
 JupyterHub is the source of truth for membership (admin panel, ``hub.loadGroups``).
 Memberships granted here are recorded in the registry so a removed member is
-found and revoked: at that member's next spawn, by ``enertef-hub sync``, and by the
-periodic sync service (revocation delay at most its interval).
+found and revoked: at once when the group edit goes through the hub's API
+(``enertef_hub.api_handlers`` calls :meth:`TeamSync.sync_user`), at that member's
+next spawn, by ``enertef-hub sync``, and by the periodic sync service (the safety
+net: revocation delay at most its interval).
 """
 
 from __future__ import annotations

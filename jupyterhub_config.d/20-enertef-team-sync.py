@@ -1,10 +1,11 @@
 """Keep team memberships in step with JupyterHub's groups: a hub-managed service.
 
-JupyterHub has no hook for group edits in the admin panel, so membership is synced
-at each spawn (for the spawning user) and by this service every
-``ENERTEF_TEAM_SYNC_INTERVAL`` seconds (default 60) for everyone: a member removed
-from a group loses database and storage access within that interval. Set the
-interval to 0 to disable the service.
+Group edits made through the admin panel or the REST API are synced at once by the
+hub itself (``enertef_hub.api_handlers``), and a spawn syncs the spawning user. This
+service is the safety net, for everyone every ``ENERTEF_TEAM_SYNC_INTERVAL`` seconds
+(default 60): changes made elsewhere (``hub.loadGroups``, the hub's database edited by
+hand) and syncs that failed (a service was down) take effect within that interval.
+Set the interval to 0 to disable the service.
 """
 
 import os
