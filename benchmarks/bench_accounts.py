@@ -1,6 +1,6 @@
 """First-time provisioning as the number of accounts grows: 0, 1,000, 5,000, 10,000.
 
-    .venv/bin/python benchmarks/bench_accounts.py [--sizes 0,1000,5000,10000] [--samples 20]
+    .venv/bin/python -m benchmarks.bench_accounts [--sizes 0,1000,5000,10000] [--samples 20]
 
 Starts a private PostgreSQL and MinIO (free ports, a temporary directory under /var/tmp,
 stopped at the end), so the shared services are never filled. At each size it first
@@ -17,28 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import random
-import shutil
 import statistics
-import string
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-from traitlets.config import Config
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from enertef_hub.naming import make_user_resources  # noqa: E402
-from enertef_hub.workbench import Workbench  # noqa: E402
-from tests.conftest import private_services_env, start_services  # noqa: E402
-
-
-def fresh(prefix: str) -> str:
-    return prefix + "".join(random.choices(string.ascii_lowercase, k=10))
+from enertef_hub.naming import make_user_resources
+from enertef_hub.workbench import Workbench
+from tests.harness.names import unique_name
+from tests.harness.services import private_services
+from tests.harness.workbench import services_config
 
 
 async def add_accounts(wb: Workbench, count: int, batch: int = 200):
@@ -47,7 +33,7 @@ async def add_accounts(wb: Workbench, count: int, batch: int = 200):
     while made < count:
         async with wb.postgres.connection() as conn, conn.transaction():
             for _ in range(min(batch, count - made)):
-                name = fresh("fill")
+                name = unique_name("fill")
                 account = await wb._registry.ensure_active(conn, name)
                 resources = make_user_resources(name, account.incarnation)
                 await wb.postgres.ensure_user_store(conn, resources, wb._db_password(resources, account))
@@ -63,19 +49,9 @@ async def admin_memberships(wb: Workbench) -> int:
 
 
 async def main(args):
-    state = Path(tempfile.mkdtemp(prefix="enertef-bench-accounts-", dir="/var/tmp"))
-    os.chmod(state, 0o755)
-    private = private_services_env(state)
-    env = start_services(private)
-    try:
-        config = Config()
-        config.PostgresProvisioner.admin_url = env["ENERTEF_POSTGRES_ADMIN_URL"]
-        config.MinioProvisioner.endpoint = env["ENERTEF_MINIO_ENDPOINT"]
-        config.MinioProvisioner.access_key = env["ENERTEF_MINIO_ACCESS_KEY"]
-        config.MinioProvisioner.secret_key = env["ENERTEF_MINIO_SECRET_KEY"]
-        config.Workbench.secret_key = env["ENERTEF_SECRET_KEY"]
-        wb = Workbench(config=config)
-        await wb.provision(fresh("warm"))  # pool open, one-time setup done
+    with private_services("enertef-bench-accounts-") as env:
+        wb = Workbench(config=services_config(env))
+        await wb.provision(unique_name("warm"))  # pool open, one-time setup done
         total, base = 1, None
         print(f"{'accounts':>9}  {'p50':>9}  {'p95':>9}  {'x empty':>7}  admin role member of")
         for size in args.sizes:
@@ -84,7 +60,7 @@ async def main(args):
             times = []
             for _ in range(args.samples):
                 started = time.perf_counter()
-                await wb.provision(fresh("bench"))
+                await wb.provision(unique_name("bench"))
                 times.append((time.perf_counter() - started) * 1000)
             total += args.samples
             p50 = statistics.median(times)
@@ -92,10 +68,6 @@ async def main(args):
             base = base or p50
             print(f"{size:>9}  {p50:>7.1f}ms  {p95:>7.1f}ms  {p50 / base:>7.2f}  {await admin_memberships(wb)} roles")
         await wb.close()
-    finally:
-        subprocess.run([str(REPO / "scripts" / "services.sh"), "stop"], env={**os.environ, **private},
-                       capture_output=True, check=False)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """The admins' Accounts page (/hub/enertef/accounts) with many accounts, against the hub's own admin pages.
 
-    .venv/bin/python benchmarks/bench_admin_accounts.py [--accounts 1500] [--deleted 75]
+    .venv/bin/python -m benchmarks.bench_admin_accounts [--accounts 1500] [--deleted 75]
         [--samples 7] [--compare REV] [--shared]
 
 Starts a private PostgreSQL and MinIO (free ports, a temporary directory under /var/tmp,
 stopped at the end; ``--shared`` uses the running shared pair instead, leaving the
-accounts behind) and a real hub (tests/e2e/hub_config.py). It makes ``--accounts``
+accounts behind) and a real hub (tests/harness/hub_config.py). It makes ``--accounts``
 accounts with unique names the way spawns make them (``Workbench.provision``: role,
 schema, bucket, MinIO user and quota; then MLflow's tables, replayed from the
 recording as at a first spawn), each also a hub user, and deletes ``--deleted`` of
@@ -31,40 +31,25 @@ import asyncio
 import contextlib
 import io
 import os
-import random
 import shutil
 import statistics
-import string
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-from traitlets.config import Config
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
-from enertef_hub import mlflow_snapshot  # noqa: E402
-from enertef_hub.workbench import Workbench  # noqa: E402
-from tests.conftest import private_services_env, start_services  # noqa: E402
-from tests.e2e.conftest import running_hub  # noqa: E402
-
-
-def fresh(prefix: str) -> str:
-    return prefix + "".join(random.choices(string.ascii_lowercase, k=10))
+from enertef_hub import mlflow_snapshot
+from enertef_hub.workbench import Workbench
+from tests.harness import REPO
+from tests.harness.hub import running_hub
+from tests.harness.names import unique_name
+from tests.harness.services import private_services_env, start_services, stop_services
+from tests.harness.workbench import services_config
 
 
 def workbench(env: dict) -> Workbench:
-    config = Config()
-    config.PostgresProvisioner.admin_url = env["ENERTEF_POSTGRES_ADMIN_URL"]
-    config.MinioProvisioner.endpoint = env["ENERTEF_MINIO_ENDPOINT"]
-    config.MinioProvisioner.access_key = env["ENERTEF_MINIO_ACCESS_KEY"]
-    config.MinioProvisioner.secret_key = env["ENERTEF_MINIO_SECRET_KEY"]
-    config.Workbench.secret_key = env["ENERTEF_SECRET_KEY"]
-    return Workbench(config=config)
+    return Workbench(config=services_config(env))
 
 
 async def make_accounts(env: dict, count: int, jobs: int = 6) -> list[str]:
@@ -81,7 +66,7 @@ async def make_accounts(env: dict, count: int, jobs: int = 6) -> list[str]:
     async def one():
         nonlocal done
         async with limit:
-            name = fresh("acct")
+            name = unique_name("acct")
             await wb.ensure_mlflow_tables(await wb.provision(name))
             names.append(name)
             done += 1
@@ -180,8 +165,7 @@ def main(args):
             print(f"  {what:<32} {figures}")
     finally:
         if private:
-            subprocess.run([str(REPO / "scripts" / "services.sh"), "stop"], env={**os.environ, **private},
-                           capture_output=True, check=False)
+            stop_services(private)
         shutil.rmtree(state, ignore_errors=True)
 
 

@@ -30,17 +30,15 @@ run search, and again after a run's page (GraphQL and the artifact list, which l
 the S3 client) (and USS: its private memory, what it adds beyond shared libraries).
 Figures are printed, never asserted. Run with the services up:
 
-    source .local/services.env && .venv/bin/python benchmarks/bench_mlflow_ui_memory.py [--rounds 3] [--think 3] [--no-defaults]
+    source .local/services.env && .venv/bin/python -m benchmarks.bench_mlflow_ui_memory [--rounds 3] [--think 3] [--no-defaults]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,45 +50,19 @@ from pathlib import Path
 import psutil
 import requests
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from tests.integration.test_mlflow_ui_start import NotebookServer  # noqa: E402
+from tests.harness.notebooks import NotebookServer, UnixHTTPConnection
+from tests.harness.workbench import provision_with_tables, purge
 
 USER = "nbbench"
 PREFIX = "/user/nbbench/mlflow"
 
 
 def provision() -> dict[str, str]:
-    from traitlets.config import Config
-
-    from enertef_hub.workbench import Workbench
-
-    async def run():
-        wb = Workbench.instance(config=Config())
-        try:
-            result = await wb.provision(USER)
-            await wb.ensure_mlflow_tables(result)
-            return result.environment
-        finally:
-            await wb.close()
-
-    return asyncio.run(run())
+    return asyncio.run(provision_with_tables(USER)).environment
 
 
 def deprovision() -> None:
-    from traitlets.config import Config
-
-    from enertef_hub.workbench import Workbench
-
-    async def run():
-        Workbench.clear_instance()
-        wb = Workbench.instance(config=Config())
-        try:
-            await wb.deprovision(USER, purge=True)
-        finally:
-            await wb.close()
-
-    asyncio.run(run())
+    asyncio.run(purge(USER))
 
 
 def user_env(environment: dict[str, str]) -> dict[str, str]:
@@ -166,19 +138,6 @@ def measure(name: str, cmd: list[str], env: dict[str, str], base: str) -> dict:
             except psutil.NoSuchProcess:
                 pass
         proc.wait()
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a unix socket, as jupyter-server-proxy talks to TensorBoard."""
-
-    def __init__(self, path: str):
-        super().__init__("localhost", timeout=30)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(self._path)
 
 
 def unix_get(sock: str, path: str) -> int:

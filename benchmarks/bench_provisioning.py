@@ -1,7 +1,7 @@
 """Provisioning latency against the real services, with the bare round trips as baseline.
 
     scripts/services.sh start && . .local/services.env
-    .venv/bin/python benchmarks/bench_provisioning.py [--first 40] [--repeat 200] [--storm 200]
+    .venv/bin/python -m benchmarks.bench_provisioning [--first 40] [--repeat 200] [--storm 200]
 
 Prints, in one run:
 - baseline: one ``SELECT 1`` and one MinIO admin call (p50, p95);
@@ -21,14 +21,13 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import statistics
-import string
 import time
 
 import psycopg
 
 from enertef_hub.workbench import Workbench
+from tests.harness.names import unique_name
 
 
 def pct(values: list[float], q: float) -> float:
@@ -43,10 +42,6 @@ def summary(label: str, seconds: list[float]) -> dict:
     return row
 
 
-def fresh(prefix: str) -> str:
-    return prefix + "".join(random.choices(string.ascii_lowercase, k=10))
-
-
 async def timed(coro_factory, n: int) -> list[float]:
     out = []
     for _ in range(n):
@@ -59,20 +54,20 @@ async def timed(coro_factory, n: int) -> list[float]:
 async def main(args) -> list[dict]:
     wb = Workbench.instance()
     rows = []
-    await wb.provision(fresh("benchwarm"))  # pool open, one-time setup done
+    await wb.provision(unique_name("benchwarm"))  # pool open, one-time setup done
 
     async with wb.postgres.connection() as conn:
         async def select_one():
             await (await conn.execute("SELECT 1")).fetchone()
         rows.append(summary("baseline: SELECT 1", await timed(select_one, 200)))
-    name = fresh("benchrepeat")
+    name = unique_name("benchrepeat")
     repeat_user = (await wb.provision(name)).resources
     _, admin = wb.minio._get_clients()
     # The admin call repeat provisioning makes: one user lookup.
     rows.append(summary("baseline: MinIO admin call (user info)",
                         await timed(lambda: asyncio.to_thread(admin.user_info, repeat_user.minio_user), 100)))
 
-    rows.append(summary("first-time provisioning", await timed(lambda: wb.provision(fresh("benchfirst")), args.first)))
+    rows.append(summary("first-time provisioning", await timed(lambda: wb.provision(unique_name("benchfirst")), args.first)))
     rows.append(summary("repeat provisioning", await timed(lambda: wb.provision(name), args.repeat)))
 
     # Storm: N new users at once, sampling the hub's PostgreSQL connections meanwhile.
@@ -95,7 +90,7 @@ async def main(args) -> list[dict]:
 
     async def caller(index: int):
         try:
-            return await wb.provision(fresh("benchstorm"))
+            return await wb.provision(unique_name("benchstorm"))
         finally:
             finished[index] = time.perf_counter() - started
 

@@ -1,7 +1,7 @@
 """Spawn time and memory: our hub against a stock JupyterHub, measured side by side in one run.
 
     scripts/services.sh start && . .local/services.env
-    .venv/bin/python benchmarks/bench_spawn.py [--users 12] [--storm 8]
+    .venv/bin/python -m benchmarks.bench_spawn [--users 12] [--storm 8]
 
 Two hubs run at once on this machine, in development mode (every server as this OS
 user): the baseline is stock JupyterHub with ``SimpleLocalProcessSpawner``; ours is the
@@ -52,12 +52,8 @@ from pathlib import Path
 import psutil
 import requests
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
-from hubharness import signup_and_approve, wait_for_event, wait_prepared  # noqa: E402
-
-from tests.e2e.conftest import running_hub  # noqa: E402
+from tests.harness.forms import signup_and_approve
+from tests.harness.hub import running_hub, wait_for_event, wait_prepared
 
 STOCK_CONFIG = """
 c = get_config()  # noqa

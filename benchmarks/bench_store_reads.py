@@ -1,7 +1,7 @@
 """What reading users' stores without running their SQL costs (issue 19), against the real services.
 
     scripts/services.sh start && . .local/services.env
-    .venv/bin/python benchmarks/bench_store_reads.py [--stores 20] [--rounds 200]
+    .venv/bin/python -m benchmarks.bench_store_reads [--stores 20] [--rounds 200]
 
 Prints, in one run, p50 and p95 of:
 - baseline: the plain read of a store's ``alembic_version`` as the admin (a member of the
@@ -20,17 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
-from pathlib import Path
 
 from psycopg import sql
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from enertef_hub.provisioners import pg_reads  # noqa: E402
-from enertef_hub.workbench import Workbench  # noqa: E402
-from tests.conftest import unique_name  # noqa: E402
+from enertef_hub.provisioners import pg_reads
+from enertef_hub.workbench import Workbench
+from tests.harness.names import unique_name
 
 
 def figures(name: str, seconds: list[float]) -> str:

@@ -9,7 +9,7 @@
 #   helm                                                               (Helm 3)
 #
 # There is no container runtime here: kwok marks pods Running, and
-# tests/e2e/kubeharness/node.py plays the node. Nothing here is downloaded
+# tests/harness/kube/node.py plays the node. Nothing here is downloaded
 # prebuilt; every binary is compiled from the Go module proxy.
 #
 #   scripts/build-k8s.sh            build what is missing, print the bin directory

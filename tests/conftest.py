@@ -1,68 +1,43 @@
-"""Shared fixtures: the real services integration and e2e tests run against.
+"""Fixtures shared by the tiers; what they build is in tests/harness (plain modules, no fixtures).
 
-Services are started with ``scripts/services.sh start`` (idempotent) when the
-``ENERTEF_*`` variables are not already set. If they cannot be started the tests
-fail: nothing here ever skips for lack of a service.
+``services`` (session)
+    The ``ENERTEF_*`` environment of the running PostgreSQL and MinIO, also set in
+    ``os.environ``. Started with ``scripts/services.sh start`` (idempotent) when the
+    variables are not set already; if they cannot start, the test fails: nothing here
+    ever skips for lack of a service. ``services_env`` is the same, checked complete.
+``workbench`` (session), ``admin_conn`` (session)
+    A Workbench configured from the environment, as the hub's would be; a synchronous
+    admin connection to the MLflow database, for assertions.
+``old_mlflow_python`` (session)
+    Python of a virtual environment with an older MLflow release (tests.harness.workbench).
+``hub`` (session)
+    A real JupyterHub (tests.harness.hub.running_hub): ``.url``, ``.api(method, path)``,
+    ``.token``, ``.admin_name``, ``.admin_password``, ``.log_path``, ``.dir``. When a test
+    using it fails, the end of the hub log is added to the report.
+``browser`` (session), ``page``, ``new_page``
+    Headless Chromium through Playwright's sync API. ``page`` is a fresh browser context
+    (own cookies); ``new_page()`` makes more, e.g. one for a user and one for the admin.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import random
-import socket
-import string
-import subprocess
-from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.harness.services import start_services
 
-
-def load_env_file(path: Path) -> dict[str, str]:
-    """Parse the ``export NAME=value`` lines written by scripts/services.sh."""
-    env = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line.startswith("export ") and "=" in line:
-            key, value = line[len("export "):].split("=", 1)
-            env[key] = value
-    return env
+SERVICE_VARS = (
+    "ENERTEF_POSTGRES_ADMIN_URL",
+    "ENERTEF_MINIO_ENDPOINT",
+    "ENERTEF_MINIO_ACCESS_KEY",
+    "ENERTEF_MINIO_SECRET_KEY",
+    "ENERTEF_SECRET_KEY",
+)
 
 
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on now (the kernel's choice)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-PRIVATE_SERVICE_KEYS = ("ENERTEF_STATE_DIR", "ENERTEF_PG_PORT", "ENERTEF_MINIO_PORT", "ENERTEF_MINIO_CONSOLE_PORT")
-
-
-def private_services_env(state_dir: Path) -> dict[str, str]:
-    """Environment for scripts/services.sh that puts a private PostgreSQL and MinIO in ``state_dir``.
-
-    Every port is chosen free at run time, so a service another program holds is never hit.
-    """
-    return {"ENERTEF_STATE_DIR": str(state_dir), "ENERTEF_PG_PORT": str(free_port()),
-            "ENERTEF_MINIO_PORT": str(free_port()), "ENERTEF_MINIO_CONSOLE_PORT": str(free_port())}
-
-
-def start_services(private_env: dict[str, str] | None = None) -> dict[str, str]:
-    """Start PostgreSQL and MinIO (or reuse running ones); return their environment.
-
-    ``private_env`` (from :func:`private_services_env`) starts a private pair instead of
-    the shared one in the checkout's ``.local``.
-    """
-    env = {**os.environ, **(private_env or {})}
-    proc = subprocess.run([str(REPO / "scripts" / "services.sh"), "start"], env=env,
-                          capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        pytest.fail(f"could not start PostgreSQL/MinIO:\n{proc.stderr[-3000:]}", pytrace=False)
-    state_dir = Path(private_env["ENERTEF_STATE_DIR"]) if private_env else REPO / ".local"
-    return load_env_file(state_dir / "services.env")
+# ------------------------------------------------------------------ services
 
 
 @pytest.fixture(scope="session")
@@ -73,24 +48,94 @@ def services() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("ENERTEF_")}
 
 
-@contextlib.contextmanager
-def acting_as(conn, role: str):
-    """The hub's admin connection ``conn`` (autocommit) acting as store role ``role`` for the block.
+@pytest.fixture(scope="session")
+def services_env(services) -> dict[str, str]:
+    """``services``, with every setting a hub needs (raises if one is missing)."""
+    missing = [name for name in SERVICE_VARS if not services.get(name)]
+    if missing:
+        raise RuntimeError(f"services environment lacks {', '.join(missing)}")
+    return services
 
-    The admin role is not a member of any store role between operations (issue 13),
-    so, as the hub does, it is granted ``role`` inside one transaction and revoked
-    before it commits; on an exception the rollback takes the grant back.
-    """
-    from psycopg import sql
 
-    with conn.transaction():
-        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+@pytest_asyncio.fixture(scope="session")
+async def workbench(services):
+    """A Workbench configured from the environment, as the hub's would be."""
+    from enertef_hub.workbench import Workbench
+
+    Workbench.clear_instance()
+    wb = Workbench.instance()
+    yield wb
+    await wb.close()
+    Workbench.clear_instance()
+
+
+@pytest.fixture(scope="session")
+def admin_conn(services):
+    """A synchronous admin connection to the MLflow database, for assertions."""
+    import psycopg
+
+    with psycopg.connect(services["ENERTEF_POSTGRES_ADMIN_URL"], autocommit=True) as conn:
         yield conn
-        conn.execute("RESET ROLE")
-        conn.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(sql.Identifier(role)))
 
 
-def unique_name(prefix: str) -> str:
-    """A fresh valid username (letters and digits) so tests never share accounts."""
-    return prefix + "".join(random.choices(string.ascii_lowercase + string.digits, k=8))
+@pytest.fixture(scope="session")
+def old_mlflow_python() -> str:
+    """Python of a virtual environment with the older MLflow (made once, then cached)."""
+    from tests.harness.workbench import old_mlflow_python
+
+    return old_mlflow_python()
+
+
+# ---------------------------------------------------------------------- hub
+
+
+@pytest.fixture(scope="session")
+def hub(services_env, tmp_path_factory):
+    """A real JupyterHub running tests/harness/hub_config.py (see tests.harness.hub)."""
+    from tests.harness.hub import running_hub
+
+    with running_hub(services_env, tmp_path_factory.mktemp("hub")) as running:
+        yield running
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    hub = getattr(item, "funcargs", {}).get("hub")
+    if report.failed and hasattr(hub, "log_tail"):
+        report.sections.append(("jupyterhub log (last 200 lines)", hub.log_tail()))
+
+
+# ------------------------------------------------------------------ browser
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's) driven by Playwright's sync API."""
+    from tests.harness.browser import launch_chromium
+
+    with launch_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def new_page(browser):
+    """Factory of pages, each in its own browser context (own cookies)."""
+    contexts = []
+
+    def make():
+        context = browser.new_context()
+        context.set_default_timeout(30_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page):
+    """One fresh browser page (own context)."""
+    return new_page()

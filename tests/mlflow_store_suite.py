@@ -6,9 +6,9 @@ own store tests must pass against it as they pass against a store MLflow made
 itself. This runner makes both kinds with the Workbench, the way a spawn does:
 
 (a) ``made``: a new user whose tables MLflow creates (``python -m enertef_hub.mlflow_tables``
-    as the user's role; ``Workbench.replay_mlflow_snapshot`` off);
+    as the user's role; ``MlflowStores.replay_mlflow_snapshot`` off);
 (b) ``replayed``: a new user whose tables come from the recording, replayed as the
-    user's role by ``Workbench._replay_snapshot``, the spawner's own step;
+    user's role by ``MlflowStores.replay``, the spawner's own step;
 
 then runs MLflow's tests (a source checkout at the release in this venv: they are not
 in MLflow's wheel nor its sdist) once per store, each in a process that connects *as
@@ -103,18 +103,18 @@ async def make_stores(workbench, prefix: str, replay_extra: str = ""):
     """
     from enertef_hub import mlflow_snapshot
 
-    from tests.conftest import unique_name
+    from tests.harness.names import unique_name
 
     made = await workbench.provision(unique_name(f"{prefix}a"))
     replayed = None
     try:
         replayed = await workbench.provision(unique_name(f"{prefix}b"))
-        replay = workbench.replay_mlflow_snapshot
-        workbench.replay_mlflow_snapshot = False  # (a): MLflow itself, in a subprocess, as the user's role
+        replay = workbench.mlflow.replay_mlflow_snapshot
+        workbench.mlflow.replay_mlflow_snapshot = False  # (a): MLflow itself, in a subprocess, as the user's role
         try:
             await workbench.ensure_mlflow_tables(made)
         finally:
-            workbench.replay_mlflow_snapshot = replay
+            workbench.mlflow.replay_mlflow_snapshot = replay
 
         version = await workbench._mlflow_version()
         async with workbench.postgres.connection() as conn:
@@ -122,10 +122,10 @@ async def make_stores(workbench, prefix: str, replay_extra: str = ""):
         if snapshot is None:  # first run of this MLflow release on this database: record it now
             snapshot = await mlflow_snapshot.record_snapshot(
                 workbench.postgres.admin_url, workbench.postgres.registry_schema,
-                workbench.mlflow_python, workbench.mlflow_tables_timeout)
+                workbench.mlflow.mlflow_python, workbench.mlflow.mlflow_tables_timeout)
         stores = workbench.mlflow_stores(replayed)[:1]  # the user's own store (no teams)
         replaying = {**snapshot, "script": f"{snapshot['script']};\n{replay_extra}"} if replay_extra else snapshot
-        done, _ = await workbench._replay_snapshot(stores, replaying)  # the spawner's step
+        done, _ = await workbench.mlflow.replay(stores, replaying)  # the spawner's step
         if done != stores:
             raise RuntimeError(f"the replay into {stores[0].schema} failed: see the log above")
     except BaseException:
@@ -243,7 +243,7 @@ def main(argv=None) -> int:
     parser.add_argument("tests", nargs="*", help=f"test paths inside the checkout (default {DEFAULT_TESTS[0]})")
     args = parser.parse_args(argv)
     if not os.environ.get("ENERTEF_POSTGRES_ADMIN_URL"):
-        from tests.conftest import load_env_file
+        from tests.harness.services import load_env_file
 
         os.environ.update(load_env_file(REPO / ".local" / "services.env"))
     return asyncio.run(main_async(args))

@@ -11,69 +11,26 @@ Each run uses fresh names (PostgreSQL and MinIO outlive the test hub).
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from botocore.exceptions import ClientError
-from hubharness import (admin_s3, approve, form_session, login_session, s3_client, server_environment, signup,
-                        signup_and_approve, start_server, wait_prepared)
 from playwright.sync_api import expect
-from urllib.parse import urlsplit, urlunsplit
+
+from tests.harness.browser import log_in, screenshot, submit_login
+from tests.harness.forms import approve, form_session, login_session, signup, signup_and_approve
+from tests.harness.hub import server_environment, start_server, wait_prepared
+from tests.harness.names import unique_name
+from tests.harness.postgres import account_states, libpq_uri, schema_exists
+from tests.harness.s3 import bucket_exists, s3_client
 
 PASSWORD = "Tr0ub4dor&3-but-longer"
 
 
-def fresh_name(prefix: str) -> str:
-    return prefix + secrets.token_hex(3)
-
-
-def screenshot(page, name: str):
-    """Save the page as ``$ENERTEF_E2E_SCREENSHOTS/<name>.png`` when that folder is set (README pictures)."""
-    folder = os.environ.get("ENERTEF_E2E_SCREENSHOTS")
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-        page.screenshot(path=os.path.join(folder, f"{name}.png"))
-
-
-def log_in(page, hub, username: str, password: str, next_url: str = ""):
-    page.goto(f"{hub.url}/hub/login" + (f"?next={next_url}" if next_url else ""))
-    page.fill("#username_input", username)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
-
-
-def libpq_uri(sqlalchemy_uri: str) -> str:
-    return urlunsplit(urlsplit(sqlalchemy_uri)._replace(scheme="postgresql"))
-
-
-def registry(username: str) -> dict[int, str]:
-    """``{incarnation: state}`` of ``username`` in the hub's account registry (as the admin role)."""
-    with psycopg.connect(os.environ["ENERTEF_POSTGRES_ADMIN_URL"]) as conn:
-        rows = conn.execute("SELECT incarnation, state FROM enertef.accounts WHERE username = %s", (username,))
-        return dict(rows.fetchall())
-
-
-def schema_exists(schema: str) -> bool:
-    with psycopg.connect(os.environ["ENERTEF_POSTGRES_ADMIN_URL"]) as conn:
-        return conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()[0] == 1
-
-
-def bucket_exists(bucket: str) -> bool:
-    try:
-        admin_s3().head_bucket(Bucket=bucket)
-    except ClientError as error:
-        if error.response["Error"]["Code"] in ("404", "NoSuchBucket"):
-            return False
-        raise
-    return True
-
-
 def user_with_data(hub, prefix: str) -> dict[str, str]:
     """Sign up, approve, spawn; leave a table and an object behind; return the server environment."""
-    name = signup_and_approve(hub, fresh_name(prefix), PASSWORD)
+    name = signup_and_approve(hub, unique_name(prefix), PASSWORD)
     start_server(hub, name)
     env = server_environment(hub, name)
     with psycopg.connect(libpq_uri(env["ENERTEF_MLFLOW_BACKEND_STORE_URI"]), connect_timeout=10) as conn:
@@ -91,7 +48,7 @@ def test_admin_restores_one_deleted_account_and_purges_another(hub, page):
     for env in (keeper, goner):
         # Deleted in the hub: access revoked, data kept as incarnation 1.
         assert hub.api("DELETE", f"/users/{env['name']}").status_code == 204
-        assert registry(env["name"]) == {1: "deleted"}
+        assert account_states(env["name"]) == {1: "deleted"}
 
     # The admin logs in and lands on the accounts page: no server (and store) of their own.
     log_in(page, hub, hub.admin_name, hub.admin_password)
@@ -117,12 +74,12 @@ def test_admin_restores_one_deleted_account_and_purges_another(hub, page):
     expect(page.locator("#enertef-consequences")).to_contain_text(keeper["ENERTEF_BUCKET"])
     expect(page.locator("#enertef-consequences")).to_contain_text("sign up again")
     screenshot(page, "admin-restore-confirmation")
-    assert registry(keeper["name"]) == {1: "deleted"}
+    assert account_states(keeper["name"]) == {1: "deleted"}
     page.locator("#enertef-confirm-submit").click()
     expect(page.locator("#enertef-message")).to_contain_text(f"Restored {keeper['name']}")
     expect(page.locator(f"#account-{keeper['name']} .account-state")).to_have_text("active")
     screenshot(page, "admin-accounts")
-    assert registry(keeper["name"]) == {1: "active"}
+    assert account_states(keeper["name"]) == {1: "active"}
 
     # The person signs up again under the name, is approved, and finds the kept data.
     assert signup(hub, keeper["name"], PASSWORD).status_code == 200
@@ -135,7 +92,7 @@ def test_admin_restores_one_deleted_account_and_purges_another(hub, page):
     assert body == b"a,b\n1,2\n"
     with psycopg.connect(libpq_uri(back["ENERTEF_MLFLOW_BACKEND_STORE_URI"]), connect_timeout=10) as conn:
         assert conn.execute("SELECT body FROM notes").fetchall() == [("kept",)]
-    assert registry(keeper["name"]) == {1: "active"}
+    assert account_states(keeper["name"]) == {1: "active"}
 
     # Purge: the name must be typed; a wrong one changes nothing.
     page.goto(f"{hub.url}/hub/enertef/accounts?q={goner['name']}")
@@ -151,7 +108,7 @@ def test_admin_restores_one_deleted_account_and_purges_another(hub, page):
     expect(page.locator(f"#incarnation-{goner['name']}-1")).to_have_attribute("data-state", "purged")
     assert not schema_exists(goner["schema"])
     assert not bucket_exists(goner["ENERTEF_BUCKET"])
-    assert registry(goner["name"]) == {1: "purged"}
+    assert account_states(goner["name"]) == {1: "purged"}
     # The restored account was not touched by the purge.
     assert schema_exists(keeper["schema"]) and bucket_exists(keeper["ENERTEF_BUCKET"])
 
@@ -163,7 +120,7 @@ def test_admin_restores_one_deleted_account_and_purges_another(hub, page):
 
 @pytest.mark.jupyterhub_login  # also on JupyterHub 5.5 (the hub image): login redirects and scopes
 def test_non_admins_get_403_and_logged_out_visitors_log_in_first(hub, new_page):
-    name = signup_and_approve(hub, fresh_name("plain"), PASSWORD)
+    name = signup_and_approve(hub, unique_name("plain"), PASSWORD)
 
     user = new_page()
     log_in(user, hub, name, PASSWORD, next_url="/hub/home")
@@ -201,9 +158,7 @@ def test_non_admins_get_403_and_logged_out_visitors_log_in_first(hub, new_page):
     for path in ("/hub/enertef/accounts", "/hub/authorize"):
         response = visitor.goto(f"{hub.url}{path}")
         assert response.status == 200 and "/hub/login?next=" in visitor.url, path
-    visitor.fill("#username_input", hub.admin_name)
-    visitor.fill("#password_input", hub.admin_password)
-    visitor.click("#login_submit")
+    submit_login(visitor, hub.admin_name, hub.admin_password)
     visitor.wait_for_url(re.compile(r".*/hub/authorize$"))
     expect(visitor.locator("h1")).to_have_text("Authorization area")
     hub.api("DELETE", f"/users/{name}")

@@ -15,32 +15,29 @@ environment), whose admin bundle differs from 6.1's.
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 import requests
-from hubharness import signup_and_approve, start_server
 from playwright.sync_api import expect
-from test_admin_page import PASSWORD, bucket_exists, fresh_name, log_in, registry, schema_exists, screenshot
 
 from enertef_hub.naming import make_user_resources
+from tests.harness.browser import log_in, screenshot
+from tests.harness.forms import signup_and_approve
+from tests.harness.hub import start_server
+from tests.harness.names import unique_name
+from tests.harness.postgres import account_states, schema_exists
+from tests.harness.s3 import bucket_exists
+from tests.harness.wait import wait_for
 
-
-def wait_for(check, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+PASSWORD = "Tr0ub4dor&3-but-longer"
 
 
 @pytest.mark.jupyterhub_login  # also on JupyterHub 5.5 (the hub image): its admin bundle differs
 def test_deleting_a_user_in_the_admin_panel_asks_first_and_keeps_the_data(hub, page):
-    name = signup_and_approve(hub, fresh_name("del"), PASSWORD)
+    name = signup_and_approve(hub, unique_name("del"), PASSWORD)
     start_server(hub, name)  # the store and bucket are made at the first start
     resources = make_user_resources(name, 1)
-    assert registry(name) == {1: "active"}
+    assert account_states(name) == {1: "active"}
 
     # The script comes from the hub itself (CSP script-src 'self' would allow it), as JavaScript.
     script = requests.get(f"{hub.url}/hub/enertef/static/enertef-admin-panel.js", timeout=30)
@@ -85,7 +82,7 @@ def test_deleting_a_user_in_the_admin_panel_asks_first_and_keeps_the_data(hub, p
     page.wait_for_timeout(1000)  # a request let through would have been sent by now
     assert user_deletes() == []
     assert hub.api("GET", f"/users/{name}").status_code == 200
-    assert registry(name) == {1: "active"}
+    assert account_states(name) == {1: "active"}
     expect(page.get_by_role("button", name="Delete user")).to_be_visible()
 
     # Escape cancels too.
@@ -105,7 +102,7 @@ def test_deleting_a_user_in_the_admin_panel_asks_first_and_keeps_the_data(hub, p
     expect(page.locator("tr", has_text=name)).to_have_count(0)
 
     # The data is kept, and the Accounts page lists it to restore or purge.
-    assert registry(name) == {1: "deleted"}
+    assert account_states(name) == {1: "deleted"}
     assert schema_exists(resources.schema) and bucket_exists(resources.bucket)
     page.goto(f"{hub.url}/hub/enertef/accounts?q={name}")
     account = page.locator(f"#account-{name}")

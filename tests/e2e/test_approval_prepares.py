@@ -10,16 +10,16 @@ done by then.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
-from hubharness import (admin_s3, approve, events_for, form_session, run_coroutine, signup, start_server,
-                        wait_prepared)
 
-from .conftest import running_hub
+from tests.harness.forms import approve, form_session, signup
+from tests.harness.hub import events_for, run_coroutine, running_hub, start_server, wait_prepared
+from tests.harness.names import unique_name
+from tests.harness.s3 import admin_s3
 
 pytestmark = pytest.mark.jupyterhub_login
 
@@ -35,10 +35,6 @@ def slow_hub(services_env, tmp_path_factory):
         yield hub
 
 PASSWORD = "Tr0ub4dor&3-but-longer"
-
-
-def fresh_name(prefix: str) -> str:
-    return prefix + secrets.token_hex(3)
 
 
 def store_facts(name: str) -> dict:
@@ -79,7 +75,7 @@ def assert_no_access_now_and_later(hub, name: str):
 
 
 def test_approval_prepares_store_bucket_and_tables_before_the_first_spawn(hub):
-    name = fresh_name("prep")
+    name = unique_name("prep")
     assert signup(hub, name, PASSWORD).status_code == 200
     assert store_facts(name) == {"can_login": None, "mlflow_tables": False}  # nothing before approval
 
@@ -96,7 +92,7 @@ def test_approval_prepares_store_bucket_and_tables_before_the_first_spawn(hub):
 
 def test_withdrawing_at_once_leaves_no_access_whatever_the_preparation_did(slow_hub):
     hub = slow_hub
-    name = fresh_name("prepw")
+    name = unique_name("prepw")
     assert signup(hub, name, PASSWORD).status_code == 200
     admin, xsrf = form_session(hub, "/hub/authorize", session=hub.admin_session())
     for _ in range(2):  # approve, then withdraw straight away, while the preparation runs
@@ -108,7 +104,7 @@ def test_withdrawing_at_once_leaves_no_access_whatever_the_preparation_did(slow_
 
 def test_deleting_at_once_leaves_no_access_whatever_the_preparation_did(slow_hub):
     hub = slow_hub
-    name = fresh_name("prepd")
+    name = unique_name("prepd")
     assert signup(hub, name, PASSWORD).status_code == 200
     hub.api("POST", f"/users/{name}").raise_for_status()
     approve(hub, name)  # the preparation starts...

@@ -26,8 +26,10 @@ import time
 from pathlib import Path
 
 import pytest
-from hubharness import log_in_page as log_in, form_session, signup_and_approve, start_server
-from tests.conftest import unique_name
+from tests.harness.browser import log_in
+from tests.harness.forms import form_session, signup_and_approve
+from tests.harness.hub import start_server
+from tests.harness.names import unique_name
 
 # Also run in the hub image's environment (JupyterHub 5.5), which production runs.
 pytestmark = pytest.mark.jupyterhub_login
@@ -156,7 +158,6 @@ def attacker(hub, drop_box):
     return f"{server_url.rstrip('/')}/static/results.html"
 
 
-
 def attack_tokens(hub, victim: str) -> list[dict]:
     response = hub.api("GET", f"/users/{victim}/tokens")
     response.raise_for_status()
@@ -184,14 +185,14 @@ def assert_attacker_learned_nothing(hub, victim: str, loot: dict):
 def test_user_visiting_the_attackers_page_loses_nothing(hub, attacker, new_page, drop_box):
     victim = signup_and_approve(hub, unique_name("victim"), PASSWORD)
     page = new_page()
-    log_in(page, hub, victim, PASSWORD)
+    log_in(page, hub, victim, PASSWORD, wait=True)
     loot = open_attack_link(hub, page, attacker, victim, drop_box)
     assert_attacker_learned_nothing(hub, victim, loot)
 
 
 def test_admin_visiting_the_attackers_page_loses_nothing(hub, attacker, new_page, drop_box):
     page = new_page()
-    log_in(page, hub, hub.admin_name, hub.admin_password)
+    log_in(page, hub, hub.admin_name, hub.admin_password, wait=True)
     loot = open_attack_link(hub, page, attacker, hub.admin_name, drop_box)
     assert_attacker_learned_nothing(hub, hub.admin_name, loot)
     # The admin's session still works on the hub (the attack did not log her out either).

@@ -17,13 +17,13 @@ import secrets
 import sqlite3
 import time
 
-import boto3
 import psycopg
 import pytest
 import requests
-from hubharness import SourceAddressAdapter, approve, form_session, login_session, new_session, signup, wait_prepared
-from minio import MinioAdmin
-from minio.credentials import StaticProvider
+
+from tests.harness.forms import approve, form_session, login_session, new_session, signup, SourceAddressAdapter
+from tests.harness.hub import wait_prepared
+from tests.harness.s3 import admin_s3, minio_admin
 
 pytestmark = pytest.mark.jupyterhub_login
 
@@ -78,19 +78,8 @@ def marked_roles() -> list[str]:
 
 
 def marked_minio_things() -> list[str]:
-    endpoint = os.environ["ENERTEF_MINIO_ENDPOINT"]
-    access, secret = os.environ["ENERTEF_MINIO_ACCESS_KEY"], os.environ["ENERTEF_MINIO_SECRET_KEY"]
-    admin = MinioAdmin(
-        endpoint=endpoint.split("://", 1)[1],
-        credentials=StaticProvider(access, secret),
-        secure=endpoint.startswith("https"),
-    )
-    users = admin.user_list()
-    s3 = boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id=access,
-        aws_secret_access_key=secret, region_name="us-east-1",
-    )
-    buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+    users = minio_admin().user_list()
+    buckets = [b["Name"] for b in admin_s3().list_buckets().get("Buckets", [])]
     return [name for name in [*users_of(users), *buckets] if MARK in name]
 
 
@@ -320,7 +309,6 @@ def test_discarding_a_sign_up_removes_it(hub, nothing_created):
     assert signup(hub, name, PASSWORD).status_code == 200
     assert admin_post(hub, f"/hub/discard/{name}").status_code == 302
     assert name not in signup_records(hub)
-
 
 
 def post_login_from(hub, address: str, fields: dict):

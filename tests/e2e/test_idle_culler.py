@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hubharness import signup_and_approve, start_server
-from tests.conftest import REPO, unique_name
+from tests.harness import REPO
+from tests.harness.forms import signup_and_approve
+from tests.harness.hub import running_hub, start_server
+from tests.harness.names import unique_name
 
-from .conftest import running_hub
 
 SNIPPET = REPO / "jupyterhub_config.d" / "30-enertef-idle-culler.py"
 

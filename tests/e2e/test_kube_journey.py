@@ -37,7 +37,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +45,6 @@ from urllib.parse import urlsplit
 
 import copy
 
-import boto3
 import botocore.exceptions
 import psycopg
 import pytest
@@ -54,14 +52,18 @@ import requests
 from playwright.sync_api import expect
 from psycopg import sql
 
-from hubharness import Hub, approve, signup
-from kubeharness.api import KubeAPI, cluster_env
-from kubeharness.node import Forwarder, Node
-from kubeharness.release import (RELEASE, chart_dir, data_namespace, external_services, helm_install, install,
-                                 kubectl, remove_hub_minio_user)
-from test_notebooks import execute_notebook
-
-from tests.conftest import acting_as
+from tests.harness.browser import delete_in_admin_panel, log_in, sign_up
+from tests.harness.forms import approve, signup
+from tests.harness.hub import Hub
+from tests.harness.kube.api import KubeAPI, cluster_env
+from tests.harness.kube.node import Forwarder, Node
+from tests.harness.kube.release import (RELEASE, chart_dir, data_namespace, external_services, helm_install, install,
+                                        kubectl, remove_hub_minio_user)
+from tests.harness.names import unique_name
+from tests.harness.notebooks import execute_notebook
+from tests.harness.postgres import acting_as
+from tests.harness.s3 import admin_s3, s3_client
+from tests.harness.services import free_port
 
 PASSWORD = "Kube-journey-passw0rd!"
 ADMIN = "hubadmin"  # chart-values/jupyterhub.yaml hub.config.Authenticator.admin_users
@@ -76,12 +78,6 @@ def wait_until(what: str, predicate, timeout: float = 120, interval: float = 0.3
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rss_mb(pids: list[int]) -> float:
@@ -220,22 +216,9 @@ def admin_page(kube_hub, browser):
     context.close()
 
 
-def log_in(page, hub, username: str, password: str, next_url: str = ""):
-    page.goto(f"{hub.url}/hub/login" + (f"?next={next_url}" if next_url else ""))
-    page.fill("#username_input", username)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
-
-
 def pod_env(hub: KubeHub, pod_name: str) -> dict[str, str]:
     """The environment the kubelet stand-in gave the pod's process (resolved from the pod object)."""
     return json.loads((hub.dir / "pods" / pod_name / "spec.json").read_text())["env"]
-
-
-def admin_s3(services_env):
-    return boto3.client("s3", endpoint_url=services_env["ENERTEF_MINIO_ENDPOINT"],
-                        aws_access_key_id=services_env["ENERTEF_MINIO_ACCESS_KEY"],
-                        aws_secret_access_key=services_env["ENERTEF_MINIO_SECRET_KEY"], region_name="us-east-1")
 
 
 def local_uri(uri: str, services_env) -> str:
@@ -243,20 +226,6 @@ def local_uri(uri: str, services_env) -> str:
     pg = urlsplit(services_env["ENERTEF_POSTGRES_ADMIN_URL"])
     parts = urlsplit(uri)
     return parts._replace(scheme="postgresql", netloc=f"{parts.username}:{parts.password}@{pg.hostname}:{pg.port}").geturl()
-
-
-def delete_in_admin_panel(page, hub, name: str):
-    """What an admin does: Admin → the user's "Edit User" → "Delete user"."""
-    page.goto(f"{hub.url}/hub/admin")
-    if "/hub/login" in page.url:  # the session ended (e.g. a new hub pod with a new secret)
-        log_in(page, hub, ADMIN, hub.admin_password, "/hub/admin")
-    page.locator("tr", has_text=name).get_by_text("Edit User").first.click()
-    page.get_by_role("button", name="Delete user").click()
-    # The confirmation dialog (enertef-admin-panel.js); with purge_on_delete it asks for the name.
-    if page.locator("#enertef-delete-typed").count():
-        page.fill("#enertef-delete-typed", name)
-    page.locator("#enertef-delete-confirm").click()
-    page.wait_for_url(re.compile(r".*/hub/admin#/$"))
 
 
 def start_and_wait(hub, name: str, timeout: float = 240):
@@ -295,16 +264,12 @@ def user_secret(hub: KubeHub, pod_name: str) -> dict | None:
 def test_journey(kube_hub, admin_page, new_page, services_env):
     hub = kube_hub
     started = time.monotonic()
-    name = "kjane" + secrets.token_hex(3)
+    name = unique_name("kjane")
 
     # Sign-up in the browser: told to wait for an admin; the admin approves.
     user = new_page()
     user.set_default_timeout(60_000)
-    user.goto(f"{hub.url}/hub/signup")
-    user.fill("#username_input", name)
-    user.fill("#password_input", PASSWORD)
-    user.fill("#password_confirmation_input", PASSWORD)
-    user.click("#signup_submit")
+    sign_up(user, hub, name, PASSWORD)
     expect(user.locator(".alert")).to_contain_text("waiting for approval")
     admin_page.goto(f"{hub.url}/hub/authorize")
     admin_page.locator(f"tr#{name}").get_by_role("button", name="Authorize", exact=True).click()
@@ -408,9 +373,7 @@ def test_journey(kube_hub, admin_page, new_page, services_env):
 
     # The admin deletes the user in the admin panel: pod gone, claim kept, access revoked.
     user_uri = local_uri(env["MLFLOW_TRACKING_URI"], services_env)
-    user_s3 = boto3.client("s3", endpoint_url=services_env["ENERTEF_MINIO_ENDPOINT"],
-                           aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                           aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    user_s3 = s3_client(env, endpoint_url=services_env["ENERTEF_MINIO_ENDPOINT"])  # the pod's endpoint is in-cluster
     delete_in_admin_panel(admin_page, hub, name)
     wait_until("the user's pod deleted", lambda: hub.pod(pod_name) is None, timeout=90)
     wait_until("the user's process stopped", lambda: pod_name not in hub.node.containers, timeout=30)
@@ -438,7 +401,7 @@ def test_storage_outage_is_a_clear_message_and_no_crash_loop(kube_hub, new_page,
     hub_process = running_hub_pod(hub.node)
     assert hub_process, hub.log_tail()
     limit = 5  # the chart's hub.consecutiveFailureLimit
-    name = "koutage" + secrets.token_hex(3)
+    name = unique_name("koutage")
     assert signup(hub, name, PASSWORD).status_code == 200
     approve(hub, name, admin=hub.admin_session())
     hub.api("POST", f"/users/{name}").raise_for_status()
@@ -499,7 +462,7 @@ def test_purge_on_delete_removes_the_claim(kube_hub, admin_page, services_env):
             return False
 
     wait_until("the upgraded hub", answers, timeout=180)
-    name = "kpurge" + secrets.token_hex(3)
+    name = unique_name("kpurge")
     assert signup(hub, name, PASSWORD).status_code == 200
     approve(hub, name, admin=hub.admin_session())
     start_and_wait(hub, name)
@@ -516,7 +479,7 @@ def test_uninstall_stops_users_and_a_reinstall_never_hands_out_old_data(kube_hub
     "hub"); the hub's database goes too, homes, stores and buckets stay. helm install on
     the same data: a sign-up of a name the registry still knows is a new account."""
     hub = kube_hub
-    name = "kre" + secrets.token_hex(3)
+    name = unique_name("kre")
     pod_name = f"jupyter-{name}"
     assert signup(hub, name, PASSWORD).status_code == 200
     approve(hub, name, admin=hub.admin_session())
@@ -550,9 +513,7 @@ def test_uninstall_stops_users_and_a_reinstall_never_hands_out_old_data(kube_hub
     # The old account's keys no longer work: it was ended, its data kept for an admin to restore.
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(local_uri(first["MLFLOW_TRACKING_URI"], services_env), connect_timeout=5).close()
-    old_s3 = boto3.client("s3", endpoint_url=services_env["ENERTEF_MINIO_ENDPOINT"],
-                          aws_access_key_id=first["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=first["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    old_s3 = s3_client(first, endpoint_url=services_env["ENERTEF_MINIO_ENDPOINT"])
     with pytest.raises(botocore.exceptions.ClientError):
         old_s3.list_objects_v2(Bucket=first["ENERTEF_BUCKET"])
     assert first["ENERTEF_BUCKET"] in [b["Name"] for b in admin_s3(services_env).list_buckets()["Buckets"]]

@@ -23,10 +23,10 @@ import threading
 import time
 
 import pytest
-from hubharness import SourceAddressAdapter, form_session, new_session
+from tests.harness.forms import form_session, new_session, SourceAddressAdapter
+from tests.harness.hub import running_hub
 from playwright.sync_api import expect
 
-from .conftest import running_hub
 
 pytestmark = pytest.mark.jupyterhub_login  # also on JupyterHub 5.5 (the hub image): its cookies
 
@@ -37,7 +37,6 @@ WAIT_TEXT = "Too many failed logins with this name from your address"
 def hub(services_env, tmp_path_factory):  # a hub of this module's own
     with running_hub(services_env, tmp_path_factory.mktemp("throttle-hub")) as hub:
         yield hub
-
 
 
 def attempt(hub, name: str, password: str, source: str = "127.0.0.1", headers: dict | None = None) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from hubharness import signup_and_approve, start_server
-from tests.conftest import unique_name
+from tests.harness.forms import signup_and_approve
+from tests.harness.hub import start_server
+from tests.harness.names import unique_name
 
 
 def metric(text: str, name: str, **labels) -> float | None:

@@ -19,16 +19,19 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import secrets
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 import requests
-from hubharness import run_coroutine, server_environment, server_pid, signup_and_approve, start_server
 from playwright.sync_api import expect
 
-from .test_notebooks import execute_notebook
+from tests.harness.browser import log_in, screenshot
+from tests.harness.forms import signup_and_approve
+from tests.harness.hub import run_coroutine, server_environment, server_pid, start_server
+from tests.harness.names import unique_name
+from tests.harness.notebooks import execute_notebook
+from tests.harness.postgres import libpq_uri
 
 PASSWORD = "Mlflow-view-e2e-passw0rd!"
 EXPERIMENT = "ui-view-check"
@@ -48,7 +51,7 @@ with mlflow.start_run(run_name={RUN_NAME!r}):
 @pytest.fixture(scope="module")
 def user(hub):
     """A signed-up, approved user with a running server and one run logged from a kernel."""
-    name = signup_and_approve(hub, "mlview" + secrets.token_hex(3), PASSWORD)
+    name = signup_and_approve(hub, unique_name("mlview"), PASSWORD)
     server_url = start_server(hub, name).rstrip("/") + "/"
     headers = {"Authorization": f"token {hub.token}"}
     notebook = {
@@ -61,7 +64,7 @@ def user(hub):
     errors = run_coroutine(execute_notebook(server_url, hub.token, "log-a-run.ipynb"))
     assert not errors, "\n\n".join(errors)
     env = server_environment(hub, name)
-    uri = urlunsplit(urlsplit(env["MLFLOW_TRACKING_URI"])._replace(scheme="postgresql"))
+    uri = libpq_uri(env["MLFLOW_TRACKING_URI"])
     schema = urlsplit(env["MLFLOW_TRACKING_URI"]).username
     with psycopg.connect(uri) as conn:
         experiment_id, run_id = conn.execute(
@@ -71,14 +74,6 @@ def user(hub):
         ).fetchone()  # fmt: skip
     os_account = pwd.getpwuid(os.stat(f"/proc/{server_pid(hub, name)}").st_uid).pw_name
     return {"name": name, "url": server_url, "experiment_id": experiment_id, "run_id": run_id, "os_account": os_account}
-
-
-def screenshot(page, name: str):
-    """Save the page as ``$ENERTEF_E2E_SCREENSHOTS/<name>.png`` when that folder is set (README pictures)."""
-    folder = os.environ.get("ENERTEF_E2E_SCREENSHOTS")
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-        page.screenshot(path=os.path.join(folder, f"{name}.png"))
 
 
 def assert_genai_parts_hidden(page):
@@ -111,10 +106,7 @@ def test_first_visit_says_the_ui_is_starting_and_the_console_stays_clean(hub, us
     page.on("response", lambda r: errors.append((page.url, f"{r.status} {r.url}")) if r.status >= 400 else None)
     # (a request the test's own navigation cuts short is aborted, not failed)
     page.on("requestfailed", lambda r: errors.append((page.url, f"{r.failure} {r.url}")) if "ABORTED" not in (r.failure or "") else None)
-    page.goto(f"{hub.url}/hub/login?next=/user/{name}/mlflow/")
-    page.fill("#username_input", name)
-    page.fill("#password_input", PASSWORD)
-    page.click("#login_submit")
+    log_in(page, hub, name, PASSWORD, f"/user/{name}/mlflow/")
     page.wait_for_url(re.compile(rf"^{re.escape(user['url'])}mlflow/.*"), timeout=120_000)
     # The server never opened JupyterLab, so nothing started the UI before this visit:
     # MLflow takes seconds to load, and the tab says so meanwhile, then shows the UI.
@@ -134,10 +126,7 @@ def test_first_visit_says_the_ui_is_starting_and_the_console_stays_clean(hub, us
 def test_newcomer_lands_on_her_run_created_by_her_hub_name(hub, user, page) -> None:
     name = user["name"]
     page.set_viewport_size({"width": 1400, "height": 860})
-    page.goto(f"{hub.url}/hub/login?next=/user/{name}/mlflow/")
-    page.fill("#username_input", name)
-    page.fill("#password_input", PASSWORD)
-    page.click("#login_submit")
+    log_in(page, hub, name, PASSWORD, f"/user/{name}/mlflow/")
     # The UI on her own origin (http://<name>.localhost:PORT/user/<name>/mlflow/).
     page.wait_for_url(re.compile(rf"^{re.escape(user['url'])}mlflow/.*"), timeout=120_000)
     expect(page.get_by_text(EXPERIMENT, exact=True).first).to_be_visible(timeout=90_000)
@@ -171,7 +160,7 @@ def test_jupyterlab_starts_the_ui_before_the_tile_is_clicked(hub, page) -> None:
 
     import psutil
 
-    name = signup_and_approve(hub, "mltile" + secrets.token_hex(3), PASSWORD)
+    name = signup_and_approve(hub, unique_name("mltile"), PASSWORD)
     server_url = start_server(hub, name).rstrip("/") + "/"
     server = psutil.Process(server_pid(hub, name))
 
@@ -179,10 +168,7 @@ def test_jupyterlab_starts_the_ui_before_the_tile_is_clicked(hub, page) -> None:
         return [p for p in server.children(recursive=True) if "enertef_hub.notebook.mlflow_ui" in " ".join(p.cmdline())]
 
     assert not ui_processes()  # a running server that never opened JupyterLab has none
-    page.goto(f"{hub.url}/hub/login?next=/user/{name}/lab")
-    page.fill("#username_input", name)
-    page.fill("#password_input", PASSWORD)
-    page.click("#login_submit")
+    log_in(page, hub, name, PASSWORD, f"/user/{name}/lab")
     tile = page.locator(".jp-LauncherCard").filter(has_text="MLflow")
     expect(tile).to_be_visible(timeout=120_000)
     deadline = time.monotonic() + 30

@@ -10,23 +10,23 @@ through the hub's proxy and sees the run and the curves.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
-import secrets
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import boto3
-import nbformat
 import psycopg
-from psycopg import sql
 import pytest
 import requests
-from hubharness import run_coroutine, server_environment, signup_and_approve, start_server
 from playwright.sync_api import expect
+from psycopg import sql
+
+from tests.harness.browser import log_in
+from tests.harness.forms import signup_and_approve
+from tests.harness.hub import run_coroutine, server_environment, start_server
+from tests.harness.names import unique_name
+from tests.harness.notebooks import execute_notebook
+from tests.harness.postgres import libpq_uri
+from tests.harness.s3 import s3_client
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebook-scripts").glob("*.ipynb"))
@@ -36,7 +36,7 @@ PASSWORD = "Notebook-e2e-passw0rd!"
 @pytest.fixture(scope="module")
 def user(hub):
     """A signed-up, approved user with a running server: name, server URL, a token for it, environment."""
-    name = signup_and_approve(hub, "nbcarol" + secrets.token_hex(3), PASSWORD)
+    name = signup_and_approve(hub, unique_name("nbcarol"), PASSWORD)
     server_url = start_server(hub, name).rstrip("/") + "/"
     return {
         "name": name,
@@ -46,66 +46,6 @@ def user(hub):
         "token": hub.token,
         "env": server_environment(hub, name),
     }
-
-
-async def execute_notebook(server_url: str, token: str, path: str) -> list[str]:
-    """Run every code cell of the server-side notebook *path* in a new kernel; return error texts."""
-    from tornado.httpclient import HTTPRequest
-    from tornado.websocket import websocket_connect
-
-    headers = {"Authorization": f"token {token}"}
-    model = requests.get(f"{server_url}api/contents/{path}", headers=headers, timeout=30)
-    model.raise_for_status()
-    notebook = nbformat.from_dict(model.json()["content"])
-    session = requests.post(
-        f"{server_url}api/sessions",
-        headers=headers,
-        json={"path": path, "name": Path(path).name, "type": "notebook", "kernel": {"name": "python3"}},
-        timeout=60,
-    )
-    session.raise_for_status()
-    session_id, kernel_id = session.json()["id"], session.json()["kernel"]["id"]
-    ws_url = "ws" + server_url[len("http"):] + f"api/kernels/{kernel_id}/channels"
-    errors: list[str] = []
-    conn = await websocket_connect(HTTPRequest(ws_url, headers=headers), max_message_size=64 << 20)
-    try:
-        client_session = uuid.uuid4().hex
-        for cell in notebook.cells:
-            if cell.cell_type != "code" or not cell.source.strip():
-                continue
-            msg_id = uuid.uuid4().hex
-            await conn.write_message(json.dumps({
-                "header": {"msg_id": msg_id, "username": "e2e", "session": client_session,
-                           "msg_type": "execute_request", "version": "5.3",
-                           "date": datetime.now(timezone.utc).isoformat()},
-                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                "content": {"code": cell.source, "silent": False, "store_history": True,
-                            "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-            }))  # fmt: skip
-            replied = idle = False
-            while not (replied and idle):
-                raw = await asyncio.wait_for(conn.read_message(), timeout=180)
-                assert raw is not None, "kernel websocket closed"
-                msg = json.loads(raw)
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind = msg["msg_type"]
-                if kind == "error":
-                    errors.append(f"{path}: {msg['content']['ename']}: {msg['content']['evalue']}\n{cell.source}")
-                elif kind == "execute_reply":
-                    replied = True
-                elif kind == "status" and msg["content"]["execution_state"] == "idle":
-                    idle = True
-            if errors:
-                break
-    finally:
-        conn.close()
-        requests.delete(f"{server_url}api/sessions/{session_id}", headers=headers, timeout=30)
-    return errors
-
-
-def libpq_uri(sqlalchemy_uri: str) -> str:
-    return urlunsplit(urlsplit(sqlalchemy_uri)._replace(scheme="postgresql"))
 
 
 def test_seeded_scripts_and_launcher_entries(user) -> None:
@@ -139,10 +79,7 @@ def test_notebook_runs_are_in_the_user_store_and_bucket(user) -> None:
     bucket = env["ENERTEF_BUCKET"]
     first = next(uri for name, uri in rows if name == "01-getting-started")
     assert first.startswith(f"s3://{bucket}/mlflow/")
-    s3 = boto3.client(
-        "s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_DEFAULT_REGION"],
-    )  # fmt: skip
+    s3 = s3_client(env)
     key = first.split(f"s3://{bucket}/", 1)[1] + "/notes/hello.txt"
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read().startswith(b"Hello from my first MLflow run")
     assert s3.get_object(Bucket=bucket, Key="datasets/cities.csv")["Body"].read().startswith(b"city,temperature")
@@ -153,10 +90,7 @@ def test_browser_sees_the_run_in_mlflow_and_the_curves_in_tensorboard(hub, user,
     # Console errors while on the MLflow UI (404s of calls MLflow's page makes, ...).
     mlflow_errors = []
     page.on("console", lambda m: mlflow_errors.append(m.text) if m.type == "error" and "/mlflow/" in page.url else None)
-    page.goto(f"{hub.url}/hub/login?next=/user/{name}/mlflow/")
-    page.fill("#username_input", name)
-    page.fill("#password_input", PASSWORD)
-    page.click("#login_submit")
+    log_in(page, hub, name, PASSWORD, f"/user/{name}/mlflow/")
     page.wait_for_url(re.compile(rf".*/user/{name}/mlflow/.*"), timeout=120_000)
     expect(page.get_by_text("01-getting-started", exact=True).first).to_be_visible(timeout=90_000)
     env = user["env"]

@@ -31,8 +31,10 @@ import threading
 
 import psutil
 import pytest
-from hubharness import log_in_page as log_in, server_pid, signup_and_approve, start_server
-from tests.conftest import unique_name
+from tests.harness.browser import log_in
+from tests.harness.forms import signup_and_approve
+from tests.harness.hub import server_pid, start_server
+from tests.harness.names import unique_name
 
 PASSWORD = "Portproxy-e2e-passw0rd!"
 TITLE = "Nice results"
@@ -119,7 +121,6 @@ def attacker_site():
     site.server.shutdown()
 
 
-
 def kernels_of(hub, username: str) -> list[int]:
     """PIDs of the kernels running in the user's server (its child processes running ipykernel)."""
     found = []
@@ -164,11 +165,11 @@ def follow_the_link(hub, page, victim: str, attacker_site: AttackerSite):
 def test_user_following_a_port_proxy_link_loses_nothing(hub, new_page, attacker_site):
     victim = signup_and_approve(hub, unique_name("pvictim"), PASSWORD)
     page = new_page()
-    log_in(page, hub, victim, PASSWORD)
+    log_in(page, hub, victim, PASSWORD, wait=True)
     follow_the_link(hub, page, victim, attacker_site)
 
 
 def test_admin_following_a_port_proxy_link_loses_nothing(hub, new_page, attacker_site):
     page = new_page()
-    log_in(page, hub, hub.admin_name, hub.admin_password)
+    log_in(page, hub, hub.admin_name, hub.admin_password, wait=True)
     follow_the_link(hub, page, hub.admin_name, attacker_site)

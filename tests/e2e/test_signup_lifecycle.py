@@ -12,27 +12,21 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import time
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
-from psycopg import sql
 import pytest
 from botocore.exceptions import ClientError
-from hubharness import (
-    admin_s3,
-    approve,
-    events_for,
-    form_session,
-    login_session,
-    s3_client,
-    server_environment,
-    signup,
-    signup_and_approve,
-    start_server,
-)
 from playwright.sync_api import expect
+from psycopg import sql
+
+from tests.harness.browser import delete_in_admin_panel, log_in, sign_up
+from tests.harness.forms import approve, form_session, login_session, signup, signup_and_approve
+from tests.harness.hub import events_for, server_environment, start_server
+from tests.harness.names import unique_name
+from tests.harness.postgres import libpq_uri
+from tests.harness.s3 import admin_s3, s3_client
 
 pytestmark = pytest.mark.jupyterhub_login
 
@@ -52,39 +46,18 @@ PASSWORD = "Tr0ub4dor&3-but-longer"
 REFUSED_S3 = {"InvalidAccessKeyId", "AccessDenied", "SignatureDoesNotMatch"}
 
 
-def fresh_name(prefix: str) -> str:
-    return prefix + secrets.token_hex(3)
-
-
-def libpq_uri(sqlalchemy_uri: str) -> str:
-    """``postgresql+psycopg://...`` (SQLAlchemy/MLflow form) → ``postgresql://...`` for psycopg."""
-    parts = urlsplit(sqlalchemy_uri)
-    return urlunsplit(parts._replace(scheme="postgresql"))
-
-
 def schema_of(env: dict[str, str]) -> str:
     # The role is the user name in the URI; its schema carries the same name.
     return urlsplit(env["ENERTEF_MLFLOW_BACKEND_STORE_URI"]).username
 
 
-def log_in(page, hub, username: str, password: str, next_url: str = ""):
-    page.goto(f"{hub.url}/hub/login" + (f"?next={next_url}" if next_url else ""))
-    page.fill("#username_input", username)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
-
-
 def test_signup_waits_for_approval_then_user_logs_in_and_spawns(hub, new_page):
-    typed = fresh_name("Alice")  # typed with a capital: names are case-insensitive
+    typed = unique_name("Alice")  # typed with a capital: names are case-insensitive
     name = typed.lower()
     user = new_page()
 
     # 1. Sign up in the browser: told to wait for an admin.
-    user.goto(f"{hub.url}/hub/signup")
-    user.fill("#username_input", typed)
-    user.fill("#password_input", PASSWORD)
-    user.fill("#password_confirmation_input", PASSWORD)
-    user.click("#signup_submit")
+    sign_up(user, hub, typed, PASSWORD)
     expect(user.locator(".alert")).to_contain_text("waiting for approval")
     expect(user.locator(".alert")).to_contain_text(f"'{name}'")
 
@@ -132,17 +105,8 @@ def test_signup_waits_for_approval_then_user_logs_in_and_spawns(hub, new_page):
     assert "signup" in kinds and "approved" in kinds
 
 
-def delete_in_admin_panel(page, hub, name: str):
-    """What an admin does: Admin → the user's "Edit User" → "Delete user"."""
-    log_in(page, hub, hub.admin_name, hub.admin_password, next_url="/hub/admin")
-    page.locator("tr", has_text=name).get_by_text("Edit User").first.click()
-    page.get_by_role("button", name="Delete user").click()
-    page.locator("#enertef-delete-confirm").click()  # the confirmation dialog (enertef-admin-panel.js)
-    page.wait_for_url(re.compile(r".*/hub/admin#/$"))
-
-
 def test_deleted_user_loses_access_keeps_data_and_a_new_signup_starts_empty(hub, page):
-    name = fresh_name("alice")
+    name = unique_name("alice")
     signup_and_approve(hub, name, PASSWORD)
     start_server(hub, name)
     env = server_environment(hub, name)
@@ -212,9 +176,8 @@ def test_deleted_user_loses_access_keeps_data_and_a_new_signup_starts_empty(hub,
     assert hub.api("DELETE", f"/users/{name}").status_code == 204
 
 
-
 def test_withdrawn_approval_ends_the_users_session(hub):
-    name = fresh_name("carol")
+    name = unique_name("carol")
     signup_and_approve(hub, name, PASSWORD)
     session = login_session(hub, name, PASSWORD)
     assert session.get(f"{hub.url}/hub/home", allow_redirects=False, timeout=30).status_code == 200

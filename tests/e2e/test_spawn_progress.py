@@ -4,35 +4,15 @@ error (with nothing half-made) when a service is down.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from hubharness import signup_and_approve
-from tests.conftest import unique_name
-
-from .conftest import running_hub
-
-
-def spawn_and_follow(hub, username: str) -> list[dict]:
-    """Start ``username``'s server and return every progress event until it is ready or failed."""
-    if hub.api("GET", f"/users/{username}").status_code == 404:
-        hub.api("POST", f"/users/{username}").raise_for_status()
-    started = hub.api("POST", f"/users/{username}/server")
-    assert started.status_code in (201, 202), started.text
-    response = hub.api("GET", f"/users/{username}/server/progress", stream=True, timeout=240,
-                       headers={"Accept": "text/event-stream"})
-    events = []
-    for line in response.iter_lines(decode_unicode=True):
-        if line and line.startswith("data:"):
-            event = json.loads(line[len("data:"):])
-            events.append(event)
-            if event.get("ready") or event.get("failed"):
-                break
-    return events
+from tests.harness.forms import signup_and_approve
+from tests.harness.hub import running_hub, spawn_and_follow
+from tests.harness.names import unique_name
 
 
 def test_spawn_page_shows_each_provisioning_step(hub):

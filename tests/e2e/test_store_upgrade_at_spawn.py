@@ -5,25 +5,18 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from enertef_hub.workbench import Workbench
-from hubharness import run_coroutine
-from tests.conftest import acting_as, unique_name
-from tests.integration.test_store_upgrades import make_old_store, old_mlflow_python  # noqa: F401 (fixture)
-
-from .test_spawn_progress import spawn_and_follow
+from tests.harness.hub import run_coroutine, spawn_and_follow
+from tests.harness.names import unique_name
+from tests.harness.postgres import acting_as
+from tests.harness.workbench import make_old_store, open_workbench
 
 
 async def _provision(name: str):
-    wb = Workbench()
-    try:
-        result = await wb.provision(name, teams=[])
-        head = (await wb.upgrader.head())["head"]
-        return result, head
-    finally:
-        await wb.close()
+    async with open_workbench() as wb:
+        return await wb.provision(name, teams=[]), (await wb.upgrader.head())["head"]
 
 
-def test_spawn_upgrades_an_old_store_before_the_server_starts(hub, services_env, old_mlflow_python):  # noqa: F811
+def test_spawn_upgrades_an_old_store_before_the_server_starts(hub, services_env, old_mlflow_python):
     # Made by an admin without a sign-up, so no approval prepares it with this MLflow's tables.
     name = unique_name("oldspawn")
     hub.api("POST", f"/users/{name}").raise_for_status()

@@ -7,38 +7,23 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import stat
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from enertef_hub.naming import MAX_NAME_LENGTH
-from hubharness import server_environment, server_pid, signup, signup_and_approve, start_server
-from tests.conftest import unique_name
-
-from .conftest import running_hub
+from tests.harness.forms import signup, signup_and_approve
+from tests.harness.hub import running_system_users_hub, server_environment, server_pid, start_server
+from tests.harness.names import unique_name
 
 
 @pytest.fixture(scope="module")
 def system_hub(services_env):
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("system-user mode needs the hub to run as root, and CI runs as root")
-        pytest.skip("system-user mode needs root (CI runs it)")
-    # Not under pytest's private tmp_path: the users' homes must be reachable by them.
-    state_dir = Path(tempfile.mkdtemp(prefix="enertef-e2e-sysusers-", dir="/var/tmp"))
-    os.chmod(state_dir, 0o755)
-    with running_hub(services_env, state_dir, {"ENERTEF_E2E_SYSTEM_USERS": "1"}) as hub:
+    with running_system_users_hub(services_env, "enertef-e2e-sysusers-") as hub:
         yield hub
-    # Leave no test accounts on the machine.
-    for account in pwd.getpwall():
-        if account.pw_dir.startswith(str(state_dir)):
-            subprocess.run(["userdel", account.pw_name], check=False)
-    shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def as_account(account: str, *cmd: str) -> subprocess.CompletedProcess:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 
-from hubharness import server_environment, start_server, wait_for_event
-from tests.conftest import unique_name
-from tests.integration.conftest import run_as_user
+from tests.harness.hub import server_environment, start_server, wait_for_event
+from tests.harness.names import unique_name
+from tests.harness.services import run_as_user
 
 
 def test_an_unprepared_first_spawn_gets_its_tables_after_the_server_is_up(hub):

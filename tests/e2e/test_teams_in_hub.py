@@ -8,17 +8,13 @@ import os
 import subprocess
 import sys
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from hubharness import server_environment, signup_and_approve, start_server
-from tests.conftest import unique_name
-
-
-def s3_as(env: dict):
-    return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_DEFAULT_REGION"])
+from tests.harness.forms import signup_and_approve
+from tests.harness.hub import server_environment, start_server
+from tests.harness.names import unique_name
+from tests.harness.s3 import s3_client
 
 
 def test_group_members_get_the_team_and_lose_it_at_sync(hub, services_env):
@@ -35,8 +31,8 @@ def test_group_members_get_the_team_and_lose_it_at_sync(hub, services_env):
     start_server(hub, bob)
     alice_env, bob_env = server_environment(hub, alice), server_environment(hub, bob)
     assert alice_env["ENERTEF_TEAMS"] == team and bob_env["ENERTEF_TEAMS"] == team
-    s3_as(alice_env).put_object(Bucket=f"team-{team}", Key="shared.csv", Body=b"a,b\n1,2\n")
-    assert s3_as(bob_env).get_object(Bucket=f"team-{team}", Key="shared.csv")["Body"].read() == b"a,b\n1,2\n"
+    s3_client(alice_env).put_object(Bucket=f"team-{team}", Key="shared.csv", Body=b"a,b\n1,2\n")
+    assert s3_client(bob_env).get_object(Bucket=f"team-{team}", Key="shared.csv")["Body"].read() == b"a,b\n1,2\n"
 
     # The admin removes bob from the group; the sync (a hub service in production) revokes him.
     hub.api("DELETE", f"/groups/{team}/users", json={"users": [bob]}).raise_for_status()
@@ -48,6 +44,6 @@ def test_group_members_get_the_team_and_lose_it_at_sync(hub, services_env):
     assert f"{team}:{bob}" in json.loads(sync.stdout.strip().splitlines()[-1])["revoked"]
 
     with pytest.raises(ClientError) as err:
-        s3_as(bob_env).get_object(Bucket=f"team-{team}", Key="shared.csv")
+        s3_client(bob_env).get_object(Bucket=f"team-{team}", Key="shared.csv")
     assert err.value.response["Error"]["Code"] == "AccessDenied"
-    assert s3_as(alice_env).get_object(Bucket=f"team-{team}", Key="shared.csv")["Body"].read() == b"a,b\n1,2\n"
+    assert s3_client(alice_env).get_object(Bucket=f"team-{team}", Key="shared.csv")["Body"].read() == b"a,b\n1,2\n"

@@ -11,11 +11,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 from psycopg import sql
-from traitlets.config import Config
 
 from enertef_hub.naming import make_team_resources, make_user_resources
-from enertef_hub.workbench import Workbench
-from tests.conftest import unique_name
+from tests.harness.names import unique_name
+from tests.harness.workbench import open_workbench
 
 
 def admin_memberships(admin_conn, roles) -> set[str]:
@@ -79,13 +78,8 @@ async def test_leftover_memberships_of_earlier_releases_are_revoked_at_setup(wor
         admin_conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
     assert admin_memberships(admin_conn, roles) == roles
 
-    config = Config()
-    config.PostgresProvisioner.admin_url = services["ENERTEF_POSTGRES_ADMIN_URL"]
-    fresh = Workbench(config=config)  # a hub (or the CLI) starting: its one-time set-up runs
-    try:
+    async with open_workbench(services) as fresh:  # a hub (or the CLI) starting: its one-time set-up runs
         await fresh.status(names[0])
-    finally:
-        await fresh.close()
 
     assert admin_memberships(admin_conn, roles) == set()
     # The stores still work for the hub without the memberships: repeat provisioning, purge.

@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from tests.conftest import unique_name
+from tests.harness.names import unique_name
+from tests.harness.postgres import libpq_uri
+from tests.harness.services import private_services
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -65,26 +67,15 @@ def test_bad_input_exits_2_with_the_reason():
 
 def test_deprovision_all_revokes_every_active_account_before_an_uninstall(tmp_path):
     # A private PostgreSQL and MinIO: --all must not touch the other tests' accounts.
-    import shutil
-    import tempfile
-    from pathlib import Path
-
     import psycopg
 
-    from tests.conftest import private_services_env, start_services
-
-    state = Path(tempfile.mkdtemp(prefix="enertef-all-", dir="/var/tmp"))
-    os.chmod(state, 0o755)
-    private_env = private_services_env(state)
-    env = {**start_services(private_env), **private_env}
-    try:
+    with private_services("enertef-all-") as env:
         names = [unique_name("una"), unique_name("uwe")]
         uris = []
         for name in names:
             made = cli("provision", name, "--json", "--no-tables", env=env)
             assert made.returncode == 0, made.stderr
-            uris.append(json.loads(made.stdout)["environment"]["ENERTEF_MLFLOW_BACKEND_STORE_URI"]
-                        .replace("postgresql+psycopg://", "postgresql://"))
+            uris.append(libpq_uri(json.loads(made.stdout)["environment"]["ENERTEF_MLFLOW_BACKEND_STORE_URI"]))
         psycopg.connect(uris[0]).close()
         assert cli("deprovision", env=env).returncode == 2  # neither a name nor --all
 
@@ -96,7 +87,3 @@ def test_deprovision_all_revokes_every_active_account_before_an_uninstall(tmp_pa
             with pytest.raises(psycopg.OperationalError):
                 psycopg.connect(uri, connect_timeout=5)
         assert all(json.loads(cli("status", n, "--json", env=env).stdout)["state"] == "deleted" for n in names)
-    finally:
-        subprocess.run([os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "services.sh"), "stop"],
-                       env={**os.environ, **private_env}, check=False)
-        shutil.rmtree(state, ignore_errors=True)

@@ -14,8 +14,9 @@ import pytest
 from psycopg import sql
 
 from enertef_hub import mlflow_snapshot
-from tests.conftest import acting_as, unique_name
-from tests.integration.conftest import run_as_user
+from tests.harness.names import unique_name
+from tests.harness.postgres import acting_as
+from tests.harness.services import run_as_user
 
 CATALOG = """
 SELECT 'column', c.relname || '.' || a.attname,

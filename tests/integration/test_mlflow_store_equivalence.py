@@ -25,7 +25,7 @@ import os
 import re
 import subprocess
 
-from tests.integration.conftest import run_as_user
+from tests.harness.services import run_as_user
 from tests.mlflow_store_suite import make_stores
 
 #: Opens the store as MLflow does in a user's server; fails if MLflow would create tables.

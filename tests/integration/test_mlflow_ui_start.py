@@ -19,117 +19,28 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
 from enertef_hub.notebook.mlflow_ui import ABSENT_FEATURE_ANSWERS
-from tests.conftest import free_port, unique_name
-
-UI_MODULE = "enertef_hub.notebook.mlflow_ui"
+from tests.harness.names import unique_name
+from tests.harness.notebooks import NotebookServer
+from tests.harness.workbench import provision_with_tables, purge
 
 
 @pytest.fixture(scope="module")
 def user_env(tmp_path_factory, services):
     """The environment of a provisioned user's server (hub-side secrets removed)."""
-    from traitlets.config import Config
-
-    from enertef_hub.workbench import Workbench
-
     name = unique_name("uistart")
-
-    async def provision():
-        wb = Workbench(config=Config())
-        try:
-            result = await wb.provision(name)
-            await wb.ensure_mlflow_tables(result)
-            return result.environment
-        finally:
-            await wb.close()
-
-    async def purge():
-        wb = Workbench(config=Config())
-        try:
-            await wb.deprovision(name, purge=True)
-        finally:
-            await wb.close()
-
-    environment = asyncio.run(provision())
+    environment = asyncio.run(provision_with_tables(name)).environment
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENERTEF_", "AWS_", "MLFLOW_", "PG", "JUPYTER"))}
     env.update(environment)
     env["HOME"] = str(tmp_path_factory.mktemp("home"))
     env["JUPYTERHUB_USER"] = name
     yield name, env
-    asyncio.run(purge())
-
-
-class NotebookServer:
-    """A running ``jupyter server`` under ``/user/<name>/`` with token auth."""
-
-    def __init__(self, name: str, env: dict[str, str], root: Path, extra_env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()):  # fmt: skip
-        self.token = secrets.token_hex(16)
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}/user/{name}/"
-        env = {**env, **(extra_env or {}), "JUPYTER_TOKEN": self.token}
-        self.log = root / "jupyter-server.log"
-        cmd = [str(Path(sys.executable).parent / "jupyter-server"), f"--port={port}", "--ip=127.0.0.1", "--no-browser",
-               f"--ServerApp.base_url=/user/{name}/", f"--ServerApp.root_dir={root}"]  # fmt: skip
-        if os.geteuid() == 0:
-            cmd.append("--allow-root")
-        cmd.extend(args)
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if self.get("api/status").status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"jupyter server did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.2)
-
-    def get(self, path: str, **kwargs) -> requests.Response:
-        kwargs.setdefault("timeout", 60)
-        return requests.get(self.url + path, headers={"Authorization": f"token {self.token}"}, **kwargs)
-
-    def ui_processes(self, marker: str = UI_MODULE) -> list[psutil.Process]:
-        """The server's child processes whose command line contains *marker* (the MLflow UI's)."""
-        found = []
-        for child in psutil.Process(self.proc.pid).children(recursive=True):
-            try:
-                if marker in " ".join(child.cmdline()):
-                    found.append(child)
-            except psutil.NoSuchProcess:
-                pass
-        return found
-
-    def wait_until_ready(self, timeout: float = 120) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.get("mlflow/enertef-ui-status").json()
-            if status["state"] != "starting":
-                return status
-            time.sleep(0.2)
-        raise AssertionError(f"MLflow UI still starting after {timeout}s")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+    asyncio.run(purge(name))
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,14 +19,15 @@ import time
 import uuid
 from pathlib import Path
 
-import boto3
 import psycopg
 from psycopg import sql
 import pytest
-from traitlets.config import Config
 
 from enertef_hub.notebook.proxies import setup_mlflow_ui, setup_tensorboard
 from enertef_hub.provisioners.seeding import seed_home
+from tests.harness.notebooks import UnixHTTPConnection
+from tests.harness.s3 import s3_client
+from tests.harness.workbench import provision_with_tables, purge
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "notebook-scripts"
@@ -36,37 +36,10 @@ HUB_HOST = "hub.example.org"  # what jupyter-server-proxy forwards as Host
 RESOURCES: dict[str, str] = {}
 
 
-def _workbench():
-    from enertef_hub.workbench import Workbench
-
-    missing = [v for v in ("ENERTEF_POSTGRES_ADMIN_URL", "ENERTEF_MINIO_ENDPOINT", "ENERTEF_SECRET_KEY") if not os.environ.get(v)]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} not set: run `scripts/services.sh start && source .local/services.env`.")
-    return Workbench(config=Config())
-
-
-async def _provision(username: str, teams=None):
-    wb = _workbench()
-    try:
-        result = await wb.provision(username, teams=teams)
-        await wb.ensure_mlflow_tables(result)
-        return result
-    finally:
-        await wb.close()
-
-
-async def _purge(username: str):
-    wb = _workbench()
-    try:
-        await wb.deprovision(username, purge=True)
-    finally:
-        await wb.close()
-
-
 @pytest.fixture(scope="module")
 def server_env(tmp_path_factory) -> dict[str, str]:
     """The environment of nbalice's server: hub-side secrets removed, the user's added."""
-    result = asyncio.run(_provision(USER))
+    result = asyncio.run(provision_with_tables(USER))
     environment = result.environment
     # A purged name comes back as a new incarnation (user-nbalice-2...): use the real names.
     RESOURCES["bucket"], RESOURCES["schema"] = result.resources.bucket, result.resources.schema
@@ -77,7 +50,7 @@ def server_env(tmp_path_factory) -> dict[str, str]:
     env["ENERTEF_TENSORBOARD_LOGDIR"] = str(home / "tensorboard-logs")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")]))
     yield env
-    asyncio.run(_purge(USER))
+    asyncio.run(purge(USER))
 
 
 def run_python(code: str, env: dict[str, str], cwd: Path) -> str:
@@ -142,13 +115,7 @@ def test_start_run_lands_in_user_schema_and_bucket(server_env, logged_run) -> No
         ).fetchone()
     assert row == ("FINISHED", logged_run["experiment"])
 
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=server_env["AWS_ENDPOINT_URL"],
-        aws_access_key_id=server_env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=server_env["AWS_SECRET_ACCESS_KEY"],
-        region_name=server_env["AWS_DEFAULT_REGION"],
-    )
+    s3 = s3_client(server_env)
     key = logged_run["artifact_uri"].split(f"s3://{bucket}/", 1)[1] + "/notes/hello.txt"
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"hello from nbalice"
 
@@ -156,22 +123,8 @@ def test_start_run_lands_in_user_schema_and_bucket(server_env, logged_run) -> No
 # -- MLflow UI -------------------------------------------------------------------
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over the UI's unix socket, as jupyter-server-proxy talks to it."""
-
-    def __init__(self, path: str):
-        super().__init__(HUB_HOST, timeout=30)
-        self._socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(30)
-        sock.connect(self._socket_path)
-        self.sock = sock
-
-
 def request(sock: str, method: str, path: str, body: dict | None = None, origin: str | None = None):
-    conn = UnixHTTPConnection(sock)
+    conn = UnixHTTPConnection(sock, HUB_HOST)
     headers = {"Content-Type": "application/json"} if body is not None else {}
     if origin:
         headers["Origin"] = origin
@@ -341,9 +294,8 @@ def test_example_notebook_runs_top_to_bottom_in_a_fresh_home(server_env, noteboo
 TEAM_USER, TEAM = "nbbob", "nbteam"
 
 
-
 def test_use_team_logs_to_the_team_store_and_bucket_then_back(tmp_path) -> None:
-    result = asyncio.run(_provision(TEAM_USER, teams=[TEAM]))
+    result = asyncio.run(provision_with_tables(TEAM_USER, teams=[TEAM]))
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ENERTEF_", "AWS_", "MLFLOW_", "PG"))}
         env.update(result.environment, HOME=str(tmp_path), PYTHONPATH=str(SCRIPTS))
@@ -389,4 +341,4 @@ def test_use_team_logs_to_the_team_store_and_bucket_then_back(tmp_path) -> None:
             assert conn.execute(sql.SQL("SELECT count(*) FROM {}.runs WHERE run_uuid = %s").format(team),
                                 (info["team"][0],)).fetchone() == (1,)
     finally:
-        asyncio.run(_purge(TEAM_USER))
+        asyncio.run(purge(TEAM_USER))

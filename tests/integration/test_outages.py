@@ -9,50 +9,31 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
 import pytest_asyncio
 from minio import Minio
-from traitlets.config import Config
 
 from enertef_hub.errors import ServiceUnavailableError
-from enertef_hub.workbench import Workbench
-from tests.conftest import PRIVATE_SERVICE_KEYS, private_services_env, start_services, unique_name
+from tests.harness.names import unique_name
+from tests.harness.s3 import minio_admin
+from tests.harness.services import PRIVATE_SERVICE_KEYS, private_services, start_services
+from tests.harness.workbench import open_workbench
 
 
 @pytest.fixture(scope="module")
-def private_services():
-    # Not under pytest's tmp_path: that is private to root, and PostgreSQL runs as postgres.
-    state = Path(tempfile.mkdtemp(prefix="enertef-outage-", dir="/var/tmp"))
-    os.chmod(state, 0o755)
-    private_env = private_services_env(state)
+def own_services():
     # The private ports and state directory stay in the environment, to restart the pair.
-    env = {**start_services(private_env), **private_env}
-    yield env
-    subprocess.run([os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "services.sh"), "stop"],
-                   env={**os.environ, **private_env}, check=False)
-    shutil.rmtree(state, ignore_errors=True)
+    with private_services("enertef-outage-") as env:
+        yield env
 
 
 @pytest_asyncio.fixture
-async def workbench(private_services):
-    env = private_services
-    config = Config()
-    config.PostgresProvisioner.admin_url = env["ENERTEF_POSTGRES_ADMIN_URL"]
-    config.PostgresProvisioner.connect_timeout = 2.0
-    config.MinioProvisioner.endpoint = env["ENERTEF_MINIO_ENDPOINT"]
-    config.MinioProvisioner.access_key = env["ENERTEF_MINIO_ACCESS_KEY"]
-    config.MinioProvisioner.secret_key = env["ENERTEF_MINIO_SECRET_KEY"]
-    config.MinioProvisioner.timeout = 2.0
-    config.Workbench.secret_key = env["ENERTEF_SECRET_KEY"]
-    wb = Workbench(config=config)
-    yield wb
-    await wb.close()
+async def workbench(own_services):
+    async with open_workbench(own_services, timeout=2.0) as wb:
+        yield wb
 
 
 def pg_ctl(env, action: str):
@@ -78,11 +59,7 @@ def what_exists(env, username: str) -> dict:
     s3 = Minio(env["ENERTEF_MINIO_ENDPOINT"].split("//")[1], env["ENERTEF_MINIO_ACCESS_KEY"],
                env["ENERTEF_MINIO_SECRET_KEY"], secure=False)
     buckets = [b.name for b in s3.list_buckets() if b.name.startswith(f"user-{username}")]
-    from minio import MinioAdmin
-    from minio.credentials import StaticProvider
-
-    admin = MinioAdmin(endpoint=env["ENERTEF_MINIO_ENDPOINT"].split("//")[1], secure=False,
-                       credentials=StaticProvider(env["ENERTEF_MINIO_ACCESS_KEY"], env["ENERTEF_MINIO_SECRET_KEY"]))
+    admin = minio_admin(env)
     try:
         admin.user_info(f"user-{username}")
         users = [f"user-{username}"]
@@ -94,8 +71,8 @@ def what_exists(env, username: str) -> dict:
 NOTHING = {"roles": [], "schemas": [], "accounts": 0, "buckets": [], "users": []}
 
 
-async def test_postgres_down_gives_clear_error_and_creates_nothing(workbench, private_services):
-    env = private_services
+async def test_postgres_down_gives_clear_error_and_creates_nothing(workbench, own_services):
+    env = own_services
     await workbench.provision(unique_name("warm"))  # the pool is open and warm
     name = unique_name("dbdown")
     pg_ctl(env, "stop")
@@ -115,8 +92,8 @@ async def test_postgres_down_gives_clear_error_and_creates_nothing(workbench, pr
     assert what_exists(env, name)["roles"] == [(f"u_{name}",)]
 
 
-async def test_minio_down_gives_clear_error_and_rolls_back_the_database(workbench, private_services):
-    env = private_services
+async def test_minio_down_gives_clear_error_and_rolls_back_the_database(workbench, own_services):
+    env = own_services
     name = unique_name("miniodown")
     minio_signal(env, signal.SIGSTOP)  # frozen: connections hang, as with a dead host
     try:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-import boto3
 import psycopg
 import pytest
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 from psycopg import sql
 
@@ -16,8 +14,10 @@ from enertef_hub.errors import ProvisioningError
 from enertef_hub.naming import InvalidNameError
 from enertef_hub.workbench import Workbench
 
-from tests.conftest import acting_as, unique_name
-from tests.integration.conftest import run_as_user
+from tests.harness.names import unique_name
+from tests.harness.postgres import acting_as
+from tests.harness.s3 import admin_s3, s3_client
+from tests.harness.services import run_as_user
 
 MLFLOW_RUN = """
     import json, mlflow, pathlib, tempfile
@@ -29,22 +29,6 @@ MLFLOW_RUN = """
         mlflow.log_artifact(str(path))
     print(json.dumps({"run_id": run.info.run_id, "artifact_uri": run.info.artifact_uri}))
 """
-
-
-def s3_client(env: dict[str, str]):
-    return boto3.client(
-        "s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_DEFAULT_REGION"],
-        config=BotoConfig(retries={"max_attempts": 1}),
-    )
-
-
-def admin_s3(services):
-    return boto3.client(
-        "s3", endpoint_url=services["ENERTEF_MINIO_ENDPOINT"],
-        aws_access_key_id=services["ENERTEF_MINIO_ACCESS_KEY"],
-        aws_secret_access_key=services["ENERTEF_MINIO_SECRET_KEY"], region_name="us-east-1",
-    )
 
 
 def count_roles(conn, role: str) -> int:
@@ -216,7 +200,6 @@ async def test_rotation_gives_new_credentials_and_old_ones_stop_working(workbenc
     s3_client(new.environment).list_objects_v2(Bucket=new.resources.bucket)
     with pytest.raises(ClientError):
         s3_client(old.environment).list_objects_v2(Bucket=old.resources.bucket)
-
 
 
 async def test_failure_after_storage_was_made_takes_everything_back(workbench, admin_conn, services, monkeypatch):

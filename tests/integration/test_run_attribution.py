@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import unique_name
-from tests.integration.conftest import run_as_user
+from tests.harness.names import unique_name
+from tests.harness.services import run_as_user
 
 START_RUNS = """
     import json, mlflow

@@ -1,6 +1,6 @@
 """Stores made by an older MLflow release are upgraded by the pinned one: at spawn and by ``upgrade-stores``.
 
-The older release is real: ``mlflow-skinny`` OLD_MLFLOW installed in a throwaway
+The older release is real: ``mlflow-skinny`` ``OLD_MLFLOW`` (tests.harness.workbench) installed in a throwaway
 virtual environment cached outside the clone (``$ENERTEF_CACHE_DIR``, default
 ``/var/cache/enertef-hub``), so reruns do not reinstall it.
 """
@@ -8,39 +8,19 @@ virtual environment cached outside the clone (``$ENERTEF_CACHE_DIR``, default
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 from psycopg import sql
 
 from enertef_hub.naming import make_team_resources
 from enertef_hub.store_upgrades import StoreUpgradeError
-from tests.conftest import REPO, acting_as, unique_name
-from tests.integration.conftest import run_as_user
-
-#: An MLflow release well behind the pinned one (its schema head is 0584bdc529eb).
-OLD_MLFLOW = "2.22.0"
-CACHE = Path(os.environ.get("ENERTEF_CACHE_DIR", "/var/cache/enertef-hub"))
-
-#: Run by the older MLflow: its tables, an experiment and a run with a param and a metric.
-MAKE_OLD_STORE = """
-    import os, json, mlflow
-    from mlflow.entities import Metric, Param
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-    # psycopg2, the driver of that era: MLflow 2.x's string ids do not compare with
-    # integer columns under psycopg 3's typed parameters.
-    uri = os.environ["MLFLOW_TRACKING_URI"].replace("postgresql+psycopg://", "postgresql+psycopg2://")
-    store = SqlAlchemyStore(uri, os.environ["ENERTEF_MLFLOW_ARTIFACT_ROOT"])
-    exp = store.create_experiment("made-by-old-mlflow")
-    run = store.create_run(exp, user_id="old", start_time=0, tags=[], run_name="old-run")
-    store.log_param(run.info.run_id, Param("alpha", "0.5"))
-    store.log_metric(run.info.run_id, Metric("loss", 0.25, 0, 0))
-    print(json.dumps({"run_id": run.info.run_id, "mlflow": mlflow.__version__}))
-"""
+from tests.harness import REPO
+from tests.harness.names import unique_name
+from tests.harness.postgres import acting_as
+from tests.harness.services import run_as_user
+from tests.harness.workbench import make_old_store
 
 #: Run by the pinned MLflow as the user: the old run is there, and a new run works.
 USE_UPGRADED_STORE = """
@@ -52,33 +32,6 @@ USE_UPGRADED_STORE = """
     print(json.dumps({{"alpha": old.data.params["alpha"], "loss": old.data.metrics["loss"],
                       "new": run.info.run_id}}))
 """
-
-
-@pytest.fixture(scope="session")
-def old_mlflow_python() -> str:
-    """Python of a virtual environment with the older MLflow (made once, then cached)."""
-    venv = CACHE / f"mlflow-skinny-{OLD_MLFLOW}"
-    python = venv / "bin" / "python"
-    if not (venv / ".complete-psycopg2").exists():
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        proc = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", f"mlflow-skinny=={OLD_MLFLOW}", "sqlalchemy<2.1",
-             "alembic", "psycopg2-binary"], capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, f"could not install mlflow-skinny {OLD_MLFLOW}:\n{proc.stderr[-3000:]}"
-        (venv / ".complete-psycopg2").touch()
-    return str(python)
-
-
-def make_old_store(old_python: str, environment: dict[str, str]) -> str:
-    """Create a store with the older MLflow, as the store's role; return its run's id."""
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **environment}
-    proc = subprocess.run([old_python, "-c", textwrap.dedent(MAKE_OLD_STORE)], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    made = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert made["mlflow"] == OLD_MLFLOW
-    return made["run_id"]
 
 
 def revision(admin_conn, schema: str) -> str:

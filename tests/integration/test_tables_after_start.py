@@ -7,7 +7,7 @@ server answers. Two things must then hold, with real PostgreSQL and real MLflow:
   (the store's MLflow lock, taken by our store plugin in the user's server), then
   logs into the replayed tables, instead of creating them at the same time;
 - the user can hold that lock (it is keyed on their own role) for as long as they
-  like, and the hub's replay gives up after ``Workbench.mlflow_lock_wait`` instead
+  like, and the hub's replay gives up after ``MlflowStores.mlflow_lock_wait`` instead
   of keeping a pool connection waiting.
 """
 
@@ -23,8 +23,9 @@ import pytest
 from psycopg import sql
 
 from enertef_hub import mlflow_snapshot
-from tests.conftest import acting_as, unique_name
-from tests.integration.conftest import run_as_user
+from tests.harness.names import unique_name
+from tests.harness.postgres import acting_as
+from tests.harness.services import run_as_user
 
 LOG_A_RUN = """
     import json, mlflow
@@ -67,7 +68,7 @@ def alembic_versions(admin_conn, result) -> list[str]:
 async def snapshot(workbench):
     """The recording the hub replays (the first ask of a test session starts making it)."""
     deadline = time.monotonic() + 300
-    while (recording := await workbench._mlflow_snapshot()) is None:
+    while (recording := await workbench.mlflow.snapshot()) is None:
         assert time.monotonic() < deadline, "MLflow's table creation was never recorded"
         await asyncio.sleep(0.5)
     return recording
@@ -103,7 +104,7 @@ async def test_an_mlflow_call_during_the_hub_s_replay_waits_and_logs_into_its_ta
 
 async def test_a_user_holding_their_store_lock_does_not_hold_the_hub(workbench, snapshot, admin_conn, caplog):
     result = await workbench.provision(unique_name("holder"))
-    workbench.mlflow_lock_wait = 1.0
+    workbench.mlflow.mlflow_lock_wait = 1.0
     try:
         async with await psycopg.AsyncConnection.connect(plain_uri(result.environment["MLFLOW_TRACKING_URI"]),
                                                          autocommit=True) as hostile:
@@ -122,5 +123,5 @@ async def test_a_user_holding_their_store_lock_does_not_hold_the_hub(workbench, 
         await workbench.ensure_mlflow_tables(result)
         assert len(alembic_versions(admin_conn, result)) == 1
     finally:
-        workbench.mlflow_lock_wait = 10.0
+        workbench.mlflow.mlflow_lock_wait = 10.0
         await workbench.deprovision(result.resources.username, purge=True)

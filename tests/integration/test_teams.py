@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -12,15 +11,16 @@ from botocore.exceptions import ClientError
 from psycopg import sql
 
 from enertef_hub.naming import InvalidNameError
-from tests.conftest import unique_name
-from tests.integration.conftest import run_as_user
-from tests.integration.test_provisioning import admin_s3, s3_client
+from tests.harness.names import unique_name
+from tests.harness.postgres import team_login_url
+from tests.harness.s3 import admin_s3, s3_client
+from tests.harness.services import run_as_user
 
 SCRIPTS = str(Path(__file__).resolve().parents[2] / "notebook-scripts")
 
+#: Run as a member, with the notebook helpers importable as in ~/notebook-scripts.
 TEAM_RUN = """
-    import json, sys, pathlib, tempfile
-    sys.path.insert(0, {scripts!r})
+    import json, pathlib, tempfile
     import mlflow
     from mlflow_group_utils import use_team, use_personal
     use_team({team!r})
@@ -38,17 +38,9 @@ TEAM_RUN = """
 
 
 def team_run(env, team, text, acc):
-    proc = run_as_user(env, TEAM_RUN.format(scripts=SCRIPTS, team=team, text=text, acc=acc))
+    proc = run_as_user({**env, "PYTHONPATH": SCRIPTS}, TEAM_RUN.format(team=team, text=text, acc=acc))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def team_url(env, team):
-    """libpq URL of the member's team login (``m_<team>_<user>``), and the options that act as the team."""
-    personal = env["ENERTEF_MLFLOW_BACKEND_STORE_URI"]
-    login = urlsplit(personal).username
-    base = personal.replace("postgresql+psycopg://", "postgresql://").replace(f"//{login}:", f"//m_{team}_{login[2:]}:", 1)
-    return base, f"-c role=t_{team} -c search_path=t_{team}"
 
 
 @pytest.fixture
@@ -82,10 +74,10 @@ async def test_members_share_runs_and_artifacts_others_are_denied(team1, admin_c
 
     # carol: denied at the database and at the storage.
     # She has no team login; her own login cannot act as the team.
-    _, options = team_url(carol.environment, team)
+    _, options = team_login_url(carol.environment, team)
     url = carol.environment["ENERTEF_MLFLOW_BACKEND_STORE_URI"].replace("postgresql+psycopg://", "postgresql://")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(team_url(carol.environment, team)[0])
+        psycopg.connect(team_login_url(carol.environment, team)[0])
     with pytest.raises(psycopg.OperationalError, match="permission denied to set role"):
         psycopg.connect(url, options=options)
     with psycopg.connect(url) as conn:
@@ -98,7 +90,7 @@ async def test_members_share_runs_and_artifacts_others_are_denied(team1, admin_c
         s3_client(carol.environment).get_object(Bucket=f"team-{team}", Key=key)
 
     # Personal stores stay private to their owner, even within a team.
-    url, _ = team_url(bob.environment, team)
+    url, _ = team_login_url(bob.environment, team)
     with psycopg.connect(url) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(sql.SQL("SELECT * FROM {}.runs").format(sql.Identifier(alice.resources.schema)))
@@ -107,7 +99,7 @@ async def test_members_share_runs_and_artifacts_others_are_denied(team1, admin_c
 async def test_removed_member_loses_access_at_sync_others_keep_it(team1, workbench, admin_conn):
     team, alice, bob, carol = team1
     first = team_run(alice.environment, team, "kept", 0.5)
-    url, options = team_url(bob.environment, team)
+    url, options = team_login_url(bob.environment, team)
     open_session = psycopg.connect(url, options=options, autocommit=True)
     open_session.execute("SELECT 1")
 
@@ -165,7 +157,7 @@ async def test_returning_member_s_lost_team_access_is_repaired_at_spawn(workbenc
     gina = unique_name("gina")
     first = await workbench.provision(gina, teams=[team])
     s3_client(first.environment).list_objects_v2(Bucket=f"team-{team}")
-    url, options = team_url(first.environment, team)
+    url, options = team_login_url(first.environment, team)
 
     _, admin = workbench.minio._get_clients()
     admin.group_remove(f"team-{team}", [first.resources.minio_user])
@@ -194,9 +186,7 @@ async def test_a_running_server_reaches_a_team_it_joins_and_loses_one_it_leaves(
     assert joined["artifact_uri"].startswith(f"s3://team-{team}/")
 
     await workbench.teams.sync_user(alice.resources.username, [], actor="test")
-    proc = run_as_user(started, f"""
-        import sys
-        sys.path.insert(0, {SCRIPTS!r})
+    proc = run_as_user({**started, "PYTHONPATH": SCRIPTS}, f"""
         from mlflow_group_utils import my_teams, use_team
         assert my_teams() == [], my_teams()
         try:

@@ -12,11 +12,12 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 from psycopg import sql
-from traitlets.config import Config
 
-from enertef_hub.workbench import Workbench
-from tests.conftest import REPO, acting_as, unique_name
-from tests.integration.test_provisioning import s3_client
+from tests.harness import REPO
+from tests.harness.names import unique_name
+from tests.harness.postgres import acting_as
+from tests.harness.s3 import s3_client
+from tests.harness.workbench import open_workbench
 
 MiB = 1024 * 1024
 
@@ -71,9 +72,8 @@ async def test_usage_reports_the_bytes_and_objects_written(workbench, admin_conn
 @pytest.fixture
 async def tight_workbench(services):
     """A workbench of its own, whose quota overrides a test may change."""
-    wb = Workbench(config=Config())
-    yield wb
-    await wb.close()
+    async with open_workbench() as wb:
+        yield wb
 
 
 async def test_a_bucket_quota_stops_an_upload_with_minios_own_error(tight_workbench):

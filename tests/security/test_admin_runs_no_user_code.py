@@ -30,9 +30,9 @@ import pytest
 from psycopg import sql
 
 from enertef_hub.usage import collect_usage
-from tests.conftest import unique_name
-from tests.integration.test_store_upgrades import make_old_store, old_mlflow_python  # noqa: F401  (fixture)
-from tests.security.conftest import connect_as
+from tests.harness.names import unique_name
+from tests.harness.postgres import connect_as
+from tests.harness.workbench import make_old_store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -145,7 +145,7 @@ async def test_an_operator_of_hers_on_the_search_path_is_not_run_by_the_replay(
                      f" $$BEGIN PERFORM {schema}.evil(); RETURN a::text = b::text; END$$")
         conn.execute(f"CREATE OPERATOR {schema}.= (LEFTARG = varchar, RIGHTARG = varchar,"
                      f" FUNCTION = {schema}.same)")
-    assert await workbench._mlflow_snapshot() is not None or await _recorded(workbench)
+    assert await workbench.mlflow.snapshot() is not None or await _recorded(workbench)
 
     made = await workbench.ensure_mlflow_tables(mallory)
 
@@ -160,7 +160,7 @@ async def _recorded(workbench) -> bool:
     """Wait for the recording of MLflow's table creation (a first ask starts it)."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        if await workbench._mlflow_snapshot() is not None:
+        if await workbench.mlflow.snapshot() is not None:
             return True
         await __import__("asyncio").sleep(1)
     return False
@@ -178,7 +178,7 @@ def upgrade_stores() -> subprocess.CompletedProcess:
     "CREATE RULE fire AS ON UPDATE TO {schema}.alembic_version DO ALSO SELECT {schema}.evil()",
 ], ids=["trigger", "rule"])
 async def test_a_trigger_or_rule_fired_by_upgrade_stores_is_not_run_by_the_hub(
-        workbench, admin_conn, mallory_and_bob, old_mlflow_python, hook):  # noqa: F811
+        workbench, admin_conn, mallory_and_bob, old_mlflow_python, hook):
     mallory, bob, evidence = mallory_and_bob
     make_old_store(old_mlflow_python, mallory.environment)
     with connect_as(mallory.environment) as conn:

@@ -1,50 +1,28 @@
 """Issue 11 through a real JupyterHub: withdrawn approval and deletion end everything the user held.
 
-Uses the e2e harness (tests/e2e/conftest.py ``running_hub``): real hub, proxy,
-PostgreSQL and MinIO. The deletion test runs the production single-machine mode
-(hub as root, a system account per user).
+Uses the hub harness (tests.harness.hub): real hub, proxy, PostgreSQL and MinIO. The
+deletion test runs the production single-machine mode (hub as root, a system account
+per user).
 """
 
 from __future__ import annotations
 
-import os
-import re
 import pwd
-import shutil
+import re
 import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import psycopg
 import pytest
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from hubharness import (  # noqa: E402
-    approve,
-    login_session,
-    server_environment,
-    signup_and_approve,
-    start_server,
-)
-
-from enertef_hub import sysaccounts  # noqa: E402
-from tests.conftest import unique_name  # noqa: E402
-from tests.e2e.conftest import hub, running_hub, services_env  # noqa: E402,F401  (fixtures)
-from tests.security.conftest import connect_as  # noqa: E402
+from enertef_hub import sysaccounts
+from tests.harness.forms import approve, login_session, signup_and_approve
+from tests.harness.hub import running_system_users_hub, server_environment, start_server
+from tests.harness.names import unique_name
+from tests.harness.postgres import connect_as
+from tests.harness.wait import wait_for
 
 PASSWORD = "correct horse battery staple 11"
-
-
-def wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_withdrawn_approval_ends_tokens_server_and_store_access(hub):
@@ -94,19 +72,9 @@ def test_withdrawn_approval_ends_tokens_server_and_store_access(hub):
 
 
 @pytest.fixture(scope="module")
-def system_hub(services_env):  # noqa: F811
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("system-user mode needs the hub to run as root, and CI runs as root")
-        pytest.skip("system-user mode needs root (CI runs it)")
-    state_dir = Path(tempfile.mkdtemp(prefix="enertef-sec-sysusers-", dir="/var/tmp"))
-    os.chmod(state_dir, 0o755)
-    with running_hub(services_env, state_dir, {"ENERTEF_E2E_SYSTEM_USERS": "1"}) as running:
+def system_hub(services_env):
+    with running_system_users_hub(services_env, "enertef-sec-sysusers-") as running:
         yield running
-    for account in pwd.getpwall():
-        if account.pw_dir.startswith(str(state_dir)):
-            subprocess.run(["userdel", account.pw_name], check=False, capture_output=True)
-    shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def test_deletion_ends_detached_processes_and_the_name_starts_again(system_hub):

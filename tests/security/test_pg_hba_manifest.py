@@ -19,7 +19,7 @@ import psycopg
 import pytest
 import yaml
 
-from tests.conftest import free_port
+from tests.harness.services import free_port
 
 MANIFEST = Path(__file__).resolve().parents[2] / "chart-values" / "manifests" / "postgresql.yaml"
 PG_BIN = Path(os.environ.get("ENERTEF_PG_BIN") or subprocess.run(

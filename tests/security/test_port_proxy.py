@@ -31,8 +31,9 @@ import requests
 from tornado import httpclient, websocket
 
 from enertef_hub.notebook.port_proxy import PORT_PROXY_OFF_MESSAGE, UNSAFE_PORT_PROXY_ENV
-from tests.conftest import free_port, unique_name
-from tests.integration.test_mlflow_ui_start import NotebookServer
+from tests.harness.names import unique_name
+from tests.harness.notebooks import NotebookServer
+from tests.harness.services import free_port
 
 ECHO = Path(__file__).with_name("header_echo.py")
 COOKIE = "jupyterhub-user-victim=stolen-session; _xsrf=stolen-xsrf"

@@ -16,15 +16,14 @@ import boto3
 import psycopg
 import pytest
 import requests
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 from minio import MinioAdmin
 from minio.credentials import StaticProvider
 from minio.error import MinioAdminException
 
-from tests.conftest import unique_name
-from tests.integration.test_provisioning import admin_s3, s3_client
-from tests.security.conftest import connect_as, connect_as_team
+from tests.harness.names import unique_name
+from tests.harness.postgres import connect_as, connect_as_team
+from tests.harness.s3 import admin_s3, s3_client
 
 DENIED = (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable)
 
@@ -50,9 +49,9 @@ def user_admin(environment: dict[str, str]) -> MinioAdmin:
 
 
 def key_client(environment: dict[str, str], access_key: str, secret_key: str, token: str | None = None):
-    return boto3.client("s3", endpoint_url=environment["AWS_ENDPOINT_URL"], aws_access_key_id=access_key,
-                        aws_secret_access_key=secret_key, aws_session_token=token, region_name="us-east-1",
-                        config=BotoConfig(retries={"max_attempts": 1}))
+    """An S3 client on the user's endpoint with other keys (a service account's, STS's)."""
+    keys = {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+    return s3_client({**environment, **keys}, session_token=token)
 
 
 def assume_role(environment: dict[str, str]) -> dict:

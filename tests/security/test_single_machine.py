@@ -24,7 +24,7 @@ from traitlets.config import Config
 
 from enertef_hub import sysaccounts
 from enertef_hub.localspawner import EnerTEFLocalSpawner, default_notebook_scripts
-from tests.conftest import unique_name
+from tests.harness.names import unique_name
 
 
 @pytest.fixture

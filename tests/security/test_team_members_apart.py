@@ -17,8 +17,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from tests.conftest import unique_name
-from tests.security.conftest import connect_as
+from tests.harness.names import unique_name
+from tests.harness.postgres import connect_as
 
 #: alice's trap, made as the team in the team's schema; {team_schema}, {bob_schema} filled in.
 TRAP = """

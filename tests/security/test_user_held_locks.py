@@ -31,9 +31,9 @@ from psycopg import sql
 
 from enertef_hub.errors import ProvisioningError
 from enertef_hub.workbench import Workbench
-from tests.conftest import unique_name
-from tests.integration.test_provisioning import s3_client
-from tests.security.conftest import connect_as, user_url
+from tests.harness.names import unique_name
+from tests.harness.postgres import connect_as, user_url
+from tests.harness.s3 import s3_client
 
 #: What "at once" means here; the hub's own bound on a lock wait is 10 s.
 QUICK = 5.0

@@ -10,19 +10,7 @@ from jinja2 import ChoiceLoader, DictLoader, Environment, FileSystemLoader
 
 from enertef_hub import admin_pages
 from enertef_hub.admin_pages import AccountsBase, HubTemplatesLoader, admin_default_url, install_admin_pages
-
-HUB_PAGE = (
-    "<nav>{% block nav_bar_left_items %}<li>Home</li>{% endblock nav_bar_left_items %}</nav>"
-    "{% block announcement %}{% endblock %}{% block main %}{% endblock %}"
-)
-
-
-def hub_env(page=HUB_PAGE) -> Environment:
-    return Environment(loader=DictLoader({
-        "page.html": page,
-        "admin.html": '{% extends "page.html" %}{% block main %}<div id="react-admin-hook"></div>{% endblock %}',
-        "home.html": '{% extends "page.html" %}{% block main %}home{% endblock %}',
-    }), autoescape=True)
+from tests.harness.hub_templates import HUB_PAGE, hub_env
 
 
 def render(env, name, **ns):

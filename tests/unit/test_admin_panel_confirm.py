@@ -18,7 +18,7 @@ import pytest
 
 from enertef_hub import admin_pages
 from enertef_hub.admin_pages import HubTemplatesLoader
-from tests.unit.test_admin_pages import hub_env
+from tests.harness.hub_templates import hub_env
 
 SCRIPT = os.path.join(os.path.dirname(admin_pages.__file__), "templates", "enertef-admin-panel.js")
 ORIGIN = "http://hub.example:8000"

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import z2jh_chart  # noqa: E402
+from tests.harness import z2jh
 
-REPO = z2jh_chart.REPO
+REPO = z2jh.REPO
 VALUES = REPO / "chart-values"
-K8S_VERSION = z2jh_chart.pinned_k8s_version()  # the k3s that scripts/start.sh pins
+K8S_VERSION = z2jh.pinned_k8s_version()  # the k3s that scripts/start.sh pins
 
 HUB_ENV = ("ENERTEF_POSTGRES_ADMIN_URL", "ENERTEF_MINIO_ENDPOINT", "ENERTEF_MINIO_ACCESS_KEY",
            "ENERTEF_MINIO_SECRET_KEY", "ENERTEF_SECRET_KEY")
@@ -51,17 +48,17 @@ def start_sh() -> str:
 
 @pytest.fixture(scope="module")
 def rendered() -> list[dict]:
-    return z2jh_chart.render()
+    return z2jh.render()
 
 
 def test_z2jh_values_validate_against_the_chart_schema(z2jh_values, rendered):
     # helm template validated the merged values against the chart's values.schema.json;
     # ours alone must not use keys the chart does not know either (additionalProperties).
-    schema = json.loads((z2jh_chart.Z2JH_DIR / "values.schema.json").read_text())
+    schema = json.loads((z2jh.Z2JH_DIR / "values.schema.json").read_text())
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(z2jh_values), key=str)
     unknown = [e.message for e in errors if e.validator == "additionalProperties"]
     assert not unknown, unknown
-    assert z2jh_chart.find(rendered, "Deployment", "hub")
+    assert z2jh.find(rendered, "Deployment", "hub")
 
 
 def test_every_rendered_object_is_valid_kubernetes(rendered):
@@ -71,8 +68,8 @@ def test_every_rendered_object_is_valid_kubernetes(rendered):
 
 def test_schema_check_can_fail():
     """Helm refuses a typo in a key (the schema really constrains our values)."""
-    with pytest.raises(z2jh_chart.HelmError, match="storag"):
-        z2jh_chart.render({"singleuser": {"storag": {"capacity": "10Gi"}}})
+    with pytest.raises(z2jh.HelmError, match="storag"):
+        z2jh.render({"singleuser": {"storag": {"capacity": "10Gi"}}})
 
 
 def test_hub_uses_our_classes_and_image(z2jh_values, start_sh):
@@ -296,7 +293,7 @@ def test_admin_and_example_team_names_are_valid_names(z2jh_values):
 
 def test_hub_may_reach_postgresql_and_minio(rendered):
     """The hub administers both: its own egress policy must allow in-cluster addresses."""
-    policy = z2jh_chart.find(rendered, "NetworkPolicy", "hub")
+    policy = z2jh.find(rendered, "NetworkPolicy", "hub")
     cidrs = {peer["ipBlock"]["cidr"] for rule in policy["spec"]["egress"] for peer in rule.get("to", [])
              if "ipBlock" in peer}
     assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= cidrs

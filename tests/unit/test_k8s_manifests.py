@@ -8,7 +8,6 @@ manifest would silently be ignored by an older kubectl).
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,8 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from z2jh_chart import pinned_k8s_version  # noqa: E402
+from tests.harness.z2jh import pinned_k8s_version
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST_DIR = REPO / "chart-values" / "manifests"

@@ -2,7 +2,7 @@
 
 The chart is rendered by a real ``helm template`` with chart-values/jupyterhub.yaml, and
 the chart's own jupyterhub_config.py configures our spawner in the hub image's Python
-environment, with the files and environment of the hub pod (tests/z2jh_chart.py). Only
+environment, with the files and environment of the hub pod (tests.harness.z2jh). Only
 KubeSpawner's cluster client is absent; tests/e2e runs the same on a real control plane.
 """
 
@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
 from jupyterhub.traitlets import ByteSpecification
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import z2jh_chart  # noqa: E402
+from enertef_hub.environment import make_user_environment
+from tests.harness import z2jh
 
-from enertef_hub.environment import make_user_environment  # noqa: E402
-
-K8S_VERSION = z2jh_chart.pinned_k8s_version()  # the k3s that scripts/start.sh pins
-REPO = z2jh_chart.REPO
+K8S_VERSION = z2jh.pinned_k8s_version()  # the k3s that scripts/start.sh pins
+REPO = z2jh.REPO
 
 # Hub-side secrets: the Secret "enertef-hub" scripts/start.sh creates, which hub.extraEnv reads.
 ADMIN_SECRET = {
@@ -34,7 +30,7 @@ ADMIN_SECRET = {
 }
 ADMIN_ENV_NAMES = (*ADMIN_SECRET, "ENERTEF_MINIO_ENDPOINT")
 ADMIN_SECRET_VALUES = ("ADMINPGSECRET4711", "ADMINMINIOSECRET4711", "ADMINDERIVATIONKEY4711")
-SECRETS = z2jh_chart.example_secrets(**ADMIN_SECRET)
+SECRETS = z2jh.example_secrets(**ADMIN_SECRET)
 
 USER_ENV = make_user_environment(
     tracking_uri="postgresql+psycopg://u_alice:userpw123@enertef-postgresql:5432/mlflow",
@@ -62,8 +58,8 @@ def build_answer(*overrides: dict, incarnation: int | None = None) -> dict:
     The spawner's ``prepare_home`` runs first, as at a spawn of ``incarnation`` (default 1)
     of alice's account.
     """
-    objects = z2jh_chart.render(*overrides)
-    answer = z2jh_chart.run_in_hub_pod(
+    objects = z2jh.render(*overrides)
+    answer = z2jh.run_in_hub_pod(
         objects, {"mode": "pod", "user": "alice", "user_env": dict(USER_ENV), "incarnation": incarnation},
         SECRETS)
     # What the chart wired us to must be our class, or nothing below tests ours.
@@ -82,7 +78,7 @@ def values() -> dict:
     """Our values file, as the deployer wrote it."""
     import yaml
 
-    return yaml.safe_load(z2jh_chart.VALUES_FILE.read_text())
+    return yaml.safe_load(z2jh.VALUES_FILE.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +251,7 @@ def test_credentials_come_from_the_users_own_secret(answer):
 
 def test_pod_and_secret_are_owned_by_the_release(answer):
     """helm uninstall deletes Secret hub; the garbage collector then deletes the pod and its Secret."""
-    from hubpod_probe import HUB_SECRET_UID
+    from tests.harness.z2jh.hubpod_probe import HUB_SECRET_UID
 
     owner = {"apiVersion": "v1", "kind": "Secret", "name": "hub", "uid": HUB_SECRET_UID}
     assert owner in answer["pod"]["metadata"]["ownerReferences"]

@@ -1,5 +1,6 @@
 """The README's promises that can drift from the code."""
 
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -8,12 +9,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_configuration_reference_is_generated_from_the_traitlets():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import config_reference
-    finally:
-        sys.path.pop(0)
-    assert config_reference.make_reference() in (ROOT / "README.md").read_text(), (
+    make_reference = runpy.run_path(str(ROOT / "scripts" / "config_reference.py"))["make_reference"]
+    assert make_reference() in (ROOT / "README.md").read_text(), (
         "README's configuration reference is stale: run `.venv/bin/python scripts/config_reference.py --write`"
     )
 

@@ -10,7 +10,7 @@ rendered hub Deployment mounts (ConfigMap and Secret ``hub``) and the image's
 ``jupyterhub_config.d/`` sit at ``/usr/local/etc/jupyterhub``, with the environment
 Kubernetes would give the container (the Deployment's env, service variables). The
 chart's own ``jupyterhub_config.py`` and ``z2jh.py`` are loaded by JupyterHub's own
-config loader there (``tests/hubpod_probe.py``). Needs root (``unshare``), as CI runs.
+config loader there (``hubpod_probe.py`` beside this file). Needs root (``unshare``), as CI runs.
 
 Only the cluster is absent here; tests/e2e/ runs the same chart on a real control plane.
 """
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.harness import REPO
+
 #: In CI the repository is cloned elsewhere with a copy of shared/ beside it.
 Z2JH_DIR = REPO.parent / "shared" / "z2jh-4.4.0"
 CHART_DIR = Z2JH_DIR / "chart"
@@ -183,7 +184,7 @@ def example_secrets(**values: str) -> dict[tuple[str, str], str]:
 
 def run_in_hub_pod(objects: list[dict], request: dict, secrets: dict[tuple[str, str], str],
                    timeout: float = 120) -> dict:
-    """Run tests/hubpod_probe.py with ``request`` in the hub pod's files and environment; its answer.
+    """Run hubpod_probe.py (beside this file) with ``request`` in the hub pod's files and environment; its answer.
 
     ``secrets`` resolves the Deployment's ``secretKeyRef`` entries that the chart does not
     render itself (ours, made by scripts/start.sh): ``{(secret, key): value}``. Secrets the

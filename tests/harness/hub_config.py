@@ -1,6 +1,6 @@
 """JupyterHub configuration of the end-to-end test hub (``jupyterhub -f hub_config.py``).
 
-Started by tests/e2e/conftest.py, which passes everything that changes per run
+Started by tests.harness.hub.running_hub, which passes everything that changes per run
 through ``ENERTEF_E2E_*`` environment variables; service credentials come from the
 usual ``ENERTEF_*`` variables (scripts/services.sh). It is the production wiring
 (EnerTEFAuthenticator + EnerTEFLocalSpawner, real PostgreSQL and MinIO) with the

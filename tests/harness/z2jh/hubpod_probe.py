@@ -1,4 +1,4 @@
-"""Run inside the hub pod's files and environment by tests/z2jh_chart.py (not a test module).
+"""Run inside the hub pod's files and environment by tests.harness.z2jh (a script, not a test module).
 
     python hubpod_probe.py REQUEST.json ANSWER.json
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from ..s3 import minio_admin
 from .api import REPO, KubeAPI
 
 CHART = Path(__file__).resolve().parents[4] / "shared" / "z2jh-4.4.0" / "chart"
@@ -100,19 +101,13 @@ def make_hub_minio_user(namespace: str, services_env: dict[str, str]) -> str:
     What the MinIO chart's post-install Job does with the root keys (``users`` and
     ``policies`` of the values file), done here with the root keys of this machine's MinIO.
     """
-    from minio import MinioAdmin
-    from minio.credentials import StaticProvider
-
     minio_values = yaml.safe_load((REPO / "chart-values" / "minio.yaml").read_text())
     (user,) = minio_values["users"]
     (policy,) = [p for p in minio_values["policies"] if p["name"] == user["policy"]]
     document = {"Version": "2012-10-17", "Statement": [
         {"Effect": st.get("effect", "Allow"), "Action": st["actions"],
          **({"Resource": st["resources"]} if st.get("resources") else {})} for st in policy["statements"]]}
-    endpoint = urlsplit(services_env["ENERTEF_MINIO_ENDPOINT"])
-    admin = MinioAdmin(endpoint=endpoint.netloc, secure=endpoint.scheme == "https",
-                       credentials=StaticProvider(services_env["ENERTEF_MINIO_ACCESS_KEY"],
-                                                  services_env["ENERTEF_MINIO_SECRET_KEY"]))
+    admin = minio_admin(services_env)
     name, secret_key = hub_minio_user(namespace), secrets.token_urlsafe(30)
     admin.policy_add(name, policy=document)
     admin.user_add(name, secret_key)
@@ -121,13 +116,7 @@ def make_hub_minio_user(namespace: str, services_env: dict[str, str]) -> str:
 
 
 def remove_hub_minio_user(namespace: str, services_env: dict[str, str]) -> None:
-    from minio import MinioAdmin
-    from minio.credentials import StaticProvider
-
-    endpoint = urlsplit(services_env["ENERTEF_MINIO_ENDPOINT"])
-    admin = MinioAdmin(endpoint=endpoint.netloc, secure=endpoint.scheme == "https",
-                       credentials=StaticProvider(services_env["ENERTEF_MINIO_ACCESS_KEY"],
-                                                  services_env["ENERTEF_MINIO_SECRET_KEY"]))
+    admin = minio_admin(services_env)
     for remove in (lambda n: admin.user_remove(n), lambda n: admin.policy_remove(n)):
         try:
             remove(hub_minio_user(namespace))
