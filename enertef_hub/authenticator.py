@@ -23,12 +23,13 @@ import os
 import secrets
 
 import bcrypt
+from jupyterhub import orm
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.orm import UserInfo
 from tornado import web
 from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
 
-from . import naming
+from . import deleted_logins, naming
 from .api_handlers import api_handlers
 from .approval import ensure_hub_users_of_approved
 from .errors import EnerTEFError
@@ -153,6 +154,42 @@ class EnerTEFAuthenticator(NativeAuthenticator):
         "... write to ml-admins@example.org".""",
     )
 
+    suspended_message = Unicode(
+        "Your account '{username}' is suspended: an administrator has withdrawn its access."
+        " Your files and MLflow data are kept. Ask an administrator of this hub ({admins})"
+        " to approve it again.",
+        config=True,
+        help="""Message shown when a user whose approval an admin withdrew (Unauthorize on
+        the approval page, or Suspend on the accounts page) logs in with the right
+        password; a wrong password reads "Invalid username or password" as for anyone.
+        ``{username}`` is replaced by the username, ``{admins}`` by the names in
+        ``Authenticator.admin_users``. Say here how users reach your admins, e.g.
+        "... write to ml-admins@example.org".""",
+    )
+
+    deleted_account_message = Unicode(
+        "The account '{username}' no longer exists: an administrator deleted it. To use"
+        " this hub again, sign up anew and wait for approval; ask an administrator"
+        " ({admins}) whether the old account's data was kept.",
+        config=True,
+        help="""Message shown when the owner of a deleted account logs in with its
+        password (kept for this, see ``keep_deleted_password_hash``); any other password
+        reads "Invalid username or password", as for a name that never existed, so
+        nobody else learns that the name existed. ``{username}`` and ``{admins}`` as in
+        ``suspended_message``.""",
+    )
+
+    keep_deleted_password_hash = Bool(
+        True,
+        config=True,
+        help="""Keep the password hash (bcrypt) of a deleted account in the hub's database
+        (table ``enertef_deleted_logins``), so that its owner, logging in with the right
+        password, reads ``deleted_account_message`` instead of "Invalid username or
+        password". It is dropped when the name signs up again. False: deleting an
+        account forgets its password, and its owner's logins read "Invalid username or
+        password".""",
+    )
+
     revoke_on_delete = Bool(
         True,
         config=True,
@@ -207,6 +244,8 @@ class EnerTEFAuthenticator(NativeAuthenticator):
                 "NativeAuthenticator.allowed_failed_logins is ignored: EnerTEFAuthenticator"
                 " throttles failed logins per name and address instead (login_delay)."
             )
+        if self.db is not None:
+            deleted_logins.ensure_table(self.db)
         self.ensure_admin_accounts()
 
     # NativeAuthenticator's per-account lock-out lets anyone who knows a name lock its
@@ -286,6 +325,26 @@ class EnerTEFAuthenticator(NativeAuthenticator):
             return True
         info = self.get_user(username)
         return bool(info is not None and info.is_authorized)
+
+    def refusal_message(self, username: str, password: str) -> str | None:
+        """Why a login of ``username`` (normalised) with ``password`` is refused, told only with
+        the right password; None if the password is wrong (or the name unknown).
+
+        Suspended (an approved user whose approval was withdrawn: approval made their
+        hub user, which stays), waiting for approval, or deleted (its password kept
+        by ``keep_deleted_password_hash``).
+        """
+        admins = ", ".join(sorted(self.admin_users)) or "the administrators"
+        info = self.get_user(username)
+        if info is None:
+            if deleted_logins.was_deleted_with(self.db, username, password):
+                return self.deleted_account_message.format(username=username, admins=admins)
+            return None
+        if not self.password_matches(info, password) or self.check_allowed(username):
+            return None
+        if orm.User.find(self.db, username) is not None:
+            return self.suspended_message.format(username=username, admins=admins)
+        return self.waiting_for_approval_message.format(username=username)
 
     async def refresh_user(self, user, handler=None):
         """End the hub session of a user whose approval an admin has withdrawn.
@@ -427,6 +486,8 @@ class EnerTEFAuthenticator(NativeAuthenticator):
         """Record a sign-up (NativeAuthenticator) and log it as a lifecycle event."""
         info = super().create_user(username, password, **kwargs)
         if info is not None:
+            # A new account of the name: the deleted one's password must not speak for it.
+            deleted_logins.forget(self.db, info.username)
             log_event(
                 self.log,
                 "signup",
@@ -462,6 +523,10 @@ class EnerTEFAuthenticator(NativeAuthenticator):
                 # revoked first, the sweeps and the registry after it).
                 self.log.error("Deleting user %s failed: %s", name, error)
                 raise web.HTTPError(503, f"User {name} was not deleted: {error}") from error
+        info = self.get_user(name)
+        if info is not None and self.keep_deleted_password_hash:
+            # Committed with the sign-up's removal (NativeAuthenticator's delete_user).
+            deleted_logins.remember(self.db, name, info.password, actor)
         super().delete_user(user)
         log_event(self.log, "user-deleted", name, actor=actor, revoked=self.revoke_on_delete)
 

@@ -330,12 +330,8 @@ class LoginHandler(TemplatesMixin, NativeLoginHandler):
         if auth.username_problem(data["username"]) is not None:
             return invalid
         name = auth.normalize_username(data["username"])
-        info = auth.get_user(name)
-        if info is None:
-            return invalid
-        if auth.password_matches(info, data["password"]) and not auth.check_allowed(name):
-            return auth.waiting_for_approval_message.format(username=name)
-        return invalid
+        # Suspended, waiting or deleted is said only to whoever has the right password.
+        return auth.refusal_message(name, data["password"]) or invalid
 
 
 class AuthorizationAreaHandler(TemplatesMixin, LocalBase):

@@ -198,6 +198,56 @@ async def test_login_needs_approval_and_the_right_password(auth):
     assert await auth.authenticate(None, {"username": "alice", "password": "wrong one"}) is None
 
 
+# --------------------------------------------------- why a login is refused (issue 20)
+
+
+def approve_and_log_in_once(auth, name):
+    """An approved user whose hub user exists (approval makes it; so does a first login)."""
+    auth.create_user(name, PASSWORD)
+    UserInfo.change_authorization(auth.db, name)
+    auth.db.add(orm.User(name=name))
+    auth.db.commit()
+
+
+def test_a_sign_up_waiting_for_approval_is_told_so_with_the_right_password(auth):
+    auth.create_user("alice", PASSWORD)
+    assert "waiting for approval" in auth.refusal_message("alice", PASSWORD)
+    assert auth.refusal_message("alice", "wrong one") is None
+
+
+def test_a_suspended_user_is_told_so_and_whom_to_ask_with_the_right_password(auth):
+    approve_and_log_in_once(auth, "alice")
+    assert auth.refusal_message("alice", PASSWORD) is None  # approved: nothing refused
+    UserInfo.change_authorization(auth.db, "alice")  # the admin withdraws the approval
+    message = auth.refusal_message("alice", PASSWORD)
+    assert "suspended" in message and "boss" in message and "waiting for approval" not in message
+    assert auth.refusal_message("alice", "wrong one") is None
+
+
+async def test_a_deleted_user_is_told_the_account_is_gone_only_with_its_password(auth):
+    approve_and_log_in_once(auth, "alice")
+    await auth.delete_user(FakeHubUser("alice"), actor="boss")
+    auth.db.delete(orm.User.find(auth.db, "alice"))  # as the hub does after delete_user
+    auth.db.commit()
+    message = auth.refusal_message("alice", PASSWORD)
+    assert "no longer exists" in message and "boss" in message
+    # A stranger learns nothing: a wrong password reads as for a name that never existed.
+    assert auth.refusal_message("alice", "wrong one") is None
+    assert auth.refusal_message("nobody", PASSWORD) is None
+    assert auth.refusal_message("alice", "x" * 100) is None
+    # Signed up again: the new account speaks for the name, the old password for nothing.
+    auth.create_user("alice", PASSWORD + " new")
+    assert "waiting for approval" in auth.refusal_message("alice", PASSWORD + " new")
+    assert auth.refusal_message("alice", PASSWORD) is None
+
+
+async def test_a_deleted_password_is_not_kept_when_configured_off(auth):
+    auth.keep_deleted_password_hash = False
+    approve_and_log_in_once(auth, "alice")
+    await auth.delete_user(FakeHubUser("alice"))
+    assert auth.refusal_message("alice", PASSWORD) is None
+
+
 @pytest.mark.parametrize(
     "data",
     [
