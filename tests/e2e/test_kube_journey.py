@@ -3,7 +3,7 @@
 ``scripts/kube.sh start`` runs a real API server (RBAC, ServiceAccount admission),
 etcd, controller-manager, scheduler and kwok on loopback. ``helm install`` puts the
 real chart in a namespace of its own with ``chart-values/jupyterhub.yaml``; the
-kubelet stand-in (``kubeharness.node``) then runs the hub pod (the chart's own
+kubelet stand-in (``tests.harness.kube.node``) then runs the hub pod (the chart's own
 ``jupyterhub_config.py`` and ``z2jh.py`` from the rendered ConfigMap, the rendered
 Secret, our ``jupyterhub_config.d/`` where the hub image puts it, the hub
 ServiceAccount's token, so the chart's Role decides what the spawner may do), the
@@ -64,20 +64,11 @@ from tests.harness.notebooks import execute_notebook
 from tests.harness.postgres import acting_as
 from tests.harness.s3 import admin_s3, s3_client
 from tests.harness.services import free_port
+from tests.harness.wait import wait_for
 
 PASSWORD = "Kube-journey-passw0rd!"
 ADMIN = "hubadmin"  # chart-values/jupyterhub.yaml hub.config.Authenticator.admin_users
 FIGURES: dict[str, float] = {}
-
-
-def wait_until(what: str, predicate, timeout: float = 120, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def rss_mb(pids: list[int]) -> float:
@@ -106,7 +97,7 @@ def rss_mb(pids: list[int]) -> float:
 
 
 class KubeHub(Hub):
-    """The test Hub (hubharness) of a hub pod run by the kubelet stand-in."""
+    """The test Hub (tests.harness.hub) of a hub pod run by the kubelet stand-in."""
 
     node: Node
     api_server: KubeAPI
@@ -164,9 +155,10 @@ def kube_hub(services_env, tmp_path_factory):
                           "service/proxy-public", "persistentvolumeclaim/hub-db-dir", "role.rbac.authorization.k8s.io/hub",
                           "networkpolicy.networking.k8s.io/singleuser", "secret/hub", "configmap/hub"):
             assert kind_name in made, f"{kind_name} missing after helm install:\n{made}"
-        wait_until("the proxy pod running", lambda: next(
+        wait_for(lambda: next(
             (p for p in api.items(f"/api/v1/namespaces/{namespace}/pods?labelSelector=component%3Dproxy")
-             if p.get("status", {}).get("podIP") and p["metadata"]["name"] in node.containers), None))
+             if p.get("status", {}).get("podIP") and p["metadata"]["name"] in node.containers), None),
+            timeout=120, what="the proxy pod running")
         url = f"http://localhost:{public_port}"
         hub = KubeHub(url, token, ADMIN, admin_password, state / "hub.log", state, None)
         hub.node, hub.api_server, hub.namespace, hub.env = node, api, namespace, env
@@ -181,7 +173,7 @@ def kube_hub(services_env, tmp_path_factory):
                 return False
 
         try:
-            wait_until("the hub answering through the proxy", hub_answers, timeout=180)
+            wait_for(hub_answers, timeout=180, what="the hub answering through the proxy")
         except AssertionError:
             raise AssertionError(f"hub not up; hub log:\n{hub.log_tail(80)}") from None
         FIGURES["install_to_hub_ready_s"] = time.monotonic() - started
@@ -233,8 +225,8 @@ def start_and_wait(hub, name: str, timeout: float = 240):
     if hub.api("GET", f"/users/{name}").status_code == 404:
         hub.api("POST", f"/users/{name}").raise_for_status()
     hub.api("POST", f"/users/{name}/server").raise_for_status()
-    wait_until(f"{name}'s server ready", lambda: (hub.api("GET", f"/users/{name}").json()
-                                                  .get("servers", {}).get("", {}).get("ready")), timeout=timeout)
+    wait_for(lambda: hub.api("GET", f"/users/{name}").json().get("servers", {}).get("", {}).get("ready"),
+             timeout=timeout, what=f"{name}'s server ready")
 
 
 def wait_hub_answers(hub, timeout: float = 180):
@@ -244,7 +236,7 @@ def wait_hub_answers(hub, timeout: float = 180):
         except requests.RequestException:
             return False
 
-    wait_until("the hub answering", answers, timeout=timeout)
+    wait_for(answers, timeout=timeout, what="the hub answering")
 
 
 def hub_service_account_token(hub: KubeHub) -> tuple[str, str]:
@@ -375,8 +367,8 @@ def test_journey(kube_hub, admin_page, new_page, services_env):
     user_uri = local_uri(env["MLFLOW_TRACKING_URI"], services_env)
     user_s3 = s3_client(env, endpoint_url=services_env["ENERTEF_MINIO_ENDPOINT"])  # the pod's endpoint is in-cluster
     delete_in_admin_panel(admin_page, hub, name)
-    wait_until("the user's pod deleted", lambda: hub.pod(pod_name) is None, timeout=90)
-    wait_until("the user's process stopped", lambda: pod_name not in hub.node.containers, timeout=30)
+    wait_for(lambda: hub.pod(pod_name) is None, timeout=90, what="the user's pod deleted")
+    wait_for(lambda: pod_name not in hub.node.containers, timeout=30, what="the user's process stopped")
     assert user_secret(hub, pod_name) is None, "the deleted user's credential Secret is still there"
     assert hub.pvc(f"claim-{name}") is not None, "claim deleted although purge_on_delete is false"
     with pytest.raises(psycopg.OperationalError):
@@ -425,11 +417,11 @@ def test_storage_outage_is_a_clear_message_and_no_crash_loop(kube_hub, new_page,
             except (requests.RequestException, ValueError):
                 return False  # the hub is going away: the next round says so
 
-        wait_until("the failed spawn to finish", spawn_over)
+        wait_for(spawn_over, timeout=120, what="the failed spawn to finish")
         for _ in range(limit + 1):
             response = hub.api("POST", f"/users/{name}/server")
             assert response.status_code in (201, 202, 500), response.text
-            wait_until("the failed spawn to finish", spawn_over, timeout=90)
+            wait_for(spawn_over, timeout=90, what="the failed spawn to finish")
         time.sleep(3)  # JupyterHub aborts 2 s after the limit is reached
         assert hub.api("GET", f"/users/{name}").json()["servers"] == {}
     finally:
@@ -453,7 +445,7 @@ def test_purge_on_delete_removes_the_claim(kube_hub, admin_page, services_env):
         capture_output=True, text=True, env=hub.env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     # The new values roll the hub Deployment (the Secret's checksum): a new hub pod.
-    wait_until("the new hub pod", lambda: (c := running_hub_pod(hub.node)) and c is not old_hub, timeout=120)
+    wait_for(lambda: (c := running_hub_pod(hub.node)) and c is not old_hub, timeout=120, what="the new hub pod")
 
     def answers():
         try:
@@ -461,14 +453,14 @@ def test_purge_on_delete_removes_the_claim(kube_hub, admin_page, services_env):
         except requests.RequestException:
             return False
 
-    wait_until("the upgraded hub", answers, timeout=180)
+    wait_for(answers, timeout=180, what="the upgraded hub")
     name = unique_name("kpurge")
     assert signup(hub, name, PASSWORD).status_code == 200
     approve(hub, name, admin=hub.admin_session())
     start_and_wait(hub, name)
     assert hub.pvc(f"claim-{name}") is not None
     delete_in_admin_panel(admin_page, hub, name)
-    wait_until("the claim purged", lambda: hub.pvc(f"claim-{name}") is None, timeout=90)
+    wait_for(lambda: hub.pvc(f"claim-{name}") is None, timeout=90, what="the claim purged")
     with psycopg.connect(services_env["ENERTEF_POSTGRES_ADMIN_URL"]) as conn:
         assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (f"u_{name}",)).fetchone()[0] == 0
     assert f"user-{name}" not in [b["Name"] for b in admin_s3(services_env).list_buckets()["Buckets"]]
@@ -490,15 +482,15 @@ def test_uninstall_stops_users_and_a_reinstall_never_hands_out_old_data(kube_hub
     proc = subprocess.run(["helm", "uninstall", RELEASE, "--namespace", hub.namespace, "--wait", "--timeout", "120s"],
                           capture_output=True, text=True, env=hub.env, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    wait_until("the user's pod deleted with the release", lambda: hub.pod(pod_name) is None, timeout=90)
-    wait_until("the user's credential Secret deleted with the release", lambda: user_secret(hub, pod_name) is None,
-               timeout=60)
-    wait_until("the user's process stopped", lambda: pod_name not in hub.node.containers, timeout=30)
+    wait_for(lambda: hub.pod(pod_name) is None, timeout=90, what="the user's pod deleted with the release")
+    wait_for(lambda: user_secret(hub, pod_name) is None, timeout=60,
+             what="the user's credential Secret deleted with the release")
+    wait_for(lambda: pod_name not in hub.node.containers, timeout=30, what="the user's process stopped")
     assert hub.pvc(f"claim-{name}") is not None, "helm uninstall must keep users' homes"
 
     # The same data, a new release: the hub's database is new, the account registry is not.
     helm_install(hub.env, hub.namespace, hub.dir, hub.token, hub.url)
-    wait_until("the new hub pod", lambda: running_hub_pod(hub.node), timeout=120)
+    wait_for(lambda: running_hub_pod(hub.node), timeout=120, what="the new hub pod")
     wait_hub_answers(hub)
     assert hub.api("GET", f"/users/{name}").status_code == 404, "the new hub knows the old user"
     assert signup(hub, name, "Someone-else-passw0rd!").status_code == 200

@@ -16,4 +16,4 @@ def wait_for(check, timeout: float = 60, what: str = "condition", interval: floa
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
