@@ -1,4 +1,4 @@
-"""JupyterHub's REST API handlers for groups, extended so team access follows a group edit at once.
+"""JupyterHub's REST API handlers, extended: group edits reach team access at once, deletions name the admin.
 
 JupyterHub has no hook for group edits: the admin panel's group page (5.5 and 6.x
 alike) sends ``POST`` and ``DELETE /hub/api/groups/NAME/users`` (add, remove
@@ -17,20 +17,30 @@ what is not done by then finishes in the background. A sync that fails (a servic
 down) is logged; the periodic sync retries it. A running server sees a new team at
 once (``my_teams()`` asks the database), and a removed member's team login ends
 before the admin panel shows the change.
+
+``DELETE /hub/api/users/NAME`` (the admin panel's "Delete user") calls
+``Authenticator.delete_user(user)`` with no word of who asked: :class:`UserAPIHandler`
+puts the requester's name in :data:`acting_user` for the request, and
+``EnerTEFAuthenticator.delete_user`` logs the deletion (and the revocation) in that
+name instead of "system".
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 
 from jupyterhub import orm
-from jupyterhub.apihandlers import groups
+from jupyterhub.apihandlers import groups, users
 from jupyterhub.utils import maybe_future
 
 from .errors import EnerTEFError
 from .naming import InvalidNameError, normalize_team_name
 from .preparation import run_in_background, running
+
+#: The user (or service) whose API request is deleting a user, while it does.
+acting_user: contextvars.ContextVar[str | None] = contextvars.ContextVar("enertef_acting_user", default=None)
 
 #: Users whose teams changed again while their sync ran: it runs once more.
 _resync: set[str] = set()
@@ -144,10 +154,24 @@ class GroupUsersAPIHandler(_SyncsTeams, groups.GroupUsersAPIHandler):
         await self._change_and_sync([group_name], super().delete, group_name)
 
 
+class UserAPIHandler(users.UserAPIHandler):
+    """``/hub/api/users/NAME``: JupyterHub's, with a deletion done in the requester's name."""
+
+    async def delete(self, user_name):
+        # The request's own task (and what it awaits) sees it; JupyterHub's scope check
+        # still runs in super().delete before anything is done.
+        token = acting_user.set(self.current_user.name if self.current_user is not None else None)
+        try:
+            await super().delete(user_name)
+        finally:
+            acting_user.reset(token)
+
+
 def api_handlers() -> list[tuple[str, type]]:
     """Routes of these handlers (below the hub's prefix), ahead of JupyterHub's own for the same paths."""
     return [
         (r"/api/groups", GroupListAPIHandler),
         (r"/api/groups/([^/]+)", GroupAPIHandler),
         (r"/api/groups/([^/]+)/users", GroupUsersAPIHandler),
+        (r"/api/users/([^/]+)", UserAPIHandler),
     ]

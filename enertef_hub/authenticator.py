@@ -30,7 +30,7 @@ from tornado import web
 from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
 
 from . import deleted_logins, naming
-from .api_handlers import api_handlers
+from .api_handlers import acting_user, api_handlers
 from .approval import ensure_hub_users_of_approved
 from .errors import EnerTEFError
 from .events import log_event
@@ -507,12 +507,17 @@ class EnerTEFAuthenticator(NativeAuthenticator):
     async def delete_user(self, user, actor=None):
         """Revoke the user's resources, then forget the account.
 
+        ``actor``: who deletes (logged in the events); by default the requester of the
+        ``DELETE /hub/api/users/NAME`` being served (``api_handlers.acting_user``).
+
         Revocation comes first: if PostgreSQL or MinIO cannot be reached, the
         deletion fails with a message and the account stays as it was, so the
         admin can simply retry; a half-deleted user who still holds working
         credentials would be worse.
         """
         name = user.name
+        # The admin panel's DELETE /hub/api/users/NAME passes no actor: its requester is here.
+        actor = actor or acting_user.get()
         # A preparation started at approval must not give access back after this.
         await stop_preparing(name)
         if self.revoke_on_delete:

@@ -23,7 +23,7 @@ from playwright.sync_api import expect
 from enertef_hub.naming import make_user_resources
 from tests.harness.browser import log_in, screenshot
 from tests.harness.forms import signup_and_approve
-from tests.harness.hub import start_server
+from tests.harness.hub import events_for, start_server
 from tests.harness.names import unique_name
 from tests.harness.postgres import account_states, schema_exists
 from tests.harness.s3 import bucket_exists
@@ -100,6 +100,9 @@ def test_deleting_a_user_in_the_admin_panel_asks_first_and_keeps_the_data(hub, p
     wait_for(lambda: hub.api("GET", f"/users/{name}").status_code == 404, what="the user to be deleted")
     assert len(user_deletes()) == 1 and "_xsrf=" in user_deletes()[0]
     expect(page.locator("tr", has_text=name)).to_have_count(0)
+    # The deletion's events name the admin who deleted, not "system".
+    deletion = {e["event"]: e["actor"] for e in events_for(hub, name) if e["event"] in ("user-deleted", "deprovisioned")}
+    assert deletion == {"user-deleted": hub.admin_name, "deprovisioned": hub.admin_name}
 
     # The data is kept, and the Accounts page lists it to restore or purge.
     assert account_states(name) == {1: "deleted"}

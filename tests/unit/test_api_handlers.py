@@ -33,6 +33,16 @@ def test_the_group_routes_are_ours_and_jupyterhubs_handlers_underneath():
             assert issubclass(routes[route], handler), route
 
 
+def test_user_deletion_is_routed_through_ours():
+    from jupyterhub.apihandlers import users
+
+    db = orm.new_session_factory("sqlite://")()
+    routes = dict(EnerTEFAuthenticator(db=db, log=LOG).get_handlers(app=None))
+    assert routes[r"/api/users/([^/]+)"] is api_handlers.UserAPIHandler
+    assert issubclass(api_handlers.UserAPIHandler, users.UserAPIHandler)
+    assert dict(users.default_handlers)[r"/api/users/([^/]+)"] is users.UserAPIHandler
+
+
 def test_team_names_are_the_valid_groups():
     assert api_handlers.team_names(["Lab1", "lab1", "my lab", "x" * 40, "physics"], LOG) == ["lab1", "physics"]
 

@@ -16,6 +16,7 @@ from nativeauthenticator.orm import UserInfo
 from tornado import web
 
 from enertef_hub import handlers
+from enertef_hub.api_handlers import acting_user
 from enertef_hub.authenticator import EnerTEFAuthenticator
 from enertef_hub.errors import ProvisioningError
 from enertef_hub.events import EVENT_PREFIX
@@ -381,6 +382,20 @@ async def test_delete_revokes_access_then_forgets_the_account(auth, caplog):
     # The name is free again: a new sign-up is a new account waiting for approval.
     info = auth.create_user("alice", PASSWORD)
     assert info is not None and not info.is_authorized
+
+
+async def test_a_deletion_through_the_api_names_the_requester(auth, caplog):
+    """The admin panel's DELETE /hub/api/users/NAME calls delete_user(user) without an actor."""
+    caplog.set_level(logging.INFO)
+    auth.create_user("alice", PASSWORD)
+    token = acting_user.set("boss")  # what api_handlers.UserAPIHandler.delete does
+    try:
+        await auth.delete_user(FakeHubUser("alice"))
+    finally:
+        acting_user.reset(token)
+    assert auth.fake_workbench.calls == [("alice", "boss")]
+    (event,) = events(caplog, "user-deleted")
+    assert event["actor"] == "boss"
 
 
 async def test_delete_that_cannot_revoke_keeps_the_account(auth):
