@@ -74,6 +74,10 @@ LISTEN_TIMEOUT = 30.0
 #: Hop-by-hop headers, never forwarded (RFC 9110, section 7.6.1).
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                          "transfer-encoding", "upgrade", "proxy-connection"})  # fmt: skip
+#: Never forwarded to a team UI either: jupyter-server-proxy already removes the
+#: visitor's credentials (port_proxy.CREDENTIAL_HEADERS), and a team's process gets
+#: no more than the user's own UI even if something in front forwarded them.
+_CREDENTIALS = frozenset({"cookie", "authorization"})
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +349,7 @@ class TeamStores:
         for key, value in environ.items():
             if key.startswith("HTTP_"):
                 name = key[5:].replace("_", "-").title()
-                if name.lower() not in _HOP_BY_HOP:
+                if name.lower() not in _HOP_BY_HOP | _CREDENTIALS:
                     headers[name] = value
         if environ.get("CONTENT_TYPE"):
             headers["Content-Type"] = environ["CONTENT_TYPE"]

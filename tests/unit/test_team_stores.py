@@ -158,3 +158,46 @@ def test_routing_and_refusals_follow_the_membership_asked_of_the_database() -> N
     assert answer.status_code == 503 and "try again" in answer.get_json()["message"]
     assert s.client.get(f"{PREFIX}/enertef-stores").get_json()["teams_known"] is False
     s.stores.stop_all()
+
+
+#: A stand-in team UI: answers every request with what it received (method, URI, headers, body).
+ECHO_UI = """
+import json, sys
+from werkzeug import serving
+
+def app(environ, start_response):
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    seen = {"method": environ["REQUEST_METHOD"], "uri": environ.get("RAW_URI"),
+            "headers": {k[5:]: v for k, v in environ.items() if k.startswith("HTTP_")},
+            "body": environ["wsgi.input"].read(length).decode()}
+    body = json.dumps(seen).encode()
+    start_response("201 Created", [("Content-Type", "application/json"), ("X-Echo", "yes")])
+    return [body]
+
+serving.make_server("unix://" + sys.argv[1], 0, app).serve_forever()
+"""
+
+
+def test_requests_reach_the_team_ui_as_sent_without_credentials() -> None:
+    import sys
+
+    stores = TeamStores(PREFIX, Membership(URI, ask=lambda uri: ["vision"]), environ={},
+                        command=lambda team, prefix, sock: [sys.executable, "-c", ECHO_UI, sock])  # fmt: skip
+    client = Client(stores.wrap(lambda environ, start_response: []))
+    try:
+        answer = client.post(f"{PREFIX}/team/vision/ajax-api/2.0/x?a=1&b=%2F", data=b'{"q": 1}',
+                             headers={"Cookie": "jupyterhub-session-id=abc", "Authorization": "token t0ken",
+                                      "Content-Type": "application/json", "X-Custom": "kept"})  # fmt: skip
+        assert answer.status_code == 201 and answer.headers["X-Echo"] == "yes"
+        seen = answer.get_json()
+        assert (seen["method"], seen["uri"], seen["body"]) == ("POST", f"{PREFIX}/team/vision/ajax-api/2.0/x?a=1&b=%2F",
+                                                               '{"q": 1}')
+        assert seen["headers"]["X_CUSTOM"] == "kept"
+        assert "COOKIE" not in seen["headers"] and "AUTHORIZATION" not in seen["headers"]
+        assert stores.running() == ["vision"]
+        # Removed from the team: refused, and the process is stopped.
+        stores.membership = Membership(URI, ask=lambda uri: [])
+        assert client.get(f"{PREFIX}/team/vision/").status_code == 403
+        assert stores.running() == []
+    finally:
+        stores.stop_all()
