@@ -395,8 +395,7 @@ def test_storage_outage_is_a_clear_message_and_no_crash_loop(kube_hub, new_page,
     limit = 5  # the chart's hub.consecutiveFailureLimit
     name = unique_name("koutage")
     assert signup(hub, name, PASSWORD).status_code == 200
-    approve(hub, name, admin=hub.admin_session())
-    hub.api("POST", f"/users/{name}").raise_for_status()
+    approve(hub, name, admin=hub.admin_session())  # (which makes the hub user)
     # MinIO goes down: its Service now leads to a port nothing listens on.
     working = hub.node.external[("enertef-minio", 9000)]
     hub.node.set_external("enertef-minio", 9000, ("127.0.0.1", free_port()))
