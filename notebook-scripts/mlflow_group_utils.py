@@ -4,16 +4,24 @@ Your server is already set up: ``mlflow.start_run()`` logs to your own MLflow st
 (a private schema in the workbench's PostgreSQL database) and artifacts go to your
 own bucket. These helpers tell you where things are and let you work in a team::
 
-    from mlflow_group_utils import whoami, my_experiments, my_bucket, use_team, use_personal
+    from mlflow_group_utils import whoami, my_experiments, my_bucket, my_teams, team_members, use_team, use_personal
 
-    whoami()            # {'store': 'personal', 'schema': 'u_alice', 'bucket': 'user-alice', ...}
-    my_experiments()    # names of the experiments in the current store
-    use_team("vision")  # from now on runs go to team "vision" (shared with its members)
-    use_personal()      # back to your own store
+    whoami()                # {'store': 'personal', 'schema': 'u_alice', 'bucket': 'user-alice', ...}
+    my_experiments()        # names of the experiments in the current store
+    my_teams()              # ['vision']: the teams you are in now
+    team_members("vision")  # ['alice', 'bob']: who is in team "vision"
+    use_team("vision")      # from now on runs go to team "vision" (shared with its members)
+    use_personal()          # back to your own store
 
-Teams you belong to are listed in ``$ENERTEF_TEAMS`` (comma-separated); an admin
-manages membership in the hub's admin panel. A team store lives in the team's schema
-(``t_<team>``), and its artifacts in the team's bucket (``team-<team>``).
+This module imports from any notebook of your server: every kernel has
+``~/notebook-scripts`` at the end of its ``sys.path``, so this copy, with your edits if
+you made any, is the one imported. An admin manages teams (groups) in the hub's admin
+panel; a team store lives in the team's schema (``t_<team>``), and its artifacts in
+the team's bucket (``team-<team>``). The MLflow UI shows a team's store at
+``mlflow/team/<team>/`` (its "Store" menu switches between them).
+
+Nothing these helpers return or print holds a password: a notebook keeps its cells'
+output, and notebooks get shared.
 """
 
 from __future__ import annotations
@@ -26,9 +34,9 @@ __all__ = [
     "my_experiments",
     "my_bucket",
     "my_teams",
+    "team_members",
     "use_team",
     "use_personal",
-    "make_team_tracking_uri",
 ]
 
 #: The values your server started with, so use_personal() can always go back.
@@ -64,8 +72,7 @@ def my_teams() -> list[str]:
     try:
         import psycopg
 
-        libpq = urlunsplit(urlsplit(_PERSONAL_TRACKING_URI)._replace(scheme="postgresql"))
-        with psycopg.connect(libpq, connect_timeout=5) as conn:
+        with psycopg.connect(_personal_libpq_uri(), connect_timeout=5) as conn:
             rows = conn.execute(
                 "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname ~ %s AND rolcanlogin ORDER BY 1",
                 (f"^m_[a-z0-9]+_{me}$",)).fetchall()
@@ -74,8 +81,45 @@ def my_teams() -> list[str]:
     return [name[2:-(len(me) + 1)] for (name,) in rows]
 
 
-def make_team_tracking_uri(personal_uri: str, team: str) -> str:
+def _personal_libpq_uri() -> str:
+    """Your own database login as a libpq URI (psycopg's), from the URI your server started with."""
+    return urlunsplit(urlsplit(_PERSONAL_TRACKING_URI)._replace(scheme="postgresql"))
+
+
+def team_members(team: str) -> list[str]:
+    """Who is in team *team* now: the usernames of its members, sorted. Only for a team you are in.
+
+    Asked of the database's catalogue, which every login may read: each member has a
+    team login ``m_<team>_<user>`` that is a member of the team's role ``t_<team>``.
+    Raises ValueError for a team you are not in, RuntimeError if the database cannot
+    be asked.
+    """
+    team, teams = team.strip().lower(), my_teams()
+    if team not in teams:
+        known = ", ".join(teams) or "none"
+        raise ValueError(f"You are not a member of team {team!r} (your teams: {known}): only its members see who "
+                         "is in it.")  # fmt: skip
+    prefix = f"m_{team}_"
+    try:
+        import psycopg
+
+        with psycopg.connect(_personal_libpq_uri(), connect_timeout=5) as conn:
+            rows = conn.execute(
+                "SELECT m.rolname FROM pg_catalog.pg_auth_members a"
+                " JOIN pg_catalog.pg_roles r ON r.oid = a.roleid JOIN pg_catalog.pg_roles m ON m.oid = a.member"
+                " WHERE r.rolname = %s AND m.rolname LIKE %s AND m.rolcanlogin",
+                (f"t_{team}", prefix.replace("_", r"\_") + "%")).fetchall()  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - say what happened, never the connection string
+        raise RuntimeError(f"Could not ask the database who is in team {team!r} ({type(exc).__name__}); try "
+                           "again in a minute, or ask an admin.") from None  # fmt: skip
+    # m_<team>_<user>, or m_<team>_<user>_<n> for a later account of the same name.
+    return sorted({name[len(prefix):].split("_")[0] for (name,) in rows})
+
+
+def _make_team_tracking_uri(personal_uri: str, team: str) -> str:
     """Your tracking URI turned into team *team*'s: your team login, team role and schema.
+
+    Private, and never shown: it holds your password (use :func:`use_team`).
 
     You reach a team's store through a login of your own for that team
     (``m_<team>_<you>``, with your usual password), which holds the team's rights and
@@ -117,7 +161,8 @@ def whoami() -> dict:
         "schema": f"t_{team}" if team else user,
         "artifact_root": os.environ.get("ENERTEF_MLFLOW_ARTIFACT_ROOT", ""),
         "bucket": f"team-{team}" if team else os.environ.get("ENERTEF_BUCKET", ""),
-        "database": f"{parts.hostname}:{parts.port}{parts.path}" if parts.hostname else uri,
+        # Where, never how to log in: no password (the URI holds one).
+        "database": f"{parts.hostname}:{parts.port}{parts.path}" if parts.hostname else parts.path or parts.scheme,
         "teams": my_teams(),
     }
 
@@ -144,7 +189,7 @@ def use_team(team: str) -> dict:
         raise ValueError(f"You are not a member of team {team!r} (your teams: {known}). Ask an admin to add you.")
     if not _PERSONAL_TRACKING_URI:
         raise RuntimeError("MLFLOW_TRACKING_URI is not set: restart your server from the hub control panel.")
-    uri = make_team_tracking_uri(_PERSONAL_TRACKING_URI, team)
+    uri = _make_team_tracking_uri(_PERSONAL_TRACKING_URI, team)
     # The workbench's tracking store also derives the team's artifact root from the
     # URI; setting it here keeps whoami() and anything reading the variable in step.
     os.environ["ENERTEF_MLFLOW_ARTIFACT_ROOT"] = f"s3://team-{team}/mlflow"

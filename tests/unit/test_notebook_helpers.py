@@ -48,7 +48,7 @@ def test_default_artifact_root(uri, environ, expected) -> None:
 
 def test_team_uri_uses_the_member_s_team_login_and_sets_role_and_schema() -> None:
     utils = load_script("mlflow_group_utils")
-    team_uri = utils.make_team_tracking_uri(URI + "?sslmode=require", "vision")
+    team_uri = utils._make_team_tracking_uri(URI + "?sslmode=require", "vision")
     parts = urlsplit(team_uri)
     # Her team login (never her own role), with her own password.
     assert (parts.username, parts.password, parts.hostname, parts.path) == ("m_vision_alice", "secret", "db", "/mlflow")
@@ -153,3 +153,27 @@ def test_switching_stores_returns_no_password(monkeypatch) -> None:
         assert "secret" not in repr(shown)
     assert utils.use_team("vision")["store"] == "team vision"
     assert utils.use_personal()["store"] == "personal"
+
+
+def test_whoami_never_shows_the_password_whatever_the_uri(monkeypatch) -> None:
+    import mlflow
+
+    utils = load_script("mlflow_group_utils")
+    # A socket connection has no host part: the URI is not shown in its place.
+    for uri in (URI, "postgresql+psycopg://u_alice:secret@/mlflow?host=/run/postgresql"):
+        monkeypatch.setattr(mlflow, "get_tracking_uri", lambda uri=uri: uri)
+        monkeypatch.setattr(utils, "my_teams", lambda: [])
+        shown = utils.whoami()
+        assert "secret" not in repr(shown) and shown["database"] in ("db:5432/mlflow", "/mlflow")
+    assert not [name for name in utils.__all__ if "uri" in name.lower()]  # no public helper hands a URI out
+
+
+def test_team_members_only_for_a_team_you_are_in(monkeypatch) -> None:
+    monkeypatch.setenv("ENERTEF_TEAMS", "vision")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql+psycopg://u_alice:secret@127.0.0.1:1/mlflow")
+    utils = load_script("mlflow_group_utils")  # no database there: my_teams() falls back to ENERTEF_TEAMS
+    with pytest.raises(ValueError, match="only its members see who is in it"):
+        utils.team_members("audio")
+    with pytest.raises(RuntimeError, match="Could not ask the database who is in team 'vision'") as failed:
+        utils.team_members("vision")
+    assert "secret" not in str(failed.value)
