@@ -4,7 +4,8 @@ alice and bob are in team A, carol in team B. bob and carol each log a run to th
 team. alice's MLflow UI (the process the launcher starts, on its unix socket) lists
 her own store and team A; ``<prefix>/team/<A>/`` is a real MLflow UI process of team
 A's store, where bob's run and its artifact are; team B's store is refused and no
-process starts for it. When alice is removed from team A her UI for it stops working
+process starts for it. Members see who is in their team (``team_members``), others
+do not. When alice is removed from team A her UI for it stops working
 (and its process ends) within seconds; when she is added to team B, its store opens,
 without restarting anything.
 """
@@ -192,6 +193,31 @@ def test_a_member_sees_her_team_store_and_nothing_of_another_team(lab, alice_ui)
     password = lab["envs"]["alice"]["ENERTEF_MLFLOW_BACKEND_STORE_URI"].split(":")[2].split("@")[0]
     for child in psutil.Process(proc.pid).children(recursive=True):
         assert password not in " ".join(child.cmdline())
+
+
+MEMBERS = """
+    import json, sys
+    sys.path.insert(0, {scripts!r})
+    from mlflow_group_utils import team_members
+    try:
+        print(json.dumps(team_members({team!r})))
+    except ValueError as exc:
+        print(json.dumps(str(exc)))
+"""
+
+
+def test_members_see_who_is_in_their_team_and_nobody_else_does(lab) -> None:
+    """team_members() reads the catalogue through the member's own login; a non-member is refused."""
+    names = lab["names"]
+
+    def members(who: str, team: str):
+        proc = run_as_user(lab["envs"][who], MEMBERS.format(scripts=SCRIPTS, team=team))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    assert members("alice", lab["team_a"]) == sorted([names["alice"], names["bob"]])
+    assert members("carol", lab["team_b"]) == [names["carol"]]
+    assert "only its members see who is in it" in members("carol", lab["team_a"])
 
 
 def test_removal_closes_the_team_store_and_a_new_team_opens_without_restart(lab, alice_ui) -> None:
