@@ -7,12 +7,21 @@ every team's bucket gets one at each spawn, from the settings below.
 
 PostgreSQL has no per-schema quota, so a store's size is only *reported* against
 a soft limit (``enertef-hub usage`` flags stores over it); an admin decides.
+
+On one machine the report also has what each running server uses now (memory, CPU
+and processes, read from its cgroup: :mod:`.cgroups`) and each home's size on disk,
+flagged above ``Quotas.home_soft_limit``; :func:`home_quota_status` says whether the
+home file system could enforce quotas itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import re
+import stat
+import time
 from datetime import datetime, timezone
 
 from traitlets import Dict, Unicode, validate
@@ -83,6 +92,14 @@ class Quotas(LoggingConfigurable):
         help="""Per-team exceptions to ``team_bucket_quota``: ``{"vision": "50GiB"}``.""",
     )
 
+    home_soft_limit = Unicode(
+        "10GiB",
+        config=True,
+        help="""Size of a user's home (single machine: the disk space its files take)
+        above which ``enertef-hub usage`` and the admins' accounts page flag it. Nothing is
+        refused: see the README for file-system quotas. ``0`` disables the flag.""",
+    )
+
     postgres_soft_limit = Unicode(
         "1GiB",
         config=True,
@@ -91,7 +108,7 @@ class Quotas(LoggingConfigurable):
         quota, so nothing is refused: the admin decides. ``0`` disables the flag.""",
     )
 
-    @validate("user_bucket_quota", "team_bucket_quota", "postgres_soft_limit")
+    @validate("user_bucket_quota", "team_bucket_quota", "postgres_soft_limit", "home_soft_limit")
     def _valid_size(self, proposal):
         try:
             parse_size(proposal["value"])
@@ -224,6 +241,14 @@ async def collect_usage(workbench) -> list[dict]:
                          "schema": schema, "bucket": bucket, "postgres_bytes": pg_bytes,
                          "postgres_over_soft_limit": bool(soft) and pg_bytes > soft,
                          "_times": [t for t in (changed, last_run) if t], "members": members})
+    servers, homes = await asyncio.to_thread(
+        local_usage, workbench.config, [r["name"] for r in rows if r["kind"] == "user" and r["state"] == "active"])
+    home_soft = parse_size(quotas.home_soft_limit)
+    for row in rows:
+        if row["kind"] == "user" and row["state"] == "active":
+            row["server"] = servers.get(row["name"])
+            home = homes.get(row["name"])
+            row.update(home_bytes=home, home_over_soft_limit=bool(home_soft) and home is not None and home > home_soft)
     for row in rows:
         size, count, last_write, quota = await workbench.minio._run(bucket_usage, workbench.minio, row["bucket"])
         times = row.pop("_times") + ([last_write] if last_write else [])
@@ -236,15 +261,181 @@ async def collect_usage(workbench) -> list[dict]:
 
 def format_usage(rows: list[dict], soft_limit: str) -> str:
     """The usage table a person reads (``enertef-hub usage``)."""
-    header = f"{'kind':5} {'name':20} {'inc':>3} {'state':8} {'postgres':>10} {'minio':>10} {'objects':>8} {'quota':>10}  last activity"
+    header = (f"{'kind':5} {'name':20} {'inc':>3} {'state':8} {'postgres':>10} {'minio':>10} {'objects':>8}"
+              f" {'quota':>10} {'home':>10}  {'memory now':>21} {'cpu now':>12}  last activity")
     lines = [header]
     for r in rows:
         flag = "!" if r["postgres_over_soft_limit"] else " "
+        home_flag = "!" if r.get("home_over_soft_limit") else " "
         lines.append(
             f"{r['kind']:5} {r['name'][:20]:20} {r['incarnation'] or '':>3} {r['state']:8}"
             f" {format_size(r['postgres_bytes']):>9}{flag} {format_size(r['minio_bytes']):>10}"
             f" {'-' if r['objects'] is None else r['objects']:>8} {format_size(r['bucket_quota']) if r['bucket_quota'] else 'none':>10}"
-            f"  {r['last_activity'] or '-'}")
+            f" {format_size(r.get('home_bytes')):>9}{home_flag} {format_memory(r.get('server')):>21}"
+            f" {format_cpu(r.get('server')):>12}  {r['last_activity'] or '-'}")
     if any(r["postgres_over_soft_limit"] for r in rows):
         lines.append(f"! store larger than the PostgreSQL soft limit ({soft_limit}, Quotas.postgres_soft_limit)")
+    if any(r.get("home_over_soft_limit") for r in rows):
+        lines.append("! home larger than its soft limit (Quotas.home_soft_limit)")
+    if any((r.get("server") or {}).get("oom_kills") for r in rows):
+        lines.append("* the kernel ended processes of this server at its memory limit (OOM kills since it started)")
     return "\n".join(lines)
+
+
+# -- servers and homes on one machine ------------------------------------------------------
+
+
+def format_memory(server: dict | None) -> str:
+    """``1.2 GiB / 6.0 GiB`` of a running server (``-``: not running here) (pure)."""
+    if not server or server.get("memory") is None:
+        return "-"
+    limit = format_size(server["memory_limit"]) if server.get("memory_limit") else "no limit"
+    return f"{format_size(server['memory'])} / {limit}{'*' if server.get('oom_kills') else ''}"
+
+
+def format_cpu(server: dict | None) -> str:
+    """``0.35 / 1 CPU`` of a running server: cores in use now, and its cap (pure)."""
+    if not server or server.get("cpu_cores") is None:
+        return "-"
+    cap = f"{server['cpu_limit']:g}" if server.get("cpu_limit") else "-"
+    return f"{server['cpu_cores']:.2f} / {cap} CPU"
+
+
+def _local_settings(config) -> dict:
+    """The single-machine spawner's settings the report needs, from the hub's config."""
+    section = config.EnerTEFLocalSpawner if config is not None else {}
+    return {"backend": section.get("cgroup_backend", "auto"), "parent": section.get("cgroup_parent", "enertef"),
+            "home_root": section.get("home_root", "/home"), "run_as_hub_user": section.get("run_as_hub_user", False)}
+
+
+def server_usage(config, usernames=None, interval: float = 0.3) -> dict[str, dict]:
+    """What each user's running servers use now, read from their cgroups: ``{username: {...}}``.
+
+    Memory in bytes (without reclaimable file cache), CPU in cores over ``interval``
+    seconds, processes, the limits, and the OOM kills since the server started. A
+    user with named servers gets their sums. Empty where no cgroup backend works
+    (Kubernetes, or a hub not run as root). Blocks ``interval`` seconds.
+    """
+    from . import cgroups
+    from .errors import ConfigurationError
+    from .localspawner import make_limits_backend
+
+    settings = _local_settings(config)
+    try:
+        backend = make_limits_backend(settings["backend"], settings["parent"])
+    except ConfigurationError:
+        return {}
+    groups = backend.groups()
+    if usernames is not None:
+        wanted = set(usernames)
+        groups = [g for g in groups if g.split("-", 1)[0] in wanted]
+    per_user: dict[str, dict] = {}
+    for group, usage in cgroups.sample_usage(backend, groups, interval).items():
+        user = group.split("-", 1)[0]
+        found = usage.as_dict()
+        del found["group"]
+        if user not in per_user:
+            per_user[user] = found
+            continue
+        total = per_user[user]
+        for key in ("memory", "cpu_seconds", "cpu_cores", "pids", "oom_kills"):
+            if found[key] is not None:
+                total[key] = (total[key] or 0) + found[key]
+    return per_user
+
+
+def home_size(path: str) -> int | None:
+    """Disk space a home's files take, in bytes (None: no such folder).
+
+    Counted as ``du`` does (allocated blocks; a hard-linked file once), without
+    following symbolic links or crossing into another file system.
+    """
+    try:
+        top = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(top.st_mode):
+        return None
+    total, seen, pending = top.st_blocks * 512, set(), [path]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue  # gone meanwhile, or unreadable
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if info.st_dev != top.st_dev:
+                continue
+            if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
+                if (info.st_dev, info.st_ino) in seen:
+                    continue
+                seen.add((info.st_dev, info.st_ino))
+            total += info.st_blocks * 512
+            if stat.S_ISDIR(info.st_mode):
+                pending.append(entry.path)
+    return total
+
+
+#: Home sizes measured lately: path -> (when, bytes). Walking a large home takes a while,
+#: so the accounts page reuses a size for HOME_SIZE_MAX_AGE seconds.
+_home_sizes: dict[str, tuple[float, int | None]] = {}
+HOME_SIZE_MAX_AGE = 300.0
+
+
+def home_sizes(config, usernames, max_age: float = 0.0) -> dict[str, int]:
+    """Each user's home size in bytes (users without a home on this machine are left out)."""
+    from .localspawner import make_home_dir
+
+    settings = _local_settings(config)
+    sizes = {}
+    now = time.monotonic()
+    for name in usernames:
+        path = make_home_dir(settings["home_root"], name, settings["run_as_hub_user"])
+        cached = _home_sizes.get(path)
+        if cached is None or now - cached[0] > max_age:
+            cached = _home_sizes[path] = (now, home_size(path))
+        if cached[1] is not None:
+            sizes[name] = cached[1]
+    return sizes
+
+
+def local_usage(config, usernames, max_age: float = 0.0) -> tuple[dict[str, dict], dict[str, int]]:
+    """``(server_usage, home_sizes)`` of ``usernames`` on this machine (blocks; run in a thread)."""
+    return server_usage(config, usernames), home_sizes(config, usernames, max_age)
+
+
+#: Mount options that mean the file system enforces per-user or per-project quotas.
+QUOTA_OPTIONS = {"usrquota", "usrjquota", "quota", "grpquota", "grpjquota", "prjquota", "pquota", "uquota"}
+
+
+def parse_home_mount(mountinfo: str, path: str) -> tuple[str, str, set[str]]:
+    """``(mount point, file system type, options)`` of the mount holding ``path`` (pure)."""
+    best = ("/", "", set())
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 6 or len(tail) < 3:
+            continue
+        point = fields[4]
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, tail[0], set(fields[5].split(",")) | set(tail[2].split(",")))
+    return best
+
+
+def home_quota_status(config) -> str:
+    """A sentence saying whether the homes' file system enforces quotas (single machine)."""
+    home_root = _local_settings(config)["home_root"]
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            point, fstype, options = parse_home_mount(f.read(), os.path.realpath(home_root))
+    except OSError:
+        return "Whether the homes' file system has quotas is unknown here."
+    if options & QUOTA_OPTIONS:
+        return (f"Homes are on {fstype} at {point}, mounted with quotas "
+                f"({', '.join(sorted(options & QUOTA_OPTIONS))}): set them with setquota.")
+    return (f"Homes are on {fstype} at {point}, mounted without quotas: sizes are reported and"
+            " flagged, nothing is refused.")

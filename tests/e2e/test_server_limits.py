@@ -5,8 +5,9 @@ tests/e2e/limits_config.py (memory 400 MiB, 512 processes, CPU 0.5 for one group
 A spawned server is in its own cgroup with those limits from its start (its kernels
 too); a kernel that allocates past the memory limit is ended by the kernel's OOM
 killer and Jupyter restarts it, as JupyterLab shows ("the kernel appears to have
-died"), while the server, the hub and another user's server keep running. Stopping
-the server removes its group.
+died"), while the server, the hub and another user's server keep running. The
+admins' accounts page shows each server's memory and CPU now and the OOM kill.
+Stopping the server removes its group.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,9 +23,11 @@ from unittest import mock
 
 import pytest
 import requests
+from traitlets.config import Config
 
 from enertef_hub import cgroups
 from enertef_hub.cgroups import MIB
+from enertef_hub.usage import server_usage
 from tests.harness.forms import signup_and_approve
 from tests.harness.hub import run_coroutine, running_system_users_hub, server_environment, server_pid, start_server
 from tests.harness.names import unique_name
@@ -144,6 +148,19 @@ def test_a_server_runs_in_its_group_and_loses_only_its_kernel_past_the_memory_li
     assert hub.api("GET", f"/users/{alice}").json()["servers"][""]["ready"]
     assert hub.api("GET", f"/users/{bob}").json()["servers"][""]["ready"]
     assert backend.usage(bob).oom_kills == 0
+
+    # What admins see: each running server's memory and CPU now, its OOM kills, the home's size.
+    page = hub.admin_session().get(f"{hub.url}/hub/enertef/accounts", params={"q": alice}, timeout=60)
+    page.raise_for_status()
+    row = re.search(rf'<tr id="account-{alice}">(.*?)</tr>', page.text, re.S).group(1)
+    assert re.search(r'class="server-memory">[\d.]+ MiB / 400\.0 MiB\*<', row), row
+    assert re.search(r'class="server-cpu">[\d.]+ / - CPU<', row), row
+    assert "1 OOM kill" in row or "OOM kills" in row
+    assert re.search(r'class="home-size">[\d.]+ KiB', row), row
+    config = Config()
+    config.EnerTEFLocalSpawner.cgroup_parent = hub.cgroup_parent
+    now = server_usage(config, [alice, bob])
+    assert now[bob]["cpu_limit"] == 0.5 and 30 * MIB < now[bob]["memory"] < 400 * MIB, now
 
     # Stopping a server removes its group (and would end anything it left running).
     hub.api("DELETE", f"/users/{alice}/server").raise_for_status()

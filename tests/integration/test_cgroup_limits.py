@@ -261,3 +261,36 @@ def test_usage_reads_memory_and_cpu_now(backend):
     assert 60 * MIB <= usage.memory <= 120 * MIB
     assert 0.1 <= usage.cpu_cores <= 0.6 and usage.cpu_seconds > 0
     assert usage.pids == 1
+
+
+async def test_the_usage_command_shows_a_running_users_memory_cpu_and_home(backend, workbench, tmp_path):
+    import json
+
+    from tests.harness import REPO
+    from tests.harness.names import unique_name
+
+    name = (await workbench.provision(unique_name("cgusage"), teams=[])).resources.username
+    home = tmp_path / "homes" / name  # run_as_hub_user: {home_root}/<name>
+    home.mkdir(parents=True)
+    (home / "data.bin").write_bytes(b"x" * 3 * MIB)
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text(f"c.EnerTEFLocalSpawner.cgroup_parent = {backend.parent!r}\n"
+                      f"c.EnerTEFLocalSpawner.home_root = {str(tmp_path / 'homes')!r}\n"
+                      "c.EnerTEFLocalSpawner.run_as_hub_user = True\n"
+                      "c.Quotas.home_soft_limit = '2MiB'\n")
+    procs = await backend.prepare(name, Limits(memory=200 * MIB, cpu=0.5, pids=100), None)
+    server = launch(backend, procs, "held = b'x' * (40 * 1024 * 1024)\nprint('ready', flush=True)\nwhile True: pass\n")
+    wait_ready(server)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "enertef_hub.cli", "--config", str(config), "usage", "--json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO)
+        out, err = await asyncio.wait_for(proc.communicate(), 600)
+    finally:
+        cleanup(server)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    (row,) = [r for r in json.loads(out) if r["kind"] == "user" and r["name"] == name]
+    assert 40 * MIB <= row["server"]["memory"] <= 120 * MIB and row["server"]["memory_limit"] == 200 * MIB
+    assert 0.1 <= row["server"]["cpu_cores"] <= 0.6 and row["server"]["cpu_limit"] == 0.5
+    assert row["server"]["pids"] == 1 and row["server"]["pids_limit"] == 100
+    assert row["home_bytes"] >= 3 * MIB and row["home_over_soft_limit"] is True
