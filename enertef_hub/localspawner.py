@@ -167,6 +167,7 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LaunchWithinLimits):
     )
 
     system_reserved_memory = ByteSpecification(
+        None,  # computed from the machine's memory (below)
         config=True,
         help="""Memory kept for the hub, PostgreSQL, MinIO and the system: all users'
         servers together are limited to the machine's memory minus this, so they cannot
