@@ -152,7 +152,7 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LaunchWithinLimits):
         help="""How limits are enforced: ``systemd`` (a transient scope per server in
         ``<cgroup_parent>.slice``, through ``systemd-run --scope``; where systemd runs),
         ``cgroup2`` or ``cgroup1`` (the cgroup file system written directly), ``none``
-        (no limits: a warning at each spawn), or ``auto``, the first of these the machine
+        (no limits: the hub log warns), or ``auto``, the first of these the machine
         has. Every backend needs the hub to run as root; ``auto`` without root is
         ``none``. A backend named here that the machine lacks makes spawns fail.""",
     )
