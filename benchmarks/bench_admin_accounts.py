@@ -59,7 +59,7 @@ async def make_accounts(env: dict, count: int, jobs: int = 6) -> list[str]:
     async with wb.postgres.connection() as conn:
         recorded = await mlflow_snapshot.load_snapshot(conn, wb.postgres.registry_schema, version)
     if recorded is None:
-        await wb._record_snapshot()
+        await wb.mlflow.record_snapshot()
     names, done, started = [], 0, time.perf_counter()
     limit = asyncio.Semaphore(jobs)
 
@@ -67,7 +67,7 @@ async def make_accounts(env: dict, count: int, jobs: int = 6) -> list[str]:
         nonlocal done
         async with limit:
             name = unique_name("acct")
-            await wb.ensure_mlflow_tables(await wb.provision(name))
+            await wb.mlflow.ensure(await wb.provision(name))
             names.append(name)
             done += 1
             if done % 250 == 0:

@@ -48,7 +48,7 @@ async def main(stores: int, rounds: int):
     workbench = Workbench()
     results = [await workbench.provision(unique_name("bench")) for _ in range(stores)]
     for result in results:
-        await workbench.ensure_mlflow_tables(result)
+        await workbench.mlflow.ensure(result)
     schemas = [r.resources.schema for r in results]
     pick = iter(range(10**9))
 
@@ -66,7 +66,7 @@ async def main(stores: int, rounds: int):
 
     async def spawn_read():
         result = results[next(pick) % stores]
-        stores_read = await workbench.read_mlflow_stores(result)
+        stores_read = await workbench.mlflow.read(result)
         assert isinstance(stores_read[0].revision, str)
 
     async def store_login():

@@ -117,7 +117,7 @@ async def run(args, workbench: Workbench) -> int:
             result = await workbench.rotate(args.user, actor=actor)
             print("Old keys and sessions were ended: running servers need a restart.", file=sys.stderr)
         if not getattr(args, "no_tables", False):
-            await workbench.ensure_mlflow_tables(result)
+            await workbench.mlflow.ensure(result, actor=actor)
         if getattr(args, "json", False):
             print(json.dumps({"user": result.resources.username, "incarnation": result.resources.incarnation,
                               "environment": result.environment}, indent=2))
@@ -192,13 +192,14 @@ async def upgrade_stores(workbench: Workbench, jobs: int, as_json: bool) -> int:
     again after an interruption or a failure does only what is left.
     """
     stores = await workbench.all_mlflow_stores()
-    head = await workbench.upgrader.head() if any(isinstance(s.revision, str) for s in stores) else None
-    behind = await workbench.upgrader.behind(stores)
+    upgrader = workbench.mlflow.upgrader
+    head = await upgrader.head() if any(isinstance(s.revision, str) for s in stores) else None
+    behind = await upgrader.behind(stores)
     print(f"{len(stores)} stores; {len(behind)} behind MLflow"
           f" {head['mlflow'] if head else '(none has tables)'}"
           f"{' schema ' + head['head'] if head else ''}", file=sys.stderr)
     bar = ProgressBar(len(behind), sys.stderr)
-    outcomes = await workbench.upgrader.ensure_all(
+    outcomes = await upgrader.ensure_all(
         behind, jobs, on_done=lambda store, outcome: bar.update(store.schema, not isinstance(outcome, Exception)))
     failed = [(store, outcome) for store, outcome in outcomes if isinstance(outcome, Exception)]
     for store, outcome in outcomes:

@@ -141,8 +141,9 @@ class EnerTEFSpawnerMixin:
             # MLflow touches it (MLflow refuses an out-of-date schema).
             try:
                 # Each store's revision is read once, for the upgrade and for the tables below.
-                stores = await self.workbench.read_mlflow_stores(result)
-                if await self.workbench.upgrade_mlflow_stores(result, lambda m: self._enertef_progress(35, m), stores):
+                stores = await self.workbench.mlflow.read(result)
+                if await self.workbench.mlflow.ensure(result, stores, tables=False,
+                                                      progress=lambda m: self._enertef_progress(35, m)):
                     self._enertef_progress(38, "MLflow store upgraded")
             except EnerTEFError as exc:
                 self._enertef_progress(100, f"Could not upgrade your MLflow store: {exc}")
@@ -192,7 +193,7 @@ class EnerTEFSpawnerMixin:
         await self._no_server_starting()
         started = time.perf_counter()
         try:
-            made = await self.workbench.ensure_mlflow_tables(result, stores)
+            made = await self.workbench.mlflow.ensure(result, stores)
         except EnerTEFError as exc:
             # Not fatal: MLflow creates its tables itself on first use, only slower.
             self.log.warning("MLflow tables of %s not prepared: %s", self.user.name, exc)

@@ -4,7 +4,7 @@ A store (a user's or a team's schema) carries MLflow's alembic revision in its
 ``alembic_version`` table. When the notebook image's MLflow is bumped, every store
 made by the older release is *behind*, and MLflow refuses to use it ("out-of-date
 database schema"). This module compares each store's revision with the head of the
-MLflow that will use it (``Workbench.mlflow_python``'s, which must match the
+MLflow that will use it (``MlflowStores.mlflow_python``'s, which must match the
 notebook image's) and runs ``python -m enertef_hub.mlflow_tables`` — MLflow's own
 migrations — as the store's role, under the store's advisory lock, in a
 subprocess (the hub never imports MLflow).
@@ -60,7 +60,7 @@ class StoreUpgrader(LoggingConfigurable):
         config=True,
         help="""MLflow schema (alembic) revision that users' servers expect, e.g.
         ``dc11669786a5`` for MLflow 3.17.2. A store at another revision is upgraded at
-        spawn. Empty (default): the head of the MLflow that ``Workbench.mlflow_python``
+        spawn. Empty (default): the head of the MLflow that ``MlflowStores.mlflow_python``
         runs, asked once per hub process; that MLflow must then be the notebook
         image's release (the hub image installs ``enertef-hub[notebook]``).""",
     )

@@ -17,27 +17,22 @@ registry, purge) waits for the user's lock, at most ``PostgresProvisioner.lock_t
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 import time
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlsplit, urlunsplit
 
-import psycopg
-from traitlets import Bool, Float, Instance, Integer, Unicode, default
+from traitlets import Bool, Float, Instance, Integer, Unicode, default, observe
 from traitlets.config import SingletonConfigurable
 
-from . import events, mlflow_snapshot
+from . import events
 from .accounts import Account, AccountRegistry
 from .credentials import derive_secret
 from .environment import make_user_environment
 from .errors import ConfigurationError, ProvisioningError
 from .metrics import measured
-from .mlflow_tables import STORE_XACT_LOCK_SQL
+from .mlflow_stores import MOVED_FROM_WORKBENCH, MlflowStores
 from .naming import (
     InvalidNameError,
-    TeamResources,
     UserResources,
     make_team_login_role,
     make_team_resources,
@@ -46,7 +41,7 @@ from .naming import (
 )
 from .provisioners.minio import MinioProvisioner
 from .provisioners.postgres import PostgresProvisioner, judge_server_release
-from .store_upgrades import Store, StoreUpgrader
+from .store_upgrades import Store
 from .teams import TeamSync
 from .usage import Quotas
 
@@ -85,55 +80,40 @@ class Workbench(SingletonConfigurable):
         admin can restore them with ``enertef-hub restore``). True: they are deleted.""",
     )
 
+    # The MLflow store settings moved to MlflowStores (c.MlflowStores.<name>); the old
+    # names keep working for existing configs, with a warning (see _moved_to_mlflow_stores).
     prepare_mlflow_tables = Bool(
-        True,
-        config=True,
-        help="""Give a new store MLflow's tables ahead of the user's first MLflow call
-        (at approval, or once the server of the first spawn is up), so that call does
-        not wait for MLflow's migrations (~1.5 s). An MLflow call made meanwhile waits
-        for the tables under the store's lock.""",
-    )
-
+        None, allow_none=True, config=True,
+        help="Deprecated: moved to ``MlflowStores.prepare_mlflow_tables`` (this name still works, with a warning).")
     replay_mlflow_snapshot = Bool(
-        True,
-        config=True,
-        help="""Give a new store MLflow's tables by replaying, as the store's role, the SQL
-        MLflow itself ran to create them once (recorded per MLflow release with
-        ``Workbench.mlflow_python`` and kept in the registry; see
-        ``enertef_hub.mlflow_snapshot``): ~0.1 s in PostgreSQL instead of an MLflow
-        subprocess of ~3 s and ~230 MB per spawn. The replay is checked against MLflow's
-        own ``alembic_version``. False: always run MLflow in a subprocess.""",
-    )
-
+        None, allow_none=True, config=True,
+        help="Deprecated: moved to ``MlflowStores.replay_mlflow_snapshot`` (this name still works, with a warning).")
     mlflow_python = Unicode(
-        config=True,
-        help="""Python interpreter, with MLflow installed, that prepares users' MLflow
-        tables (``python -m enertef_hub.mlflow_tables``). Default: the hub's own.""",
-    )
-
-    @default("mlflow_python")
-    def _mlflow_python_default(self):
-        return sys.executable
-
+        None, allow_none=True, config=True,
+        help="Deprecated: moved to ``MlflowStores.mlflow_python`` (this name still works, with a warning).")
     mlflow_tables_timeout = Integer(
-        600,
-        config=True,
-        help="""Seconds one MLflow store may take to get its tables (a new store, ~1.5 s)
-        or to be upgraded to a newer MLflow's schema (large stores take longest). Past
-        it the migration is stopped and rolled back, leaving the store as it was.""",
-    )
-
+        None, allow_none=True, config=True,
+        help="Deprecated: moved to ``MlflowStores.mlflow_tables_timeout`` (this name still works, with a warning).")
     mlflow_lock_wait = Float(
-        10.0,
-        config=True,
-        help="""Seconds the hub waits for a store's MLflow lock before it replays MLflow's
-        tables into it. The store's own role can hold that lock (the user's MLflow
-        takes it while it opens the store); past this wait the hub leaves the tables
-        to MLflow's first use, instead of keeping a database connection waiting.""",
-    )
+        None, allow_none=True, config=True,
+        help="Deprecated: moved to ``MlflowStores.mlflow_lock_wait`` (this name still works, with a warning).")
 
+    @observe(*MOVED_FROM_WORKBENCH)
+    def _moved_to_mlflow_stores(self, change):
+        """``c.Workbench.<name>`` of a setting that moved: warn, and pass it on unless the new name is set too."""
+        if change.new is None:
+            return
+        name = change.name
+        if name in self.config.get("MlflowStores", {}):
+            self.log.warning("Workbench.%s is deprecated and ignored: MlflowStores.%s is set too, and wins."
+                             " Remove Workbench.%s from the configuration.", name, name, name)
+            return
+        self.log.warning("Workbench.%s is deprecated: set MlflowStores.%s instead (the value is used"
+                         " for now).", name, name)
+        setattr(self.mlflow, name, change.new)
     postgres = Instance(PostgresProvisioner)
     minio = Instance(MinioProvisioner)
+    mlflow = Instance(MlflowStores, help="MLflow's tables in users' and teams' stores (``c.MlflowStores``).")
 
     @default("postgres")
     def _postgres_default(self):
@@ -143,13 +123,13 @@ class Workbench(SingletonConfigurable):
     def _minio_default(self):
         return MinioProvisioner(parent=self, log=self.log)
 
+    @default("mlflow")
+    def _mlflow_default(self):
+        return MlflowStores(self.postgres, parent=self, log=self.log)
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._registry = AccountRegistry(self.postgres.registry_schema)
-        self._snapshot: dict | None = None  #: MLflow's table creation, recorded (mlflow_snapshot)
-        self._recording = None  #: the background task recording it, once started
-        self._mlflow_release: str | None = None  #: MLflow release of mlflow_python ("" if none)
-        self.upgrader = StoreUpgrader(self.mlflow_python, self.mlflow_tables_timeout, parent=self, log=self.log)
         self.quotas = Quotas(parent=self, log=self.log)
         self.teams = TeamSync(self.postgres, self.minio, self._registry, self.log, password_of=self._db_password)
 
@@ -187,9 +167,7 @@ class Workbench(SingletonConfigurable):
         tables. The spawn then finds it all ready. Raises like :meth:`provision`.
         """
         result = await self.provision(username, teams=None, actor=actor)
-        stores = await self.read_mlflow_stores(result)
-        await self.upgrade_mlflow_stores(result, None, stores)
-        await self.ensure_mlflow_tables(result, stores)
+        await self.mlflow.ensure(result)
         return result
 
     async def ensure_bucket_quotas(self, result: ProvisionResult):
@@ -258,168 +236,6 @@ class Workbench(SingletonConfigurable):
     def _minio_secret(self, resources: UserResources, account: Account) -> str:
         return derive_secret(self.secret_key, "minio", resources, account.generation)
 
-    def mlflow_stores(self, result: ProvisionResult) -> list[Store]:
-        """The user's store and their teams' stores, each with the environment that acts as its role.
-
-        A team store is reached with the member's team login (``m_<team>_<user>``, their
-        password) and ``-c role=<team role>``, so what MLflow creates there belongs to the team.
-        """
-        return [Store("user", result.resources.username, result.resources.schema, result.environment),
-                *(self._team_store(result, team_name) for team_name in result.teams)]
-
-    @staticmethod
-    def _team_store(result: ProvisionResult, team_name: str) -> Store:
-        """Team ``team_name``'s store, reached as the member of ``result`` (see :meth:`mlflow_stores`)."""
-        team = make_team_resources(team_name)
-        env = dict(result.environment)
-        env["MLFLOW_TRACKING_URI"] = make_team_tracking_uri(env["MLFLOW_TRACKING_URI"], team, result.resources)
-        env["ENERTEF_MLFLOW_ARTIFACT_ROOT"] = f"s3://{team.bucket}/mlflow"
-        return Store("team", team.team, team.schema, env)
-
-    async def read_mlflow_stores(self, result: ProvisionResult) -> list[Store]:
-        """The user's and teams' stores (:meth:`mlflow_stores`), each with its current revision."""
-        stores = self.mlflow_stores(result)
-        async with self.postgres.connection() as conn:
-            await self.upgrader.read_revisions(conn, stores, self.postgres.reader_of)
-        return stores
-
-    async def upgrade_mlflow_stores(self, result: ProvisionResult, progress=None,
-                                    stores: list[Store] | None = None) -> list[Store]:
-        """Upgrade the user's and teams' stores that an older MLflow made (before the server starts).
-
-        ``progress(message)`` is told what is upgraded. ``stores``: as read by
-        :meth:`read_mlflow_stores` (read here if None); an upgraded store's revision is
-        updated in it. Raises StoreUpgradeError naming the store when one cannot be
-        upgraded; its data is then as it was.
-        """
-        stores = stores if stores is not None else await self.read_mlflow_stores(result)
-        behind = await self.upgrader.behind(stores)
-        if behind and progress is not None:
-            head = await self.upgrader.head()
-            progress(f"Upgrading MLflow store{'s' if len(behind) > 1 else ''} "
-                     f"{', '.join(s.schema for s in behind)} to MLflow {head['mlflow']}'s schema"
-                     " (as the store's own role, under its lock; this can take a minute)…")
-        for store, outcome in await self.upgrader.ensure_all(behind, jobs=len(behind)):
-            if isinstance(outcome, Exception):
-                raise outcome
-            store.revision = outcome["to"]
-            events.log_event(self.log, "store-upgraded", result.resources.username, "spawner",
-                             store=store.schema, revision_from=outcome["from"], revision_to=outcome["to"],
-                             seconds=outcome["seconds"])
-        return behind
-
-    async def ensure_mlflow_tables(self, result: ProvisionResult, stores: list[Store] | None = None) -> list[Store]:
-        """Create MLflow's tables in the user's and teams' stores unless they exist; upgrade old ones.
-
-        ``stores``: as read by :meth:`read_mlflow_stores` (read here if None), so a spawn
-        reads each store's revision once. Runs MLflow in a subprocess so the hub never
-        imports it; the secrets go through the subprocess's environment, never its
-        command line. Returns the stores it gave tables or upgraded.
-        """
-        stores = stores if stores is not None else await self.read_mlflow_stores(result)
-        # A store whose revision the hub declined to read (pg_reads.UNREADABLE) is left alone.
-        head = (await self.upgrader.head())["head"] if any(isinstance(s.revision, str) for s in stores) else None
-        todo = [s for s in stores if (s.revision is None and self.prepare_mlflow_tables)
-                or (isinstance(s.revision, str) and s.revision != head)]
-        new = [s for s in todo if s.revision is None]
-        made = []
-        if new and self.replay_mlflow_snapshot:
-            snapshot = await self._mlflow_snapshot()
-            if snapshot is not None:
-                made, busy = await self._replay_snapshot(new, snapshot)
-                todo = [s for s in todo if s not in made and s not in busy]
-        for store, outcome in await self.upgrader.ensure_all(todo, jobs=len(todo)):
-            if isinstance(outcome, Exception):
-                raise outcome
-            made.append(store)
-        return made
-
-    async def _mlflow_snapshot(self) -> dict | None:
-        """The recording of the current MLflow release's table creation, or None for now.
-
-        The first time a release is seen its recording is made in the background (one
-        MLflow subprocess), and stores keep getting their tables from MLflow itself
-        until it is kept.
-        """
-        if self._snapshot is not None:
-            return self._snapshot
-        version = await self._mlflow_version()
-        if version is None:
-            return None
-        async with self.postgres.connection() as conn:
-            self._snapshot = await mlflow_snapshot.load_snapshot(conn, self.postgres.registry_schema, version)
-        if self._snapshot is None and self._recording is None:
-            self._recording = asyncio.ensure_future(self._record_snapshot())
-        return self._snapshot
-
-    async def _record_snapshot(self):
-        try:
-            await mlflow_snapshot.record_snapshot(
-                self.postgres.admin_url, self.postgres.registry_schema, self.mlflow_python, self.mlflow_tables_timeout)
-        except Exception as exc:  # noqa: BLE001 - not fatal: MLflow keeps creating tables itself
-            self.log.warning("Recording MLflow's table creation failed (stores get their tables from"
-                             " MLflow itself): %s", exc)
-        else:
-            self.log.info("Recorded MLflow's table creation: new stores get their tables by replay")
-
-    async def _mlflow_version(self) -> str | None:
-        """The MLflow release of ``mlflow_python``, read from package metadata (no import of MLflow)."""
-        if self._mlflow_release is None:
-            proc = await asyncio.create_subprocess_exec(
-                self.mlflow_python, "-c", _MLFLOW_RELEASE_CODE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-            out, _ = await proc.communicate()
-            self._mlflow_release = out.decode().strip() if proc.returncode == 0 else ""
-        return self._mlflow_release or None
-
-    async def _replay_snapshot(self, stores: list[Store], snapshot: dict) -> tuple[list[Store], list[Store]]:
-        """Replay MLflow's table creation into each new store.
-
-        Returns the stores that got their tables, and those whose lock their own role
-        held for over ``mlflow_lock_wait`` (their MLflow creates the tables at first use).
-
-        Each store in its own transaction, under the store's MLflow lock (the one
-        ``enertef_hub.mlflow_tables`` takes), so a concurrent MLflow run waits, then finds
-        the tables. A store that fails is left as it was, for MLflow to create its tables.
-        """
-        done, busy = [], []
-        for store in stores:
-            role = store.schema  # a store's schema is named after the role that owns it
-            started = time.perf_counter()
-            try:
-                # As the store's own role (a team member's login acting as the team),
-                # never the admin acting as it: see mlflow_snapshot.replay.
-                async with self.postgres.store_connection(store.environment["MLFLOW_TRACKING_URI"]) as conn:
-                    try:
-                        async with conn.transaction():
-                            await self._replay_under_lock(conn, snapshot, role, store.schema)
-                    except psycopg.errors.LockNotAvailable:
-                        # Its own role holds it: running MLflow here would only wait in turn.
-                        self.log.warning("MLflow tables of %s not replayed: its MLflow lock was held for over"
-                                         " %s s (MLflow will create them at first use)", store.schema,
-                                         self.mlflow_lock_wait)
-                        busy.append(store)
-                        continue
-            except (mlflow_snapshot.SnapshotError, psycopg.Error, ProvisioningError) as exc:
-                self.log.warning("Replaying MLflow's table creation into %s failed (MLflow will create"
-                                 " them): %s", store.schema, exc)
-                continue
-            done.append(store)
-            self.log.info("MLflow tables of %s replayed in %.0f ms", store.schema,
-                          (time.perf_counter() - started) * 1000)
-        return done, busy
-
-    async def _replay_under_lock(self, conn, snapshot: dict, role: str, schema: str):
-        """Replay into ``schema`` (inside the caller's transaction, on a connection of the
-        store's role) unless it has tables already."""
-        # The store's own role can take this lock too (the user's MLflow does, briefly):
-        # never keep a connection waiting for as long as they like.
-        await conn.execute("SELECT set_config('lock_timeout', %s, true)",
-                           (f"{round(self.mlflow_lock_wait * 1000)}ms",))
-        await conn.execute(STORE_XACT_LOCK_SQL, (role,))
-        if not await self.upgrader.with_tables(conn, [schema]):
-            await mlflow_snapshot.replay(conn, snapshot, role, schema)
-
     async def all_mlflow_stores(self) -> list[Store]:
         """Every active user's store and every team's store, for ``enertef-hub upgrade-stores``.
 
@@ -444,15 +260,15 @@ class Workbench(SingletonConfigurable):
                 results[resources.username] = result = self._result(resources, account, created=False,
                                                                     started=time.perf_counter())
                 if resources.role in can_login:
-                    stores.append(self.mlflow_stores(result)[0])  # no teams: the user's store only
+                    stores.append(self.mlflow.of(result)[0])  # no teams: the user's store only
             for team_name in sorted(members):
                 team = make_team_resources(team_name)
                 for username in sorted(members[team_name]):
                     result = results.get(username)
                     if result is not None and make_team_login_role(team.team, result.resources) in can_login:
-                        stores.append(self._team_store(result, team.team))
+                        stores.append(self.mlflow.team_store(result, team.team))
                         break
-            await self.upgrader.read_revisions(conn, stores, self.postgres.reader_of)
+            await self.mlflow.read_revisions(conn, stores)
         return stores
 
     # -- revocation, purge, restore, rotation --------------------------------------
@@ -798,33 +614,5 @@ class Workbench(SingletonConfigurable):
 
     async def close(self):
         """Release connection pools (a recording of MLflow's tables still running is awaited)."""
-        if self._recording is not None:
-            await asyncio.gather(self._recording, return_exceptions=True)
+        await self.mlflow.close()
         await self.postgres.close()
-
-
-#: Prints the MLflow release installed (full MLflow or the hub image's mlflow-skinny).
-_MLFLOW_RELEASE_CODE = """
-from importlib.metadata import PackageNotFoundError, version
-for name in ("mlflow", "mlflow-skinny"):
-    try:
-        print(version(name)); break
-    except PackageNotFoundError:
-        pass
-"""
-
-
-def make_team_tracking_uri(personal_uri: str, team: TeamResources, member: UserResources) -> str:
-    """``member``'s tracking URI turned into ``team``'s store (pure): their team login
-    (``m_<team>_<user>``, same password) acting as the team role, in the team's schema."""
-    parts = urlsplit(personal_uri)
-    if not parts.netloc.startswith(f"{member.role}:"):
-        raise ValueError(f"not a tracking URI of {member.role}")
-    netloc = make_team_login_role(team.team, member) + parts.netloc[len(member.role):]
-    return tracking_uri_with_options(urlunsplit(parts._replace(netloc=netloc)),
-                                     f"-c role={team.role} -c search_path={team.schema}")
-
-
-def tracking_uri_with_options(uri: str, options: str) -> str:
-    """Append a libpq ``options`` string (e.g. ``-c role=t_team1``) to a SQLAlchemy URI (pure)."""
-    return f"{uri}{'&' if '?' in uri else '?'}options={quote(options)}"

@@ -21,6 +21,7 @@ END = "<!-- config-reference:end -->"
 
 CLASSES = [
     ("enertef_hub.workbench", "Workbench", False),
+    ("enertef_hub.mlflow_stores", "MlflowStores", False),
     ("enertef_hub.provisioners.postgres", "PostgresProvisioner", False),
     ("enertef_hub.provisioners.minio", "MinioProvisioner", False),
     ("enertef_hub.store_upgrades", "StoreUpgrader", False),

@@ -112,7 +112,7 @@ async def make_stores(workbench, prefix: str, replay_extra: str = ""):
         replay = workbench.mlflow.replay_mlflow_snapshot
         workbench.mlflow.replay_mlflow_snapshot = False  # (a): MLflow itself, in a subprocess, as the user's role
         try:
-            await workbench.ensure_mlflow_tables(made)
+            await workbench.mlflow.ensure(made)
         finally:
             workbench.mlflow.replay_mlflow_snapshot = replay
 
@@ -123,7 +123,7 @@ async def make_stores(workbench, prefix: str, replay_extra: str = ""):
             snapshot = await mlflow_snapshot.record_snapshot(
                 workbench.postgres.admin_url, workbench.postgres.registry_schema,
                 workbench.mlflow.mlflow_python, workbench.mlflow.mlflow_tables_timeout)
-        stores = workbench.mlflow_stores(replayed)[:1]  # the user's own store (no teams)
+        stores = workbench.mlflow.of(replayed)[:1]  # the user's own store (no teams)
         replaying = {**snapshot, "script": f"{snapshot['script']};\n{replay_extra}"} if replay_extra else snapshot
         done, _ = await workbench.mlflow.replay(stores, replaying)  # the spawner's step
         if done != stores:

@@ -13,7 +13,7 @@ from tests.harness.workbench import make_old_store, open_workbench
 
 async def _provision(name: str):
     async with open_workbench() as wb:
-        return await wb.provision(name, teams=[]), (await wb.upgrader.head())["head"]
+        return await wb.provision(name, teams=[]), (await wb.mlflow.upgrader.head())["head"]
 
 
 def test_spawn_upgrades_an_old_store_before_the_server_starts(hub, services_env, old_mlflow_python):

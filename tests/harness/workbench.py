@@ -57,7 +57,7 @@ async def provision_with_tables(username: str, teams: list[str] | None = None) -
     """Provision ``username`` as a first spawn does, MLflow's tables included (services from the environment)."""
     async with open_workbench() as workbench:
         result = await workbench.provision(username, teams=teams)
-        await workbench.ensure_mlflow_tables(result)
+        await workbench.mlflow.ensure(result)
         return result
 
 

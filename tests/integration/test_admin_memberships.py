@@ -41,12 +41,12 @@ async def test_no_membership_remains_after_any_operation(workbench, admin_conn):
     roles = {alice.resources.role, bob.resources.role, team_role}
     assert admin_memberships(admin_conn, roles) == set()  # provisioning, team store and grants
 
-    await workbench.ensure_mlflow_tables(alice)  # the replay and reading alembic_version
-    await workbench.upgrade_mlflow_stores(alice)
+    await workbench.mlflow.ensure(alice)  # the replay and reading alembic_version
+    await workbench.mlflow.ensure(alice, tables=False)
     assert admin_memberships(admin_conn, roles) == set()
 
     # bob leaves the team while connected (his sessions are ended, the team's store swept) ...
-    bob_team_uri = next(s for s in workbench.mlflow_stores(bob) if s.kind == "team").environment[
+    bob_team_uri = next(s for s in workbench.mlflow.of(bob) if s.kind == "team").environment[
         "MLFLOW_TRACKING_URI"].replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(bob_team_uri, autocommit=True) as session:  # his team login, acting as the team
         await workbench.sync_teams({team: [alice.resources.username]})

@@ -57,7 +57,7 @@ async def test_replayed_store_equals_the_store_mlflow_makes(workbench, snapshot,
     by_mlflow = await workbench.provision(unique_name("snapm"))
     by_replay = await workbench.provision(unique_name("snapr"))
     try:
-        await workbench.ensure_mlflow_tables(by_mlflow)  # MLflow itself, as the user's role
+        await workbench.mlflow.ensure(by_mlflow)  # MLflow itself, as the user's role
         async with workbench.postgres.store_connection(by_replay.environment["MLFLOW_TRACKING_URI"]) as conn:
             async with conn.transaction():
                 await mlflow_snapshot.replay(conn, snapshot, by_replay.resources.role, by_replay.resources.schema)
@@ -109,16 +109,16 @@ async def test_spawns_give_new_stores_their_tables_by_replay(workbench, snapshot
     """What the spawner calls: new stores get the replay, and no MLflow subprocess runs."""
     workbench._snapshot = None  # as a freshly started hub: the recording is read from the registry
     ran_mlflow = []
-    real_ensure_all = workbench.upgrader.ensure_all
+    real_ensure_all = workbench.mlflow.upgrader.ensure_all
 
     async def ensure_all(stores, *args, **kwargs):
         ran_mlflow.extend(stores)
         return await real_ensure_all(stores, *args, **kwargs)
 
-    monkeypatch.setattr(workbench.upgrader, "ensure_all", ensure_all)
+    monkeypatch.setattr(workbench.mlflow.upgrader, "ensure_all", ensure_all)
     result = await workbench.provision(unique_name("snaps"))
     try:
-        await workbench.ensure_mlflow_tables(result)
+        await workbench.mlflow.ensure(result)
         assert ran_mlflow == []
         with acting_as(admin_conn, result.resources.role):
             version = admin_conn.execute(sql.SQL("SELECT version_num FROM {}").format(

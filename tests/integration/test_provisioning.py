@@ -37,7 +37,7 @@ def count_roles(conn, role: str) -> int:
 
 async def test_mlflow_run_lands_in_own_schema_and_bucket(workbench, admin_conn, services):
     alice = await workbench.provision(unique_name("alice"))
-    await workbench.ensure_mlflow_tables(alice)
+    await workbench.mlflow.ensure(alice)
     proc = run_as_user(alice.environment, MLFLOW_RUN)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -60,7 +60,7 @@ async def test_mlflow_run_lands_in_own_schema_and_bucket(workbench, admin_conn, 
 
 async def test_other_user_is_denied_at_database_and_storage(workbench):
     alice = await workbench.provision(unique_name("alice"))
-    await workbench.ensure_mlflow_tables(alice)
+    await workbench.mlflow.ensure(alice)
     bob = await workbench.provision(unique_name("bob"))
     bob_url = bob.environment["ENERTEF_MLFLOW_BACKEND_STORE_URI"].replace("postgresql+psycopg://", "postgresql://")
 

@@ -22,7 +22,7 @@ START_RUNS = """
 
 async def test_a_run_says_which_hub_user_made_it(workbench):
     result = await workbench.provision(unique_name("attrib"), teams=[])
-    await workbench.ensure_mlflow_tables(result)
+    await workbench.mlflow.ensure(result)
     env = dict(result.environment, JUPYTERHUB_USER=result.resources.username, LOGNAME="jovyan", USER="jovyan")
     proc = run_as_user(env, START_RUNS)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -54,11 +54,11 @@ async def test_spawn_upgrades_a_store_made_by_an_older_mlflow(workbench, old_mlf
     result = await workbench.provision(unique_name("olduser"), teams=[])
     schema = result.resources.schema
     run_id = make_old_store(old_mlflow_python, result.environment)
-    head = (await workbench.upgrader.head())["head"]
+    head = (await workbench.mlflow.upgrader.head())["head"]
     assert revision(admin_conn, schema) != head
 
     messages = []
-    upgraded = await workbench.upgrade_mlflow_stores(result, progress=messages.append)
+    upgraded = await workbench.mlflow.ensure(result, tables=False, progress=messages.append)
 
     assert [s.schema for s in upgraded] == [schema]
     assert revision(admin_conn, schema) == head
@@ -69,7 +69,7 @@ async def test_spawn_upgrades_a_store_made_by_an_older_mlflow(workbench, old_mlf
     used = json.loads(proc.stdout.strip().splitlines()[-1])
     assert used["alpha"] == "0.5" and used["loss"] == 0.25
     # A store at the head is left alone: the next spawn has nothing to upgrade.
-    assert await workbench.upgrade_mlflow_stores(result, progress=messages.append) == []
+    assert await workbench.mlflow.ensure(result, tables=False, progress=messages.append) == []
     assert len(messages) == 1
 
 
@@ -84,7 +84,7 @@ async def test_a_failed_upgrade_leaves_the_store_untouched_and_says_so(workbench
         admin_conn.execute(sql.SQL("CREATE TABLE {} (x int)").format(sql.Identifier(schema, "jobs")))
 
     with pytest.raises(StoreUpgradeError) as failure:
-        await workbench.upgrade_mlflow_stores(result)
+        await workbench.mlflow.ensure(result, tables=False)
 
     assert "untouched" in str(failure.value) and schema in str(failure.value)
     assert revision(admin_conn, schema) == before
@@ -98,13 +98,13 @@ async def test_a_failed_upgrade_leaves_the_store_untouched_and_says_so(workbench
 async def test_a_store_made_by_a_later_mlflow_is_refused_unchanged(workbench, admin_conn):
     result = await workbench.provision(unique_name("futureuser"), teams=[])
     schema = result.resources.schema
-    await workbench.ensure_mlflow_tables(result)
+    await workbench.mlflow.ensure(result)
     with acting_as(admin_conn, schema):
         admin_conn.execute(sql.SQL("UPDATE {} SET version_num = 'ffffffffffff'").format(
             sql.Identifier(schema, "alembic_version")))
 
     with pytest.raises(StoreUpgradeError) as failure:
-        await workbench.upgrade_mlflow_stores(result)
+        await workbench.mlflow.ensure(result, tables=False)
 
     assert "later MLflow release" in str(failure.value) and "Nothing was changed" in str(failure.value)
     assert revision(admin_conn, schema) == "ffffffffffff"
@@ -120,10 +120,10 @@ async def test_upgrade_stores_upgrades_users_and_teams_reports_failures_and_resu
     team = unique_name("oldteam")
     alice = await workbench.provision(unique_name("oldalice"), teams=[team])
     bob = await workbench.provision(unique_name("oldbob"), teams=[])
-    team_store = workbench.mlflow_stores(alice)[1]
+    team_store = workbench.mlflow.of(alice)[1]
     assert team_store.schema == make_team_resources(team).schema
     runs = {s.schema: make_old_store(old_mlflow_python, s.environment)
-            for s in (workbench.mlflow_stores(alice)[0], team_store, workbench.mlflow_stores(bob)[0])}
+            for s in (workbench.mlflow.of(alice)[0], team_store, workbench.mlflow.of(bob)[0])}
     # bob's store cannot be upgraded (a table in a migration's way) until that is fixed.
     bob_schema = bob.resources.schema
     with acting_as(admin_conn, bob_schema):

@@ -113,14 +113,14 @@ async def test_a_user_holding_their_store_lock_does_not_hold_the_hub(workbench, 
                 "SELECT pg_advisory_lock(hashtextextended('enertef:mlflow:' || current_user, 0))")
             started = time.monotonic()
             with caplog.at_level(logging.WARNING):
-                await asyncio.wait_for(workbench.ensure_mlflow_tables(result), 30)
+                await asyncio.wait_for(workbench.mlflow.ensure(result), 30)
             assert time.monotonic() - started < 10
             assert "lock was held" in caplog.text
             tables = admin_conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s",
                                         (result.resources.schema,)).fetchone()[0]
             assert tables == 0  # left for MLflow's first use (or the next spawn)
         # Once the lock is let go, the next try gives the store its tables.
-        await workbench.ensure_mlflow_tables(result)
+        await workbench.mlflow.ensure(result)
         assert len(alembic_versions(admin_conn, result)) == 1
     finally:
         workbench.mlflow.mlflow_lock_wait = 10.0

@@ -51,7 +51,7 @@ async def team1(workbench):
     carol = await workbench.provision(unique_name("carol"), teams=[])
     for member in (alice, bob):
         assert member.environment["ENERTEF_TEAMS"] == team
-    await workbench.ensure_mlflow_tables(alice)
+    await workbench.mlflow.ensure(alice)
     return team, alice, bob, carol
 
 

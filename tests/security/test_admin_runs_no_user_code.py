@@ -101,7 +101,7 @@ def assert_payload_never_ran_as_anyone_else(admin_conn, mallory, bob, evidence: 
 
 async def test_forced_row_security_on_mlflow_tables_is_not_run_by_the_hub(workbench, admin_conn, mallory_and_bob):
     mallory, bob, evidence = mallory_and_bob
-    await workbench.ensure_mlflow_tables(mallory)
+    await workbench.mlflow.ensure(mallory)
     with connect_as(mallory.environment) as conn:
         conn.execute("INSERT INTO runs (run_uuid, start_time) VALUES ('r1', 1700000000000)")
         for table in ("alembic_version", "runs"):  # each has a row: a policy runs per row
@@ -109,17 +109,17 @@ async def test_forced_row_security_on_mlflow_tables_is_not_run_by_the_hub(workbe
             conn.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
             conn.execute(f"CREATE POLICY everyone ON {table} USING ({mallory.resources.schema}.evil())")
 
-    stores = await workbench.read_mlflow_stores(mallory)  # every spawn reads the revision
+    stores = await workbench.mlflow.read(mallory)  # every spawn reads the revision
     await collect_usage(workbench)  # the usage report reads the latest run
 
     assert_payload_never_ran_as_anyone_else(admin_conn, mallory, bob, evidence)
     assert not isinstance(stores[0].revision, str)  # no answer, and so no upgrade attempt
-    assert await workbench.upgrade_mlflow_stores(mallory, None, stores) == []
+    assert await workbench.mlflow.ensure(mallory, stores, tables=False) == []
 
 
 async def test_a_view_in_place_of_mlflow_s_tables_is_not_run_by_the_hub(workbench, admin_conn, mallory_and_bob):
     mallory, bob, evidence = mallory_and_bob
-    await workbench.ensure_mlflow_tables(mallory)
+    await workbench.mlflow.ensure(mallory)
     schema = mallory.resources.schema
     with connect_as(mallory.environment) as conn:
         conn.execute("ALTER TABLE alembic_version RENAME TO real_version")
@@ -127,7 +127,7 @@ async def test_a_view_in_place_of_mlflow_s_tables_is_not_run_by_the_hub(workbenc
         conn.execute("ALTER TABLE runs RENAME TO real_runs")
         conn.execute(f"CREATE VIEW runs AS SELECT * FROM real_runs WHERE {schema}.evil()")
 
-    await workbench.read_mlflow_stores(mallory)
+    await workbench.mlflow.read(mallory)
     rows = await collect_usage(workbench)
 
     assert_payload_never_ran_as_anyone_else(admin_conn, mallory, bob, evidence)
@@ -147,7 +147,7 @@ async def test_an_operator_of_hers_on_the_search_path_is_not_run_by_the_replay(
                      f" FUNCTION = {schema}.same)")
     assert await workbench.mlflow.snapshot() is not None or await _recorded(workbench)
 
-    made = await workbench.ensure_mlflow_tables(mallory)
+    made = await workbench.mlflow.ensure(mallory)
 
     assert [s.schema for s in made] == [schema]  # her store got its tables, as her role
     assert_payload_never_ran_as_anyone_else(admin_conn, mallory, bob, evidence)

@@ -43,7 +43,7 @@ CREATE POLICY everyone ON notes USING (true);
 
 def team_connection(workbench, result) -> psycopg.Connection:
     """The member's connection to the team's store, as their server makes it."""
-    team_store = next(s for s in workbench.mlflow_stores(result) if s.kind == "team")
+    team_store = next(s for s in workbench.mlflow.of(result) if s.kind == "team")
     url = team_store.environment["MLFLOW_TRACKING_URI"].replace("postgresql+psycopg://", "postgresql://")
     return psycopg.connect(url, autocommit=True, connect_timeout=5)
 

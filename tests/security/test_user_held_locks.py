@@ -100,7 +100,7 @@ class Victim:
 async def victim(workbench):
     name, team = unique_name("mallory"), unique_name("team")
     result = await workbench.provision(name, teams=[team])
-    team_store = next(s for s in workbench.mlflow_stores(result) if s.kind == "team")
+    team_store = next(s for s in workbench.mlflow.of(result) if s.kind == "team")
     team_url, team_options = libpq_target(team_store.environment["MLFLOW_TRACKING_URI"])
     v = Victim(name, team, result.environment, team_url, team_options, result.resources.schema,
                urlsplit(user_url(result.environment)).password, f"team-{team}")
@@ -320,7 +320,7 @@ async def test_team_sweep_past_the_bound_leaves_access_revoked_and_is_retried(wo
     bob = await workbench.provision(unique_name("bob"), teams=[team])
 
     def team_target(result):
-        store = next(s for s in workbench.mlflow_stores(result) if s.kind == "team")
+        store = next(s for s in workbench.mlflow.of(result) if s.kind == "team")
         return libpq_target(store.environment["MLFLOW_TRACKING_URI"])
 
     (a_url, a_options), (b_url, b_options) = team_target(alice), team_target(bob)

@@ -59,7 +59,7 @@ def test_team_uri_uses_the_member_s_team_login_and_sets_role_and_schema() -> Non
     assert make_default_artifact_root(team_uri, {}) == "s3://team-vision/mlflow"
     # The hub builds the same URI for the team store's tables and upgrades.
     from enertef_hub.naming import make_team_resources, make_user_resources
-    from enertef_hub.workbench import make_team_tracking_uri
+    from enertef_hub.mlflow_stores import make_team_tracking_uri
     assert make_team_tracking_uri(URI + "?sslmode=require", make_team_resources("vision"),
                                   make_user_resources("alice")) == team_uri
 

@@ -4,6 +4,7 @@ import pytest
 from traitlets.config import Config
 
 from enertef_hub.environment import ADMIN_ENV_NAMES, make_user_environment, without_admin_secrets
+from enertef_hub.mlflow_stores import MOVED_FROM_WORKBENCH, MlflowStores
 from enertef_hub.credentials import derive_secret
 from enertef_hub.cli import mask_environment
 from enertef_hub.naming import make_user_resources
@@ -49,11 +50,48 @@ def test_config_overrides_environment(env):
     assert wb.purge_on_delete is True
 
 
+def test_mlflow_store_settings_are_mlflow_stores_own(env):
+    config = Config()
+    config.MlflowStores.mlflow_python = "/opt/mlflow/bin/python"
+    config.MlflowStores.mlflow_tables_timeout = 60
+    wb = Workbench(config=config)
+    assert wb.mlflow.mlflow_python == "/opt/mlflow/bin/python"
+    assert (wb.mlflow.upgrader.python, wb.mlflow.upgrader.timeout) == ("/opt/mlflow/bin/python", 60)
+    assert wb.mlflow.prepare_mlflow_tables is True and wb.mlflow.mlflow_lock_wait == 10.0
+
+
+@pytest.mark.parametrize("name, value", [
+    ("prepare_mlflow_tables", False), ("replay_mlflow_snapshot", False), ("mlflow_python", "/old/python"),
+    ("mlflow_tables_timeout", 42), ("mlflow_lock_wait", 2.5),
+])
+def test_old_workbench_names_of_mlflow_store_settings_still_work_and_warn(env, caplog, name, value):
+    assert name in MOVED_FROM_WORKBENCH
+    config = Config()
+    config.Workbench[name] = value
+    with caplog.at_level("WARNING"):
+        wb = Workbench(config=config)
+    assert getattr(wb.mlflow, name) == value
+    # The upgrader runs that MLflow, for that long.
+    upgrader = {"mlflow_python": wb.mlflow.upgrader.python, "mlflow_tables_timeout": wb.mlflow.upgrader.timeout}
+    assert upgrader.get(name, value) == value
+    assert f"Workbench.{name} is deprecated: set MlflowStores.{name} instead" in caplog.text
+
+
+def test_the_new_name_wins_over_the_old_one(env, caplog):
+    config = Config()
+    config.Workbench.mlflow_lock_wait = 1.0
+    config.MlflowStores.mlflow_lock_wait = 3.0
+    with caplog.at_level("WARNING"):
+        wb = Workbench(config=config)
+    assert wb.mlflow.mlflow_lock_wait == 3.0
+    assert "Workbench.mlflow_lock_wait is deprecated and ignored" in caplog.text
+
+
 def test_display_address_hides_credentials(env):
     assert PostgresProvisioner().display_address == "db.example:5433/mlflow"
 
 
-@pytest.mark.parametrize("cls", [Workbench, PostgresProvisioner, MinioProvisioner])
+@pytest.mark.parametrize("cls", [Workbench, MlflowStores, PostgresProvisioner, MinioProvisioner])
 def test_every_setting_has_help(cls):
     for name, trait in cls.class_traits(config=True).items():
         assert len(trait.help.split()) >= 6, f"{cls.__name__}.{name} needs real help text"

@@ -19,24 +19,28 @@ from enertef_hub.spawnermixin import EnerTEFSpawnerMixin
 from enertef_hub.workbench import ProvisionResult
 
 
-class _Workbench:
+class _MlflowStores:
     def __init__(self, timeline, new_store=False):
         self.timeline, self.new_store = timeline, new_store
+
+    async def read(self, result):
+        return [SimpleNamespace(schema="u_alice", revision=None if self.new_store else "head")]
+
+    async def ensure(self, result, stores, tables=True, progress=None):
+        if tables:
+            self.timeline.append("tables began")
+            await asyncio.sleep(0.2)
+            self.timeline.append("tables done")
+        return []
+
+
+class _Workbench:
+    def __init__(self, timeline, new_store=False):
+        self.mlflow = _MlflowStores(timeline, new_store)
 
     async def provision(self, username, teams, actor):
         resources = SimpleNamespace(schema=f"u_{username}", bucket=f"user-{username}")
         return ProvisionResult(resources, {"MLFLOW_TRACKING_URI": "postgresql://x"}, False, 0.0)
-
-    async def read_mlflow_stores(self, result):
-        return [SimpleNamespace(schema="u_alice", revision=None if self.new_store else "head")]
-
-    async def upgrade_mlflow_stores(self, result, report, stores):
-        return False
-
-    async def ensure_mlflow_tables(self, result, stores):
-        self.timeline.append("tables began")
-        await asyncio.sleep(0.2)
-        self.timeline.append("tables done")
 
 
 class _BaseSpawner:
