@@ -26,9 +26,8 @@ import time
 import psycopg
 import pytest
 from botocore.exceptions import ClientError
-from playwright.sync_api import expect
 
-from tests.harness.browser import log_in
+from tests.harness.browser import add_to_group_in_admin_panel, log_in
 from tests.harness.forms import signup_and_approve
 from tests.harness.hub import events_for, wait_prepared
 from tests.harness.names import unique_name
@@ -68,21 +67,6 @@ def seconds_until(change, check, what: str) -> float:
     return time.monotonic() - started
 
 
-def add_in_admin_panel(page, hub, team: str, usernames: list[str]):
-    """What an admin does: Admin → Manage Groups → the group → "Add by username" → Add user → Apply."""
-    page.goto(f"{hub.url}/hub/admin#/groups")
-    page.get_by_text(team, exact=True).click()
-    expect(page.get_by_text(f"Editing Group {team}")).to_be_visible()
-    for name in usernames:
-        page.fill("#username-input", name)
-        page.click("#validate-user")
-        expect(page.locator(".users-container .item.selected", has_text=name)).to_be_visible()
-    expect(page.get_by_text("is not a valid JupyterHub user")).to_have_count(0)
-    page.get_by_role("button", name="Apply").click()
-    wait_for(lambda: set(usernames) <= set(hub.api("GET", f"/groups/{team}").json()["users"]),
-             timeout=30, what=f"the admin panel to add {usernames} to {team}")
-
-
 def test_admin_puts_approved_users_who_never_logged_in_in_a_group(hub, page, services_env):
     team = unique_name("lab")
     alice = signup_and_approve(hub, unique_name("alice"), PASSWORD)
@@ -95,7 +79,7 @@ def test_admin_puts_approved_users_who_never_logged_in_in_a_group(hub, page, ser
     hub.api("POST", f"/groups/{team}").raise_for_status()
 
     log_in(page, hub, hub.admin_name, hub.admin_password, wait=True)
-    add_in_admin_panel(page, hub, team, [alice, bob])
+    add_to_group_in_admin_panel(page, hub, team, [alice, bob])
 
     assert sorted(hub.api("GET", f"/groups/{team}").json()["users"]) == sorted([alice, bob])
     # The e2e hub runs no periodic sync at all: the admin panel's change itself gave the access.

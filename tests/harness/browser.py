@@ -80,3 +80,42 @@ def screenshot(page, name: str):
     if folder:
         os.makedirs(folder, exist_ok=True)
         page.screenshot(path=os.path.join(folder, f"{name}.png"))
+
+
+def group_page_in_admin_panel(page, hub: Hub, team: str):
+    """Admin → Manage Groups → the group: its "Editing Group" page (JupyterHub's own admin panel)."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{hub.url}/hub/admin#/groups")
+    if "/hub/login" in page.url:
+        log_in(page, hub, hub.admin_name, hub.admin_password, "/hub/admin#/groups")
+    page.get_by_text(team, exact=True).click()
+    expect(page.get_by_text(f"Editing Group {team}")).to_be_visible()
+
+
+def add_to_group_in_admin_panel(page, hub: Hub, team: str, usernames: list[str]):
+    """What an admin does: the group's page → "Add by username" → Add user, for each → Apply."""
+    from playwright.sync_api import expect
+
+    from .wait import wait_for
+
+    group_page_in_admin_panel(page, hub, team)
+    for name in usernames:
+        page.fill("#username-input", name)
+        page.click("#validate-user")
+        expect(page.locator(".users-container .item.selected", has_text=name)).to_be_visible()
+    expect(page.get_by_text("is not a valid JupyterHub user")).to_have_count(0)
+    page.get_by_role("button", name="Apply").click()
+    wait_for(lambda: set(usernames) <= set(hub.api("GET", f"/groups/{team}").json()["users"]),
+             timeout=30, what=f"the admin panel to add {usernames} to {team}")
+
+
+def remove_from_group_in_admin_panel(page, hub: Hub, team: str, name: str):
+    """What an admin does: the group's page → click the member (unselects them) → Apply."""
+    from .wait import wait_for
+
+    group_page_in_admin_panel(page, hub, team)
+    page.locator(".users-container .item.selected", has_text=name).click()
+    page.get_by_role("button", name="Apply").click()
+    wait_for(lambda: name not in hub.api("GET", f"/groups/{team}").json()["users"],
+             timeout=30, what=f"the admin panel to remove {name} from {team}")
