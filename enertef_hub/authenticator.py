@@ -478,6 +478,10 @@ class EnerTEFAuthenticator(NativeAuthenticator):
             return None
         if len(password.encode("utf-8", "surrogatepass")) > BCRYPT_MAX_PASSWORD_BYTES:
             return None
+        if self.get_user(username) is None:
+            # As long as a real name's check: the time would tell which names exist.
+            deleted_logins.check_against_nothing(password)
+            return None
         return await super().authenticate(handler, {**data, "username": username})
 
     # -------------------------------------------------------------- lifecycle

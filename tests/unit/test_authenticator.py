@@ -424,3 +424,34 @@ def test_handlers_replace_the_broken_native_ones(auth):
     assert routes["/discard/([^/]*)"] is handlers.DiscardHandler
     assert routes["/authorize"] is handlers.AuthorizationAreaHandler
     assert "/change-password" in routes
+
+
+async def test_a_failed_login_costs_the_same_for_names_that_exist_and_names_that_do_not(auth, monkeypatch):
+    """A stranger cannot tell which names exist by timing: every failed login runs as many
+    bcrypt checks (about 0.2 s each) whatever the name — unknown, approved, waiting,
+    suspended or deleted. Before, an unknown name was refused without any."""
+    import bcrypt
+
+    approve_and_log_in_once(auth, "alice")
+    auth.create_user("waiting", PASSWORD)
+    approve_and_log_in_once(auth, "suspended")
+    UserInfo.change_authorization(auth.db, "suspended")
+    approve_and_log_in_once(auth, "gone")
+    await auth.delete_user(FakeHubUser("gone"), actor="boss")
+    auth.db.delete(orm.User.find(auth.db, "gone"))
+    auth.db.commit()
+
+    checks = []  # NativeAuthenticator checks with hashpw(password, stored hash), we with checkpw
+    for check in ("checkpw", "hashpw"):
+        real = getattr(bcrypt, check)
+        monkeypatch.setattr(bcrypt, check, lambda *args, real=real: checks.append(1) or real(*args))
+
+    async def cost_of_failed_login(name):
+        checks.clear()
+        data = {"username": name, "password": "not the password 123"}
+        assert await auth.authenticate(None, data) is None
+        assert auth.refusal_message(name, data["password"]) is None  # what the login page says
+        return len(checks)
+
+    costs = {name: await cost_of_failed_login(name) for name in ("nobody", "alice", "waiting", "suspended", "gone")}
+    assert len(set(costs.values())) == 1 and costs["alice"] >= 1, costs
