@@ -97,7 +97,7 @@ class Quotas(LoggingConfigurable):
         config=True,
         help="""Size of a user's home (single machine: the disk space its files take)
         above which ``enertef-hub usage`` and the admins' accounts page flag it. Nothing is
-        refused: see the README for file-system quotas. ``0`` disables the flag.""",
+        refused: see docs/single-machine.md for file-system quotas. ``0`` disables the flag.""",
     )
 
     postgres_soft_limit = Unicode(

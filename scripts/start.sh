@@ -82,7 +82,7 @@ preflight() {
     tool=${pair%%:*}
     min=${pair#*:}
     if ! command -v "$tool" >/dev/null 2>&1; then
-      problems+=("$tool is not installed (need $tool >= $min; see README.md, Kubernetes, Prerequisites)")
+      problems+=("$tool is not installed (need $tool >= $min; see docs/kubernetes.md, Prerequisites)")
       continue
     fi
     version=$(tool_version "$tool" || true)
@@ -296,7 +296,7 @@ ensure_port_forward() {
     return
   fi
   if port_in_use "$local_port"; then
-    die "port $local_port (for $name) is used by another program: free it, or set ENERTEF_${name^^}_PORT (see README.md, Kubernetes, Troubleshooting)"
+    die "port $local_port (for $name) is used by another program: free it, or set ENERTEF_${name^^}_PORT (see docs/kubernetes.md, Troubleshooting)"
   fi
   mkdir -p "$STATE_DIR"
   nohup kubectl --context "$KCTX" -n "$namespace" port-forward --address 127.0.0.1 \

@@ -2,7 +2,7 @@
 # Run the single-machine workbench: install what is missing, start PostgreSQL and
 # MinIO on loopback, then JupyterHub with EnerTEFAuthenticator and
 # EnerTEFLocalSpawner on http://localhost:8000, each user's server on
-# http://<name>.localhost:8000 (ENERTEF_HUB_URL to change it; see the README).
+# http://<name>.localhost:8000 (ENERTEF_HUB_URL to change it; see docs/single-machine.md).
 # The admin account is "labadmin" (ENERTEF_ADMIN_USERS): its password is generated
 # once into $ENERTEF_STATE_DIR/admin-password (mode 600) and printed the first time.
 # Ctrl-C stops the hub; `scripts/services.sh stop` stops the services.

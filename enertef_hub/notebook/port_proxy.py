@@ -50,7 +50,7 @@ PORT_PROXY_OFF_MESSAGE = (
     "The port proxy (proxy/<port>/) is off in this workbench: a page served from any "
     "local port would run with your session. Only the workbench's tools are proxied "
     "(mlflow/, tensorboard/). An administrator can turn it on, unsafely, with "
-    f"{UNSAFE_PORT_PROXY_ENV}=1 (see the README)."
+    f"{UNSAFE_PORT_PROXY_ENV}=1 (see docs/user-guide.md)."
 )
 
 log = logging.getLogger(__name__)

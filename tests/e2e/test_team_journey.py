@@ -11,7 +11,7 @@
 
 Marked ``jupyterhub_login``: it also runs on JupyterHub 5.5 (the hub image's
 environment), whose admin panel differs from 6.1's. With ``ENERTEF_E2E_SCREENSHOTS``
-set, the pages are saved as the README's pictures (docs/images/team-*.png).
+set, the pages are saved as the pictures of docs/teams.md (docs/images/team-*.png).
 """
 
 from __future__ import annotations

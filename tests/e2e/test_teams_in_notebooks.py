@@ -3,7 +3,7 @@
 The admin makes a team of two approved users (a JupyterHub group) and both start their
 servers. Then:
 
-- alice runs the README's team snippet (section "In a user's server", **Teams.**) in a
+- alice runs the documented team snippet (docs/user-guide.md, **Teams.**) in a
   notebook in her home's root, in a real kernel of her server: the helpers import there
   (not only in ``~/notebook-scripts``), ``team_members`` names both members, a run lands
   in the team's store; the notebook is saved with its outputs as JupyterLab saves it,
@@ -15,7 +15,7 @@ servers. Then:
   store, and no other team is offered.
 
 With ``ENERTEF_E2E_SCREENSHOTS=<dir>`` the team store's runs are saved as
-``mlflow-team-store.png`` (the README's picture, docs/images/).
+``mlflow-team-store.png`` (the user guide's picture, docs/images/).
 """
 
 from __future__ import annotations
@@ -44,9 +44,8 @@ PASSWORD = "Team-notebook-e2e-passw0rd!"
 
 
 def readme_team_snippet(team: str) -> list[str]:
-    """The README's team snippet as notebook cells, one per statement, for team *team*."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## In a user's server", 1)[1].split("\n## ", 1)[0]
+    """The user guide's team snippet as notebook cells, one per statement, for team *team*."""
+    section = (REPO / "docs" / "user-guide.md").read_text()
     code = section.split("**Teams.**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     code = code.replace('"team1"', repr(team))
     return [ast.get_source_segment(code, node) for node in ast.parse(code).body]

@@ -75,7 +75,7 @@ def delete_in_admin_panel(page, hub: Hub, name: str):
 
 
 def screenshot(page, name: str):
-    """Save the page as ``$ENERTEF_E2E_SCREENSHOTS/<name>.png`` when that folder is set (README pictures)."""
+    """Save the page as ``$ENERTEF_E2E_SCREENSHOTS/<name>.png`` when that folder is set (the pictures in docs/)."""
     folder = os.environ.get("ENERTEF_E2E_SCREENSHOTS")
     if folder:
         os.makedirs(folder, exist_ok=True)

@@ -113,7 +113,7 @@ def bucket_bytes(s3, bucket: str) -> int:
 
 
 async def test_a_bucket_quota_checks_each_request_and_the_last_scan_not_a_burst(tight_workbench):
-    """What MinIO's hard quota measures (README, "Quotas"; the figures there are this test's).
+    """What MinIO's hard quota measures (docs/administration.md, "Quotas"; the figures there are this test's).
 
     MinIO checks each request on its own: a PutObject, or each part of a multipart
     upload, is refused if it alone reaches the quota, or if it plus the bucket's size

@@ -221,7 +221,7 @@ def test_hub_database_is_not_on_the_network(z2jh_values):
     assert z2jh_values["hub"]["db"]["type"] == "sqlite-pvc"
 
 
-# Documented sizes (README.md "Storage sizes"): each volume's size lives in
+# Documented sizes (docs/kubernetes.md "Storage sizes"): each volume's size lives in
 # exactly one place, which the table names.
 SIZES = {
     "user home": (lambda: load("jupyterhub.yaml")["singleuser"]["storage"]["capacity"], "10Gi"),
@@ -237,7 +237,7 @@ SIZES = {
 def test_every_volume_has_its_documented_size(volume):
     read, expected = SIZES[volume]
     assert read() == expected
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "kubernetes.md").read_text()
     table = readme.split("### Storage sizes", 1)[1].split("###", 1)[0]
     row = next((line for line in table.splitlines() if line.startswith(f"| {volume} |")), None)
     assert row is not None, f"the sizing table has no row for {volume}"

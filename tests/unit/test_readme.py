@@ -1,4 +1,4 @@
-"""The README's promises that can drift from the code."""
+"""The README's and docs/' promises that can drift from the code."""
 
 import runpy
 import subprocess
@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_configuration_reference_is_generated_from_the_traitlets():
     make_reference = runpy.run_path(str(ROOT / "scripts" / "config_reference.py"))["make_reference"]
-    assert make_reference() in (ROOT / "README.md").read_text(), (
-        "README's configuration reference is stale: run `.venv/bin/python scripts/config_reference.py --write`"
+    assert make_reference() in (ROOT / "docs" / "configuration.md").read_text(), (
+        "docs/configuration.md is stale: run `.venv/bin/python scripts/config_reference.py --write`"
     )
 
 
@@ -23,8 +23,8 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_same_test_command()
     assert "scripts/run-tests.sh" in (ROOT / ".ci" / "run").read_text()
 
 
-def test_cli_usage_in_readme_matches_the_cli():
+def test_cli_usage_in_the_docs_matches_the_cli():
     out = subprocess.run([sys.executable, "-m", "enertef_hub.cli", "--help"], capture_output=True, text=True).stdout
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "administration.md").read_text()
     for command in ("provision", "deprovision", "restore", "rotate", "status", "check", "sync"):
         assert command in out and f"enertef-hub {command}" in readme
