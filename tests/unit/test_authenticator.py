@@ -432,15 +432,16 @@ async def test_a_failed_login_costs_the_same_for_names_that_exist_and_names_that
     suspended or deleted. Before, an unknown name was refused without any."""
     import bcrypt
 
-    approve_and_log_in_once(auth, "alice")
-    auth.create_user("waiting", PASSWORD)
-    approve_and_log_in_once(auth, "suspended")
-    UserInfo.change_authorization(auth.db, "suspended")
-    approve_and_log_in_once(auth, "gone")
-    await auth.delete_user(FakeHubUser("gone"), actor="boss")
-    auth.db.delete(orm.User.find(auth.db, "gone"))
+    approve_and_log_in_once(auth, "costalice")
+    auth.create_user("costwaiting", PASSWORD)
+    approve_and_log_in_once(auth, "costsuspended")
+    UserInfo.change_authorization(auth.db, "costsuspended")
+    approve_and_log_in_once(auth, "costgone")
+    await auth.delete_user(FakeHubUser("costgone"), actor="boss")
+    auth.db.delete(orm.User.find(auth.db, "costgone"))
     auth.db.commit()
 
+    # Names no other test uses: the login throttle remembers failures across the tests.
     checks = []  # NativeAuthenticator checks with hashpw(password, stored hash), we with checkpw
     for check in ("checkpw", "hashpw"):
         real = getattr(bcrypt, check)
@@ -453,5 +454,5 @@ async def test_a_failed_login_costs_the_same_for_names_that_exist_and_names_that
         assert auth.refusal_message(name, data["password"]) is None  # what the login page says
         return len(checks)
 
-    costs = {name: await cost_of_failed_login(name) for name in ("nobody", "alice", "waiting", "suspended", "gone")}
-    assert len(set(costs.values())) == 1 and costs["alice"] >= 1, costs
+    costs = {name: await cost_of_failed_login(name) for name in ("costnobody", "costalice", "costwaiting", "costsuspended", "costgone")}
+    assert len(set(costs.values())) == 1 and costs["costalice"] >= 1, costs
