@@ -7,13 +7,12 @@ view without scrolling and show their icons, and no Jupyter news pop-up asks any
 
 from __future__ import annotations
 
-import secrets
-
 from playwright.sync_api import expect
 
 from tests.harness.browser import log_in, screenshot
 from tests.harness.forms import signup_and_approve
 from tests.harness.hub import start_server
+from tests.harness.names import unique_name
 
 PASSWORD = "Launcher-e2e-passw0rd!"
 WINDOW = {"width": 1280, "height": 800}
@@ -23,7 +22,7 @@ NEWS_QUESTION = "official Jupyter news"
 
 
 def test_tiles_have_icons_above_the_fold_and_no_news_pop_up(hub, page) -> None:
-    name = signup_and_approve(hub, "tiles" + secrets.token_hex(3), PASSWORD)
+    name = signup_and_approve(hub, unique_name("tiles"), PASSWORD)
     start_server(hub, name)
     page.set_viewport_size(WINDOW)
     log_in(page, hub, name, PASSWORD, f"/user/{name}/lab")

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
@@ -28,14 +27,14 @@ from tests.harness import REPO
 from tests.harness.names import unique_name
 from tests.harness.notebooks import UnixHTTPConnection
 from tests.harness.services import run_as_user
+from tests.harness.wait import wait_for
 from tests.harness.workbench import open_workbench, purge
 
 SCRIPTS = str(REPO / "notebook-scripts")
 HOST = "hub.example.org"  # what jupyter-server-proxy forwards as Host
 
 TEAM_RUN = """
-    import json, pathlib, sys, tempfile
-    sys.path.insert(0, {scripts!r})
+    import json, pathlib, tempfile
     import mlflow
     from mlflow_group_utils import use_team
     use_team({team!r})
@@ -50,8 +49,8 @@ TEAM_RUN = """
 
 
 def team_run(env: dict, team: str, experiment: str, run_name: str, text: str) -> dict:
-    code = TEAM_RUN.format(scripts=SCRIPTS, team=team, experiment=experiment, run_name=run_name, text=text)
-    proc = run_as_user(env, code, timeout=180)
+    code = TEAM_RUN.format(team=team, experiment=experiment, run_name=run_name, text=text)
+    proc = run_as_user({**env, "PYTHONPATH": SCRIPTS}, code, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -79,16 +78,6 @@ def team_processes(ui: subprocess.Popen, team: str) -> list[psutil.Process]:
         if "--team" in cmdline and cmdline[cmdline.index("--team") + 1] == team:
             found.append(child)
     return found
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, what
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +127,7 @@ def alice_ui(lab, tmp_path_factory):
         except OSError:
             return proc.poll() is not None
 
-    wait_for(listening, 60, "the MLflow UI did not listen")
+    wait_for(listening, 60, "the MLflow UI listening")
     assert proc.poll() is None, log.read_text()[-3000:]
     yield {"sock": sock, "prefix": prefix, "proc": proc, "log": log}
     proc.terminate()
@@ -196,8 +185,7 @@ def test_a_member_sees_her_team_store_and_nothing_of_another_team(lab, alice_ui)
 
 
 MEMBERS = """
-    import json, sys
-    sys.path.insert(0, {scripts!r})
+    import json
     from mlflow_group_utils import team_members
     try:
         print(json.dumps(team_members({team!r})))
@@ -211,7 +199,7 @@ def test_members_see_who_is_in_their_team_and_nobody_else_does(lab) -> None:
     names = lab["names"]
 
     def members(who: str, team: str):
-        proc = run_as_user(lab["envs"][who], MEMBERS.format(scripts=SCRIPTS, team=team))
+        proc = run_as_user({**lab["envs"][who], "PYTHONPATH": SCRIPTS}, MEMBERS.format(team=team))
         assert proc.returncode == 0, proc.stderr[-3000:]
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -237,12 +225,12 @@ def test_removal_closes_the_team_store_and_a_new_team_opens_without_restart(lab,
         status, body = request(sock, "POST", team + "/ajax-api/2.0/mlflow/experiments/search", {"max_results": 10})
         return status == 403 and f"not a member of team {team_a}" in json.loads(body)["message"]
 
-    wait_for(refused, MEMBERSHIP_TTL + 10, "the removed member still reaches the team's store")
-    wait_for(lambda: not team_processes(proc, team_a), 30, "the team's UI process outlived the membership")
+    wait_for(refused, MEMBERSHIP_TTL + 10, "the removed member refused by the team's store")
+    wait_for(lambda: not team_processes(proc, team_a), 30, "the team's UI process to end with the membership")
 
     # Team B now opens for her: its store shows carol's run, with no restart of anything.
     wait_for(lambda: team_b in request(sock, "GET", prefix + "/enertef-stores")[1].decode(), MEMBERSHIP_TTL + 10,
-             "the new team is not listed")  # fmt: skip
+             "the new team listed")  # fmt: skip
     assert lab["carol_run"]["run_id"] in search_runs(sock, f"{prefix}/team/{team_b}", "team-b-experiment")
 
 
@@ -262,10 +250,10 @@ def test_the_team_processes_end_with_the_users_ui(lab, tmp_path) -> None:
             except OSError:
                 return False
 
-        wait_for(answers, 60, "bob's team UI did not answer")
+        wait_for(answers, 60, "bob's team UI answering")
         (child,) = team_processes(proc, lab["team_a"])
     finally:
         proc.terminate()
         proc.wait(30)
     wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 15,
-             "the team's UI process outlived the user's UI")  # fmt: skip
+             "the team's UI process to end with the user's UI")  # fmt: skip
