@@ -10,8 +10,9 @@ be mapped onto an existing account such as ``root`` or ``postgres``.
 no isolation between users and exists only for tests and development.
 
 Each server runs within memory, CPU and process limits enforced by the kernel
-(:mod:`enertef_hub.cgroups`): JupyterHub's ``mem_limit`` and ``cpu_limit``, our
-``pids_limit``, per user or group through ``limit_overrides``.
+(:mod:`enertef_hub.cgroups`; the rules in :mod:`enertef_hub.resource_limits`):
+JupyterHub's ``mem_limit`` and ``cpu_limit``, our ``pids_limit``, per user or group
+through ``limit_overrides``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from jupyterhub.traitlets import ByteSpecification
 from tornado import web
 from traitlets import Bool, Dict, Integer, TraitError, Unicode, default, validate
 
-from . import cgroups, sysaccounts
+from . import cgroups, resource_limits, sysaccounts
 from .errors import ConfigurationError, ProvisioningError
 from .events import as_data
 from .naming import make_system_username
@@ -120,7 +121,7 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LaunchWithinLimits):
     def _mem_limit_default(self):
         # JupyterHub's Spawner.mem_limit, enforced here; unset upstream, which on one
         # machine would let one kernel take every byte.
-        return cgroups.default_memory_limit(cgroups.memory_total())
+        return resource_limits.default_memory_limit(cgroups.memory_total())
 
     pids_limit = Integer(
         4096,
@@ -178,22 +179,22 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LaunchWithinLimits):
 
     @default("system_reserved_memory")
     def _system_reserved_memory_default(self):
-        return cgroups.default_reserved_memory(cgroups.memory_total())
+        return resource_limits.default_reserved_memory(cgroups.memory_total())
 
     @validate("limit_overrides")
     def _valid_limit_overrides(self, proposal):
         for key, entry in proposal["value"].items():
             try:
-                cgroups.parse_limit_entry(entry)
+                resource_limits.parse_limit_entry(entry)
             except ValueError as exc:
                 raise TraitError(f"EnerTEFLocalSpawner.limit_overrides[{key!r}]: {exc}") from None
         return proposal["value"]
 
     @validate("cgroup_backend")
     def _valid_cgroup_backend(self, proposal):
-        if proposal["value"] not in (*cgroups.BACKENDS, "auto"):
+        if proposal["value"] not in (*resource_limits.BACKENDS, "auto"):
             raise TraitError(f"EnerTEFLocalSpawner.cgroup_backend: {proposal['value']!r} is none of"
-                             f" auto, {', '.join(cgroups.BACKENDS)}")
+                             f" auto, {', '.join(resource_limits.BACKENDS)}")
         return proposal["value"]
 
     @validate("cgroup_parent")
@@ -204,7 +205,7 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LaunchWithinLimits):
         return proposal["value"]
 
     #: The limits of the current (or last) spawn, and the cgroup.procs files its process joins.
-    limits: cgroups.Limits | None = None
+    limits: resource_limits.Limits | None = None
     _cgroup_procs: list = []
     _systemd_launch: bool = False
 
@@ -237,14 +238,14 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LaunchWithinLimits):
     @property
     def cgroup_name(self) -> str:
         """The name of this server's group below ``cgroup_parent``."""
-        return cgroups.make_group_name(self.user.name, self.name or "")
+        return resource_limits.make_group_name(self.user.name, self.name or "")
 
-    def effective_limits(self) -> cgroups.Limits:
+    def effective_limits(self) -> resource_limits.Limits:
         """This user's limits: the spawner's settings, then ``limit_overrides``."""
-        base = cgroups.Limits(memory=self.mem_limit or None, cpu=self.cpu_limit or None,
-                              pids=self.pids_limit or None)
+        base = resource_limits.Limits(memory=self.mem_limit or None, cpu=self.cpu_limit or None,
+                                      pids=self.pids_limit or None)
         groups = [g.name for g in getattr(self.user, "groups", []) or []]
-        return cgroups.resolve_limits(base, self.limit_overrides, self.user.name, groups)
+        return resource_limits.resolve_limits(base, self.limit_overrides, self.user.name, groups)
 
     def limits_backend(self) -> cgroups.Backend:
         """The backend enforcing limits on this machine (``cgroup_backend``)."""
@@ -254,7 +255,7 @@ class EnerTEFLocalSpawner(EnerTEFSpawnerMixin, LaunchWithinLimits):
         """Bytes all users' servers together may use (None: no such limit)."""
         if not self.system_reserved_memory:
             return None
-        return max(cgroups.memory_total() - self.system_reserved_memory, 256 * cgroups.MIB)
+        return max(cgroups.memory_total() - self.system_reserved_memory, 256 * resource_limits.MIB)
 
     async def enter_limits(self) -> list[str]:
         """Set up this server's group with its limits, before the process starts."""

@@ -25,8 +25,8 @@ import pytest
 import requests
 from traitlets.config import Config
 
-from enertef_hub import cgroups
-from enertef_hub.cgroups import MIB
+from enertef_hub import cgroups, resource_limits
+from enertef_hub.resource_limits import MIB
 from enertef_hub.usage import server_usage
 from tests.harness.forms import signup_and_approve
 from tests.harness.hub import run_coroutine, running_system_users_hub, server_environment, server_pid, start_server
@@ -59,7 +59,7 @@ def _backend(parent: str) -> cgroups.CgroupV1:
 
 
 def _groups_of(pid: int) -> dict[str, str]:
-    return cgroups.parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text())[0]
+    return resource_limits.parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text())[0]
 
 
 def _kernel_pids(server: int) -> list[int]:

@@ -21,8 +21,8 @@ from unittest import mock
 
 import pytest
 
-from enertef_hub import cgroups
-from enertef_hub.cgroups import MIB, Limits
+from enertef_hub import cgroups, resource_limits
+from enertef_hub.resource_limits import MIB, Limits
 
 _counter = itertools.count()
 
@@ -232,7 +232,7 @@ def test_the_spawner_puts_its_server_in_its_group_before_it_runs(backend, tmp_pa
     try:
         assert proc.stdout.readline().strip() == spawner.home_dir
         # In the group from its first instruction: /proc/PID/cgroup names it in every hierarchy.
-        v1, v2 = cgroups.parse_proc_cgroup(Path(f"/proc/{proc.pid}/cgroup").read_text())
+        v1, v2 = resource_limits.parse_proc_cgroup(Path(f"/proc/{proc.pid}/cgroup").read_text())
         in_groups = list(v1.values()) if isinstance(backend, cgroups.CgroupV1) else [v2]
         assert in_groups and all(path.endswith(f"/{backend.parent}/erin") for path in in_groups)
         usage = backend.usage("erin")

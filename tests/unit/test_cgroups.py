@@ -1,4 +1,5 @@
-"""The pure part of enertef_hub.cgroups: what each backend writes or runs, and which backend a machine gets.
+"""The pure part of the limits (enertef_hub.resource_limits): what each backend writes or runs,
+which backend a machine gets; where enertef_hub.cgroups puts the v1 groups; the spawner's side.
 
 The cgroup v1 backend is tested for real in tests/integration/test_cgroup_limits.py
 (this machine has cgroup v1); systemd and cgroup v2 are tested here, on their builders.
@@ -12,8 +13,8 @@ import pytest
 from traitlets import TraitError
 from traitlets.config import Config
 
-from enertef_hub import cgroups
-from enertef_hub.cgroups import GIB, MIB, Limits, Mounts, Write
+from enertef_hub import cgroups, resource_limits
+from enertef_hub.resource_limits import GIB, MIB, Limits, Mounts, Write
 from enertef_hub.localspawner import EnerTEFLocalSpawner, make_home_dir
 
 # This machine's mountinfo (cgroup v1 controllers each alone, an empty unified hierarchy).
@@ -36,13 +37,13 @@ MOUNTINFO_V2 = "30 22 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec - cgroup2 cgr
 
 
 def test_mountinfo_gives_each_controller_its_hierarchy():
-    assert cgroups.parse_mountinfo(MOUNTINFO_V1) == Mounts(
+    assert resource_limits.parse_mountinfo(MOUNTINFO_V1) == Mounts(
         v1={"cpu": "/sys/fs/cgroup/cpu", "cpuacct": "/sys/fs/cgroup/cpuacct",
             "memory": "/sys/fs/cgroup/memory", "pids": "/sys/fs/cgroup/pids"},
         v2="/sys/fs/cgroup/unified")
-    comounted = cgroups.parse_mountinfo(MOUNTINFO_COMOUNTED)
+    comounted = resource_limits.parse_mountinfo(MOUNTINFO_COMOUNTED)
     assert comounted.v1["cpu"] == comounted.v1["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct"
-    assert cgroups.parse_mountinfo(MOUNTINFO_V2) == Mounts(v1={}, v2="/sys/fs/cgroup")
+    assert resource_limits.parse_mountinfo(MOUNTINFO_V2) == Mounts(v1={}, v2="/sys/fs/cgroup")
 
 
 @pytest.mark.parametrize("mountinfo, systemd, v2_controllers, euid, writable, expected", [
@@ -55,14 +56,14 @@ def test_mountinfo_gives_each_controller_its_hierarchy():
     ("", False, set(), 0, True, "none"),
 ])
 def test_backend_is_systemd_then_v2_then_v1(mountinfo, systemd, v2_controllers, euid, writable, expected):
-    backend, why = cgroups.choose_backend(cgroups.parse_mountinfo(mountinfo), systemd, v2_controllers, euid,
-                                          writable=lambda path: writable)
+    mounts = resource_limits.parse_mountinfo(mountinfo)
+    backend, why = resource_limits.choose_backend(mounts, systemd, v2_controllers, euid, writable=lambda path: writable)
     assert backend == expected
     assert bool(why) == (expected == "none")  # "none" always says why
 
 
 def test_v1_writes_count_swap_in_the_memory_limit_in_an_order_the_kernel_accepts():
-    writes = cgroups.make_v1_writes(Limits(memory=200 * MIB, cpu=1.5, pids=64))
+    writes = resource_limits.make_v1_writes(Limits(memory=200 * MIB, cpu=1.5, pids=64))
     # memsw may never be below limit_in_bytes: lifted first, then both set to the limit.
     assert writes["memory"] == [Write("memory.memsw.limit_in_bytes", "-1", True),
                                 Write("memory.limit_in_bytes", str(200 * MIB)),
@@ -74,45 +75,46 @@ def test_v1_writes_count_swap_in_the_memory_limit_in_an_order_the_kernel_accepts
 
 
 def test_v1_writes_without_limits_lift_every_one():
-    writes = cgroups.make_v1_writes(Limits())
+    writes = resource_limits.make_v1_writes(Limits())
     assert [w.value for w in writes["memory"]] == ["-1", "-1", "-1"]
     assert writes["cpu"][1] == Write("cpu.cfs_quota_us", "-1")
     assert writes["pids"] == [Write("pids.max", "max")]
 
 
 def test_v2_writes_forbid_swap_and_keep_the_server_when_a_kernel_is_killed():
-    assert cgroups.make_v2_writes(Limits(memory=GIB, cpu=0.5, pids=100)) == [
+    assert resource_limits.make_v2_writes(Limits(memory=GIB, cpu=0.5, pids=100)) == [
         Write("memory.max", str(GIB)), Write("memory.swap.max", "0", True), Write("memory.oom.group", "0", True),
         Write("cpu.max", "50000 100000"), Write("cpu.weight", "100"), Write("pids.max", "100")]
-    assert [w.value for w in cgroups.make_v2_writes(Limits())] == ["max", "max", "0", "max 100000", "100", "max"]
-    assert cgroups.make_v2_subtree_control({"cpu", "io", "memory", "pids"}) == "+memory +cpu +pids"
-    assert cgroups.make_v2_parent_writes(20 * GIB) == [Write("memory.max", str(20 * GIB))]
+    unlimited = resource_limits.make_v2_writes(Limits())
+    assert [w.value for w in unlimited] == ["max", "max", "0", "max 100000", "100", "max"]
+    assert resource_limits.make_v2_subtree_control({"cpu", "io", "memory", "pids"}) == "+memory +cpu +pids"
+    assert resource_limits.make_v2_parent_writes(20 * GIB) == [Write("memory.max", str(20 * GIB))]
 
 
 def test_systemd_runs_the_server_in_a_scope_of_the_users_slice_as_the_user():
-    prefix = cgroups.make_systemd_run_prefix("enertef-alice.scope", "enertef.slice",
-                                             Limits(memory=2 * GIB, cpu=1.5, pids=512), uid=1234, gid=1234)
+    prefix = resource_limits.make_systemd_run_prefix("enertef-alice.scope", "enertef.slice",
+                                                     Limits(memory=2 * GIB, cpu=1.5, pids=512), uid=1234, gid=1234)
     assert prefix == ["systemd-run", "--scope", "--quiet", "--collect", "--unit=enertef-alice.scope",
                       "--slice=enertef.slice", "--uid=1234", "--gid=1234",
                       "--property", f"MemoryMax={2 * GIB}", "--property", "MemorySwapMax=0",
                       "--property", "CPUQuota=150%", "--property", "TasksMax=512", "--"]
-    assert cgroups.make_systemd_properties(Limits()) == ["TasksMax=infinity"]
-    assert cgroups.make_systemd_unit("enertef.slice", "alice") == "enertef-alice.scope"
-    assert cgroups.make_systemd_slice_command("enertef.slice", 20 * GIB) == [
+    assert resource_limits.make_systemd_properties(Limits()) == ["TasksMax=infinity"]
+    assert resource_limits.make_systemd_unit("enertef.slice", "alice") == "enertef-alice.scope"
+    assert resource_limits.make_systemd_slice_command("enertef.slice", 20 * GIB) == [
         "systemctl", "set-property", "--runtime", "enertef.slice", f"MemoryMax={20 * GIB}"]
 
 
 def test_cpu_quota_has_the_kernels_minimum():
-    assert cgroups.make_cpu_quota(None) is None and cgroups.make_cpu_quota(0) is None
-    assert cgroups.make_cpu_quota(0.001) == 1000
-    assert cgroups.make_cpu_quota(2) == 200_000
+    assert resource_limits.make_cpu_quota(None) is None and resource_limits.make_cpu_quota(0) is None
+    assert resource_limits.make_cpu_quota(0.001) == 1000
+    assert resource_limits.make_cpu_quota(2) == 200_000
 
 
 @pytest.mark.parametrize("value, expected", [
     ("2G", 2 * GIB), ("512M", 512 * MIB), ("1.5G", int(1.5 * GIB)), (1024, 1024), ("0", None), (0, None), (None, None),
 ])
 def test_memory_sizes_read_as_jupyterhub_reads_mem_limit(value, expected):
-    assert cgroups.parse_bytes(value) == expected
+    assert resource_limits.parse_bytes(value) == expected
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -123,7 +125,7 @@ def test_memory_sizes_read_as_jupyterhub_reads_mem_limit(value, expected):
 ])
 def test_a_wrong_limit_entry_says_what_to_write(entry, message):
     with pytest.raises(ValueError, match=message):
-        cgroups.parse_limit_entry(entry)
+        resource_limits.parse_limit_entry(entry)
 
 
 BASE = Limits(memory=4 * GIB, cpu=None, pids=4096)
@@ -140,35 +142,37 @@ OVERRIDES = {"alice": {"mem_limit": "16G"}, "group:phd": {"mem_limit": "8G", "cp
     ("alice", ["class"], Limits(16 * GIB, 0.5, 256)),  # her own entry wins for what it sets
 ])
 def test_limits_per_user_and_group(user, groups, expected):
-    assert cgroups.resolve_limits(BASE, OVERRIDES, user, groups) == expected
+    assert resource_limits.resolve_limits(BASE, OVERRIDES, user, groups) == expected
 
 
 def test_defaults_leave_the_hub_its_share_of_memory():
-    assert cgroups.default_memory_limit(24 * GIB) == 6 * GIB
-    assert cgroups.default_reserved_memory(24 * GIB) == int(2.4 * GIB) // MIB * MIB
-    assert cgroups.default_reserved_memory(8 * GIB) == 2 * GIB
-    assert cgroups.default_reserved_memory(2 * GIB) == GIB
-    assert cgroups.memory_total("MemTotal:       24684040 kB\nMemFree: 1 kB\n") == 24684040 * 1024
+    assert resource_limits.default_memory_limit(24 * GIB) == 6 * GIB
+    assert resource_limits.default_reserved_memory(24 * GIB) == int(2.4 * GIB) // MIB * MIB
+    assert resource_limits.default_reserved_memory(8 * GIB) == 2 * GIB
+    assert resource_limits.default_reserved_memory(2 * GIB) == GIB
+    assert resource_limits.parse_memory_total("MemTotal:       24684040 kB\nMemFree: 1 kB\n") == 24684040 * 1024
 
 
 def test_group_names_cannot_meet_between_users_or_servers():
-    assert cgroups.make_group_name("alice") == "alice"
-    assert cgroups.make_group_name("alice", "gpu") == "alice-gpu"
-    odd = cgroups.make_group_name("alice", "../x")
+    assert resource_limits.make_group_name("alice") == "alice"
+    assert resource_limits.make_group_name("alice", "gpu") == "alice-gpu"
+    odd = resource_limits.make_group_name("alice", "../x")
     assert odd.startswith("alice-") and "/" not in odd and len(odd) == len("alice-") + 16
 
 
 def test_usage_files_are_read_with_no_limit_as_none():
-    assert cgroups.parse_limit_value("9223372036854771712\n") is None  # v1 "no limit"
-    assert cgroups.parse_limit_value("max\n") is None and cgroups.parse_limit_value("-1") is None
-    assert cgroups.parse_limit_value("209715200\n") == 209715200
-    assert cgroups.parse_flat_keyed("usage_usec 1500\nnr_periods 3\nbad\n") == {"usage_usec": 1500, "nr_periods": 3}
-    assert cgroups.parse_proc_cgroup("4:memory:/process_api/x\n2:cpu,cpuacct:/\n0::/user.slice\n") == (
+    assert resource_limits.parse_limit_value("9223372036854771712\n") is None  # v1 "no limit"
+    assert resource_limits.parse_limit_value("max\n") is None and resource_limits.parse_limit_value("-1") is None
+    assert resource_limits.parse_limit_value("209715200\n") == 209715200
+    assert resource_limits.parse_flat_keyed("usage_usec 1500\nnr_periods 3\nbad\n") == {
+        "usage_usec": 1500, "nr_periods": 3}
+    proc_cgroup = "4:memory:/process_api/x\n2:cpu,cpuacct:/\n0::/user.slice\n"
+    assert resource_limits.parse_proc_cgroup(proc_cgroup) == (
         {"memory": "/process_api/x", "cpu": "/", "cpuacct": "/"}, "/user.slice")
 
 
 def test_v1_groups_are_made_below_the_hubs_own_cgroup_in_each_hierarchy():
-    backend = cgroups.CgroupV1("enertef", mounts=cgroups.parse_mountinfo(MOUNTINFO_COMOUNTED),
+    backend = cgroups.CgroupV1("enertef", mounts=resource_limits.parse_mountinfo(MOUNTINFO_COMOUNTED),
                                own={"memory": "/docker/abc", "cpu": "/", "cpuacct": "/", "pids": "/docker/abc"})
     assert sorted(backend.group_dirs("alice")) == [
         "/sys/fs/cgroup/cpu,cpuacct/enertef/alice",  # one directory for the co-mounted pair
@@ -194,10 +198,10 @@ def make_spawner(name: str, groups=(), **config) -> EnerTEFLocalSpawner:
 def test_spawner_defaults_keep_a_share_of_memory_and_cap_processes():
     spawner = make_spawner("alice")
     total = cgroups.memory_total()
-    assert spawner.mem_limit == cgroups.default_memory_limit(total)
-    assert spawner.system_reserved_memory == cgroups.default_reserved_memory(total)
+    assert spawner.mem_limit == resource_limits.default_memory_limit(total)
+    assert spawner.system_reserved_memory == resource_limits.default_reserved_memory(total)
     assert spawner.users_memory() == total - spawner.system_reserved_memory
-    assert spawner.effective_limits() == Limits(cgroups.default_memory_limit(total), None, 4096)
+    assert spawner.effective_limits() == Limits(resource_limits.default_memory_limit(total), None, 4096)
 
 
 def test_spawner_applies_overrides_of_the_users_groups_and_tells_the_server():

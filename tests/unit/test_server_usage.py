@@ -7,7 +7,7 @@ import os
 from traitlets.config import Config
 
 from enertef_hub import usage
-from enertef_hub.cgroups import GIB, MIB
+from enertef_hub.resource_limits import GIB, MIB
 
 MOUNTINFO = """\
 22 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard
