@@ -29,7 +29,7 @@ import sys
 
 from traitlets.config import Config, PyFileConfigLoader
 
-from . import events
+from . import events, reports
 from .errors import EnerTEFError
 from .hubapi import fetch_groups
 from .naming import InvalidNameError
@@ -177,7 +177,7 @@ async def run(args, workbench: Workbench) -> int:
     if args.command == "upgrade-stores":
         return await upgrade_stores(workbench, args.jobs, args.json)
     if args.command == "check":
-        rows = await workbench.check()
+        rows = await reports.check(workbench)
         for what, ok, detail in rows:
             # None: a finding to look at (the revocation audit), not a broken service.
             print(f"{'ok ' if ok else 'WARN' if ok is None else 'FAIL'} {what}: {detail}")

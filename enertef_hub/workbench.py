@@ -32,7 +32,6 @@ from .errors import ConfigurationError, ProvisioningError
 from .metrics import measured
 from .mlflow_stores import MOVED_FROM_WORKBENCH, MlflowStores
 from .naming import (
-    InvalidNameError,
     UserResources,
     make_team_login_role,
     make_team_resources,
@@ -40,7 +39,7 @@ from .naming import (
     normalize_username,
 )
 from .provisioners.minio import MinioProvisioner
-from .provisioners.postgres import PostgresProvisioner, judge_server_release
+from .provisioners.postgres import PostgresProvisioner
 from .store_upgrades import Store
 from .teams import TeamSync
 from .usage import Quotas
@@ -491,50 +490,6 @@ class Workbench(SingletonConfigurable):
         events.log_event(self.log, "suspended", name, actor, incarnations=done["suspended"], swept=done["swept"])
         return done
 
-    async def audit(self) -> list[str]:
-        """Everything the revocation sweeps would remove now, in every store and bucket.
-
-        Grants, default privileges, ``SECURITY DEFINER`` functions, foreign-owned
-        objects and role memberships in users' and teams' schemas; bucket policies
-        and other bucket settings; users' service accounts. Empty on a clean system.
-        """
-        findings = []
-        async with self.postgres.connection() as conn:
-            accounts = [a for a in await self._registry.list_all(conn) if a["state"] != "purged"]
-            # One pass over the catalogue first; the detailed plan only where it found something.
-            flagged = await self.postgres.audit_candidates(conn)
-            for row in accounts:
-                resources = make_user_resources(row["username"], row["incarnation"])
-                if flagged & {resources.schema, resources.role}:
-                    findings += [f"user {resources.username}: {f}"
-                                 for f in await self.postgres.audit_user(conn, resources)]
-            cur = await conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 't\\_%' AND NOT rolcanlogin")
-            teams = []
-            for (role,) in await cur.fetchall():
-                try:
-                    team = make_team_resources(role[2:])
-                except InvalidNameError:
-                    continue
-                if team.role == role:  # a team role of ours, not one that merely looks like it
-                    teams.append(team)
-            for team in teams:
-                if flagged & {team.schema, team.role}:
-                    findings += [f"team {team.team}: {f}" for f in await self.postgres.audit_team(conn, team)]
-        # Bucket policies (what makes a bucket anonymous); a sweep also removes
-        # lifecycle, notification and replication settings, which only an admin
-        # (or allow_bucket_settings) can make.
-        owners = {make_user_resources(r["username"], r["incarnation"]).bucket: f"user {r['username']}"
-                  for r in accounts}
-        owners.update({team.bucket: f"team {team.team}" for team in teams})
-        for bucket in await self.minio.buckets_with_policy(sorted(owners)):
-            findings.append(f"{owners[bucket]}: bucket {bucket}: bucket policy")
-        # One admin call lists every user's service accounts and STS credentials.
-        keys = await self.minio.access_keys()
-        for row in accounts:
-            resources = make_user_resources(row["username"], row["incarnation"])
-            findings += [f"user {resources.username}: {kind} {key}" for kind, key in keys.get(resources.minio_user, [])]
-        return findings
-
     # -- inspection -------------------------------------------------------------------
 
     async def status(self, username: str) -> dict:
@@ -570,47 +525,6 @@ class Workbench(SingletonConfigurable):
         """Every incarnation of every username the registry knows."""
         async with self.postgres.connection() as conn:
             return await self._registry.list_all(conn)
-
-    async def check(self) -> list[tuple[str, bool, str]]:
-        """Connectivity and configuration checks: ``(what, ok, detail)`` rows."""
-        rows = []
-        rows.append(("secret key", len(self.secret_key) >= 32,
-                     "set" if len(self.secret_key) >= 32 else "ENERTEF_SECRET_KEY missing or too short"))
-        try:
-            started = time.perf_counter()
-            async with self.postgres.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT current_user, version(), r.rolsuper OR r.rolcreaterole,"
-                    " r.rolsuper OR d.datdba = r.oid, current_setting('server_version_num')::int"
-                    " FROM pg_roles r, pg_database d"
-                    " WHERE r.rolname = current_user AND d.datname = current_database()"
-                )
-                user, version, can_create_roles, owns_database, version_num = await cur.fetchone()
-            rows.append(("postgresql", True, f"{self.postgres.display_address} as {user}:"
-                         f" {version.split(',')[0]} ({(time.perf_counter() - started) * 1000:.1f} ms)"))
-            rows.append(("postgresql release", *judge_server_release(version_num)))
-            rows.append(("postgresql privileges", can_create_roles and owns_database,
-                         "CREATEROLE and owner of the MLflow database" if can_create_roles and owns_database
-                         else f"{user} needs CREATEROLE and must own the database"
-                              f" (ALTER ROLE {user} CREATEROLE; ALTER DATABASE ... OWNER TO {user})"))
-        except Exception as exc:
-            rows.append(("postgresql", False, str(exc)))
-        try:
-            started = time.perf_counter()
-            version = await self.minio.check()
-            rows.append(("minio", True, f"{self.minio.endpoint}: {version}"
-                         f" ({(time.perf_counter() - started) * 1000:.1f} ms)"))
-        except Exception as exc:
-            rows.append(("minio", False, str(exc)))
-        try:
-            findings = await self.audit()
-            rows.append(("revocation audit", True if not findings else None,
-                         "nothing a revocation sweep would remove" if not findings else
-                         f"{len(findings)} found (removed by the next revocation of their user or team):\n    "
-                         + "\n    ".join(findings)))
-        except Exception as exc:
-            rows.append(("revocation audit", False, str(exc)))
-        return rows
 
     async def close(self):
         """Release connection pools (a recording of MLflow's tables still running is awaited)."""

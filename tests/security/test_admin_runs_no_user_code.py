@@ -29,6 +29,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from enertef_hub import reports
 from enertef_hub.usage import collect_usage
 from tests.harness.names import unique_name
 from tests.harness.postgres import connect_as
@@ -217,6 +218,6 @@ def test_the_admin_role_cannot_get_any_predefined_role(admin_conn):
 
 
 async def test_check_names_the_postgresql_release_and_why_it_must_be_16(workbench):
-    rows = {what: (ok, detail) for what, ok, detail in await workbench.check()}
+    rows = {what: (ok, detail) for what, ok, detail in await reports.check(workbench)}
     ok, detail = rows["postgresql release"]
     assert ok is True and detail.startswith("16")

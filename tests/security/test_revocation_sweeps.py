@@ -21,6 +21,8 @@ from minio import MinioAdmin
 from minio.credentials import StaticProvider
 from minio.error import MinioAdminException
 
+from enertef_hub import reports
+
 from tests.harness.names import unique_name
 from tests.harness.postgres import connect_as, connect_as_team
 from tests.harness.s3 import admin_s3, s3_client
@@ -130,7 +132,7 @@ async def test_removed_member_keeps_nothing_she_opened_as_the_team(workbench, ad
     admin_s3(services).put_bucket_policy(Bucket=f"team-{team}", Policy=anonymous_policy(f"team-{team}"))
     admin_s3(services).put_object(Bucket=f"team-{team}", Key="model.bin", Body=b"weights")
     assert anonymous_get(services, f"team-{team}", "model.bin") == 200
-    assert any(f.startswith(f"team {team}:") for f in await workbench.audit())  # check sees it
+    assert any(f.startswith(f"team {team}:") for f in await reports.audit(workbench))  # check sees it
 
     await workbench.provision(alice.resources.username, teams=[])  # removed from the team
 
@@ -145,7 +147,7 @@ async def test_removed_member_keeps_nothing_she_opened_as_the_team(workbench, ad
             with connect_as(who.environment) as conn, pytest.raises(DENIED):
                 conn.execute(probe)
     assert anonymous_get(services, f"team-{team}", "model.bin") == 403
-    assert not [f for f in await workbench.audit() if f.startswith(f"team {team}:")]
+    assert not [f for f in await reports.audit(workbench) if f.startswith(f"team {team}:")]
     # Only the team role holds privileges on the team's tables now. From the catalogue:
     # information_schema shows the admin only grants of roles it is a member of (none).
     grantees = admin_conn.execute(
@@ -184,7 +186,7 @@ async def test_deleted_users_kept_data_is_closed_to_everyone(workbench, services
     admin_s3(services).put_bucket_policy(Bucket=bucket, Policy=anonymous_policy(bucket))
     s3_client(alice.environment).put_object(Bucket=bucket, Key="diary.txt", Body=b"private")
     assert anonymous_get(services, bucket, "diary.txt") == 200
-    findings = [f for f in await workbench.audit() if f.startswith(f"user {alice.resources.username}:")]
+    findings = [f for f in await reports.audit(workbench) if f.startswith(f"user {alice.resources.username}:")]
     assert any("PUBLIC" in f for f in findings) and any("bucket policy" in f for f in findings)
     assert any(f"default privileges of {a_role}" in f for f in findings)
 
@@ -195,7 +197,7 @@ async def test_deleted_users_kept_data_is_closed_to_everyone(workbench, services
             with pytest.raises(DENIED):
                 conn.execute(probe)
     assert anonymous_get(services, bucket, "diary.txt") == 403
-    assert not [f for f in await workbench.audit() if f.startswith(f"user {alice.resources.username}:")]
+    assert not [f for f in await reports.audit(workbench) if f.startswith(f"user {alice.resources.username}:")]
     # The data is kept: an admin restores it.
     restored = await workbench.restore(alice.resources.username, 1)
     with connect_as(restored.environment) as conn:
@@ -216,7 +218,7 @@ async def test_deletion_ends_service_accounts_and_sts_credentials(workbench):
     keys = [key_client(env, key, secret),
             key_client(env, sts["AccessKeyId"], sts["SecretAccessKey"], sts["SessionToken"])]
     assert all(works(lambda c=c: c.list_objects_v2(Bucket=bucket)) for c in keys)
-    assert any(key in f for f in await workbench.audit())
+    assert any(key in f for f in await reports.audit(workbench))
 
     await workbench.deprovision(name, purge=False)
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from enertef_hub import reports
+
 from tests.harness.names import unique_name
 from tests.harness.postgres import connect_as
 
@@ -73,7 +75,7 @@ async def test_a_teammate_s_trigger_never_runs_with_my_own_rights(workbench, adm
         (team_schema, bob.resources.role)).fetchone()[0] == 0
 
     # check shows what she left; her removal sweeps it.
-    findings = [f for f in await workbench.audit() if f.startswith(f"team {team}:")]
+    findings = [f for f in await reports.audit(workbench) if f.startswith(f"team {team}:")]
     assert any("trigger steal" in f for f in findings), findings
     assert any("rule echo" in f for f in findings) and any("policy everyone" in f for f in findings)
     await workbench.provision(alice.resources.username, teams=[])
@@ -85,7 +87,7 @@ async def test_a_teammate_s_trigger_never_runs_with_my_own_rights(workbench, adm
         " (SELECT count(*) FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE c.relnamespace = {ns})"
     ).format(ns=sql.Literal(team_schema) + sql.SQL("::regnamespace"))).fetchone()
     assert code == (0, 0, 0)
-    assert not [f for f in await workbench.audit() if f.startswith(f"team {team}:")]
+    assert not [f for f in await reports.audit(workbench) if f.startswith(f"team {team}:")]
     with team_connection(workbench, bob) as conn:  # the team's data stays for bob
         assert conn.execute("SELECT v FROM notes").fetchall() == [("meeting at 10",)]
     for who in (alice, bob):
