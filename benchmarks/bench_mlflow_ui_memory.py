@@ -50,7 +50,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from tests.harness.notebooks import NotebookServer, UnixHTTPConnection
+from tests.harness.notebooks import NotebookServer, unix_request
 from tests.harness.workbench import provision_with_tables, purge
 
 USER = "nbbench"
@@ -140,17 +140,6 @@ def measure(name: str, cmd: list[str], env: dict[str, str], base: str) -> dict:
         proc.wait()
 
 
-def unix_get(sock: str, path: str) -> int:
-    conn = UnixHTTPConnection(sock)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
-
-
 def measure_tensorboard(env: dict[str, str]) -> dict:
     """TensorBoard as the launcher starts it (unix socket, one process): ready time and memory."""
     from enertef_hub.notebook.proxies import make_tensorboard_command
@@ -175,7 +164,7 @@ def measure_tensorboard(env: dict[str, str]) -> dict:
         deadline = time.time() + 120
         while True:
             try:
-                if unix_get(sock, prefix + "/") == 200:
+                if unix_request(sock, "GET", prefix + "/")[0] == 200:
                     break
             except OSError:
                 pass
@@ -184,7 +173,7 @@ def measure_tensorboard(env: dict[str, str]) -> dict:
             time.sleep(0.05)
         ready = time.perf_counter() - started
         for path in ("/data/plugins_listing", "/data/runs", "/data/plugin/scalars/tags"):
-            unix_get(sock, prefix + path)
+            unix_request(sock, "GET", prefix + path)
         time.sleep(3)
         rss, count = tree_rss(ps)
         return {"variant": "TensorBoard (launcher's, unix socket)", "ready_s": round(ready, 1), "processes": count,

@@ -29,11 +29,10 @@ import http.server
 import json
 import threading
 
-import psutil
 import pytest
 from tests.harness.browser import log_in
 from tests.harness.forms import signup_and_approve
-from tests.harness.hub import server_pid, start_server
+from tests.harness.hub import kernel_pids, server_pid, start_server
 from tests.harness.names import unique_name
 
 PASSWORD = "Portproxy-e2e-passw0rd!"
@@ -121,24 +120,12 @@ def attacker_site():
     site.server.shutdown()
 
 
-def kernels_of(hub, username: str) -> list[int]:
-    """PIDs of the kernels running in the user's server (its child processes running ipykernel)."""
-    found = []
-    for child in psutil.Process(server_pid(hub, username)).children(recursive=True):
-        try:
-            if "ipykernel" in " ".join(child.cmdline()):
-                found.append(child.pid)
-        except psutil.NoSuchProcess:
-            pass
-    return found
-
-
 def follow_the_link(hub, page, victim: str, attacker_site: AttackerSite):
     """The victim, JupyterLab open in their browser, opens the attacker's link to their own server."""
     server_url = start_server(hub, victim)
     page.goto(f"{server_url}lab")  # their own server's cookies are now in the browser
     page.wait_for_url(lambda url: "/lab" in url, timeout=60_000)
-    before = kernels_of(hub, victim)
+    before = kernel_pids(server_pid(hub, victim))
     seen = len(attacker_site.requests)
     link = f"{server_url}proxy/{attacker_site.port}/page.html"
     response = page.goto(link)
@@ -147,7 +134,7 @@ def follow_the_link(hub, page, victim: str, attacker_site: AttackerSite):
         page.wait_for_function("document.title === 'done'", timeout=60_000)
     reached = attacker_site.requests[seen:]
     loot = [item for item in attacker_site.loot if item.get("victim") == victim]
-    new_kernels = set(kernels_of(hub, victim)) - set(before)
+    new_kernels = set(kernel_pids(server_pid(hub, victim))) - set(before)
     status = response.status if response else None
     problems = []
     if served or status != 404:

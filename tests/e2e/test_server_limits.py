@@ -29,7 +29,8 @@ from enertef_hub import cgroups, resource_limits
 from enertef_hub.resource_limits import MIB
 from enertef_hub.usage import server_usage
 from tests.harness.forms import signup_and_approve
-from tests.harness.hub import run_coroutine, running_system_users_hub, server_environment, server_pid, start_server
+from tests.harness.hub import (kernel_pids, run_coroutine, running_system_users_hub, server_environment, server_pid,
+                               start_server)
 from tests.harness.names import unique_name
 
 EXTRA_CONFIG = Path(__file__).with_name("limits_config.py")
@@ -60,20 +61,6 @@ def _backend(parent: str) -> cgroups.CgroupV1:
 
 def _groups_of(pid: int) -> dict[str, str]:
     return resource_limits.parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text())[0]
-
-
-def _kernel_pids(server: int) -> list[int]:
-    """Pids of ipykernel processes below the server process."""
-    import psutil
-
-    found = []
-    for child in psutil.Process(server).children(recursive=True):
-        try:
-            if "ipykernel" in " ".join(child.cmdline()):
-                found.append(child.pid)
-        except psutil.NoSuchProcess:
-            pass
-    return found
 
 
 async def _run_until_the_kernel_dies(server_url: str, token: str, kernel_id: str, code: str) -> list[str]:
@@ -132,7 +119,7 @@ def test_a_server_runs_in_its_group_and_loses_only_its_kernel_past_the_memory_li
     kernel.raise_for_status()
     kernel_id = kernel.json()["id"]
     server = server_pid(hub, alice)
-    (first_kernel,) = _kernel_pids(server)
+    (first_kernel,) = kernel_pids(server)
     assert _groups_of(first_kernel) == _groups_of(server)  # a child cannot be outside
     states = run_coroutine(_run_until_the_kernel_dies(
         alice_url, hub.token, kernel_id, "chunks = []\nfor i in range(40):\n    chunks.append(b'x' * (20 << 20))\n"))

@@ -341,6 +341,20 @@ def server_pid(hub: Hub, username: str) -> int:
     return int(state["pid"])
 
 
+def kernel_pids(server: int) -> list[int]:
+    """PIDs of the kernels (ipykernel processes) below the server process ``server``."""
+    import psutil
+
+    found = []
+    for child in psutil.Process(server).children(recursive=True):
+        try:
+            if "ipykernel" in " ".join(child.cmdline()):
+                found.append(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
 def server_environment(hub: Hub, username: str) -> dict[str, str]:
     """Environment of the user's server process, read from /proc (servers run locally)."""
     raw = Path(f"/proc/{server_pid(hub, username)}/environ").read_bytes()

@@ -153,9 +153,23 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(30)
+        sock.settimeout(self.timeout)
         sock.connect(self._socket_path)
         self.sock = sock
+
+
+def unix_request(sock: str, method: str, path: str, body: dict | None = None, host: str = "localhost",
+                 headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:
+    """One HTTP request over the unix socket ``sock`` (``body`` sent as JSON); its status and body."""
+    conn = UnixHTTPConnection(sock, host)
+    conn.timeout = timeout
+    headers = {**({"Content-Type": "application/json"} if body is not None else {}), **(headers or {})}
+    try:
+        conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
 
 
 def put_notebook(server_url: str, token: str, path: str, cells: list[str]) -> None:

@@ -25,7 +25,7 @@ from enertef_hub.notebook.proxies import setup_mlflow_ui
 from enertef_hub.notebook.team_stores import MEMBERSHIP_TTL
 from tests.harness import REPO
 from tests.harness.names import unique_name
-from tests.harness.notebooks import UnixHTTPConnection
+from tests.harness.notebooks import unix_request
 from tests.harness.services import run_as_user
 from tests.harness.wait import wait_for
 from tests.harness.workbench import open_workbench, purge
@@ -56,16 +56,8 @@ def team_run(env: dict, team: str, experiment: str, run_name: str, text: str) ->
 
 
 def request(sock: str, method: str, path: str, body: dict | None = None, accept: str | None = None):
-    conn = UnixHTTPConnection(sock, HOST)
-    conn.timeout = 120
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    if accept:
-        headers["Accept"] = accept
-    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response.status, data
+    return unix_request(sock, method, path, body, host=HOST, headers={"Accept": accept} if accept else None,
+                        timeout=120)
 
 
 def team_processes(ui: subprocess.Popen, team: str) -> list[psutil.Process]:

@@ -25,7 +25,7 @@ import pytest
 
 from enertef_hub.notebook.proxies import setup_mlflow_ui, setup_tensorboard
 from enertef_hub.provisioners.seeding import seed_home
-from tests.harness.notebooks import UnixHTTPConnection
+from tests.harness.notebooks import unix_request
 from tests.harness.s3 import s3_client
 from tests.harness.workbench import provision_with_tables, purge
 
@@ -124,15 +124,7 @@ def test_start_run_lands_in_user_schema_and_bucket(server_env, logged_run) -> No
 
 
 def request(sock: str, method: str, path: str, body: dict | None = None, origin: str | None = None):
-    conn = UnixHTTPConnection(sock, HUB_HOST)
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    if origin:
-        headers["Origin"] = origin
-    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    return resp.status, data
+    return unix_request(sock, method, path, body, host=HUB_HOST, headers={"Origin": origin} if origin else None)
 
 
 @pytest.fixture(scope="module")
