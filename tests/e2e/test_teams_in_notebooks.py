@@ -21,17 +21,14 @@ With ``ENERTEF_E2E_SCREENSHOTS=<dir>`` the team store's runs are saved as
 from __future__ import annotations
 
 import ast
-import asyncio
 import json
 import re
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import nbformat
 import pytest
-import requests
 from playwright.sync_api import expect
 
 from tests.harness import REPO
@@ -39,6 +36,7 @@ from tests.harness.browser import log_in, screenshot
 from tests.harness.forms import signup_and_approve
 from tests.harness.hub import run_coroutine, server_environment, start_server
 from tests.harness.names import unique_name
+from tests.harness.notebooks import execute_notebook, put_notebook
 
 PASSWORD = "Team-notebook-e2e-passw0rd!"
 
@@ -49,68 +47,6 @@ def readme_team_snippet(team: str) -> list[str]:
     code = section.split("**Teams.**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     code = code.replace('"team1"', repr(team))
     return [ast.get_source_segment(code, node) for node in ast.parse(code).body]
-
-
-async def run_and_keep_outputs(server_url: str, token: str, path: str) -> nbformat.NotebookNode:
-    """Run every code cell of the server-side notebook *path* in a new kernel, keeping
-    each cell's outputs as JupyterLab does, then save it (contents API, as Ctrl-S)."""
-    from tornado.httpclient import HTTPRequest
-    from tornado.websocket import websocket_connect
-
-    headers = {"Authorization": f"token {token}"}
-    model = requests.get(f"{server_url}api/contents/{path}", headers=headers, timeout=30)
-    model.raise_for_status()
-    notebook = nbformat.from_dict(model.json()["content"])
-    session = requests.post(f"{server_url}api/sessions", headers=headers, timeout=60,
-                            json={"path": path, "name": Path(path).name, "type": "notebook",
-                                  "kernel": {"name": "python3"}})  # fmt: skip
-    session.raise_for_status()
-    session_id, kernel_id = session.json()["id"], session.json()["kernel"]["id"]
-    ws_url = "ws" + server_url[len("http"):] + f"api/kernels/{kernel_id}/channels"
-    conn = await websocket_connect(HTTPRequest(ws_url, headers=headers), max_message_size=64 << 20)
-    try:
-        for count, cell in enumerate((c for c in notebook.cells if c.cell_type == "code"), start=1):
-            msg_id = uuid.uuid4().hex
-            await conn.write_message(json.dumps({
-                "header": {"msg_id": msg_id, "username": "e2e", "session": uuid.uuid4().hex,
-                           "msg_type": "execute_request", "version": "5.3",
-                           "date": datetime.now(timezone.utc).isoformat()},
-                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                "content": {"code": cell.source, "silent": False, "store_history": True,
-                            "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-            }))  # fmt: skip
-            cell.outputs, cell.execution_count = [], count
-            replied = idle = False
-            while not (replied and idle):
-                msg = json.loads(await asyncio.wait_for(conn.read_message(), timeout=180))
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind, content = msg["msg_type"], msg["content"]
-                if kind in ("stream", "display_data", "execute_result", "error"):
-                    cell.outputs.append(nbformat.v4.output_from_msg(msg))
-                elif kind == "execute_reply":
-                    replied = True
-                elif kind == "status" and content["execution_state"] == "idle":
-                    idle = True
-    finally:
-        conn.close()
-        requests.delete(f"{server_url}api/sessions/{session_id}", headers=headers, timeout=30)
-    saved = requests.put(f"{server_url}api/contents/{path}", headers=headers, timeout=30,
-                         json={"type": "notebook", "format": "json", "content": notebook})  # fmt: skip
-    saved.raise_for_status()
-    return notebook
-
-
-def put_notebook(server_url: str, token: str, path: str, cells: list[str]) -> None:
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
-    response = requests.put(f"{server_url}api/contents/{path}", headers={"Authorization": f"token {token}"},
-                            json={"type": "notebook", "format": "json", "content": notebook}, timeout=30)
-    response.raise_for_status()
-
-
-def cell_errors(notebook) -> list[str]:
-    return [f"{o['ename']}: {o['evalue']}\n{c.source}" for c in notebook.cells for o in c.get("outputs", [])
-            if o.get("output_type") == "error"]  # fmt: skip
 
 
 def credentials(env: dict[str, str], services_env: dict[str, str]) -> dict[str, str]:
@@ -148,8 +84,8 @@ def test_the_readme_snippet_runs_in_the_home_root_and_the_saved_notebook_holds_n
     assert any("use_team(" in c for c in cells) and any("use_personal()" in c for c in cells), cells
     # In the home's root, not in ~/notebook-scripts: the helpers import from any notebook.
     put_notebook(url, hub.token, "team-snippet.ipynb", cells)
-    notebook = run_coroutine(run_and_keep_outputs(url, hub.token, "team-snippet.ipynb"))
-    assert not cell_errors(notebook), "\n\n".join(cell_errors(notebook))
+    errors = run_coroutine(execute_notebook(url, hub.token, "team-snippet.ipynb", save_outputs=True))
+    assert not errors, "\n\n".join(errors)
 
     env = server_environment(hub, alice)
     saved = (Path(env["HOME"]) / "team-snippet.ipynb").read_text()
@@ -157,7 +93,7 @@ def test_the_readme_snippet_runs_in_the_home_root_and_the_saved_notebook_holds_n
     leaked = [name for name, secret in credentials(env, services_env).items() if secret in saved]
     assert not leaked, f"the saved notebook holds: {', '.join(leaked)}"
 
-    shown = json.dumps([c.get("outputs", []) for c in notebook.cells])
+    shown = json.dumps([c.get("outputs", []) for c in nbformat.reads(saved, as_version=4).cells])
     assert f"['{team['team']}']" in shown  # my_teams()
     assert repr(sorted([alice, team["bob"]])) in shown  # team_members(): both members
     assert f"'store': 'team {team['team']}'" in shown and "'store': 'personal'" in shown  # use_team(), use_personal()
@@ -175,8 +111,8 @@ def test_a_member_sees_the_teams_runs_in_her_mlflow_ui(hub, team, page):
         f"import mlflow\nmlflow.set_experiment({experiment!r})\n"
         "with mlflow.start_run(run_name='bobs-run'):\n    mlflow.log_metric('accuracy', 0.93)",
     ])  # fmt: skip
-    notebook = run_coroutine(run_and_keep_outputs(team["urls"][bob], hub.token, "log-to-team.ipynb"))
-    assert not cell_errors(notebook), "\n\n".join(cell_errors(notebook))
+    errors = run_coroutine(execute_notebook(team["urls"][bob], hub.token, "log-to-team.ipynb"))
+    assert not errors, "\n\n".join(errors)
 
     page.set_viewport_size({"width": 1400, "height": 860})
     own = f"{team['urls'][alice]}mlflow/"

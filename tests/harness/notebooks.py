@@ -87,8 +87,13 @@ class NotebookServer:
                 self.proc.wait(10)
 
 
-async def execute_notebook(server_url: str, token: str, path: str) -> list[str]:
-    """Run every code cell of the server-side notebook *path* in a new kernel; return error texts."""
+async def execute_notebook(server_url: str, token: str, path: str, save_outputs: bool = False) -> list[str]:
+    """Run the code cells of the server-side notebook *path* in a new kernel, up to the
+    first error; return the error texts.
+
+    With ``save_outputs``, each cell keeps its outputs and execution count as JupyterLab
+    keeps them, and the notebook is saved with them (the contents API, as Ctrl-S).
+    """
     import nbformat
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
@@ -110,9 +115,9 @@ async def execute_notebook(server_url: str, token: str, path: str) -> list[str]:
     conn = await websocket_connect(HTTPRequest(ws_url, headers=headers), max_message_size=64 << 20)
     try:
         client_session = uuid.uuid4().hex
-        for cell in notebook.cells:
-            if cell.cell_type != "code" or not cell.source.strip():
-                continue
+        for count, cell in enumerate((c for c in notebook.cells if c.cell_type == "code" and c.source.strip()), 1):
+            if save_outputs:
+                cell.outputs, cell.execution_count = [], count
             msg_id = uuid.uuid4().hex
             await conn.write_message(json.dumps({
                 "header": {"msg_id": msg_id, "username": "e2e", "session": client_session,
@@ -130,6 +135,8 @@ async def execute_notebook(server_url: str, token: str, path: str) -> list[str]:
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
                 kind = msg["msg_type"]
+                if save_outputs and kind in ("stream", "display_data", "execute_result", "error"):
+                    cell.outputs.append(nbformat.v4.output_from_msg(msg))
                 if kind == "error":
                     errors.append(f"{path}: {msg['content']['ename']}: {msg['content']['evalue']}\n{cell.source}")
                 elif kind == "execute_reply":
@@ -141,6 +148,10 @@ async def execute_notebook(server_url: str, token: str, path: str) -> list[str]:
     finally:
         conn.close()
         requests.delete(f"{server_url}api/sessions/{session_id}", headers=headers, timeout=30)
+    if save_outputs:
+        saved = requests.put(f"{server_url}api/contents/{path}", headers=headers, timeout=30,
+                             json={"type": "notebook", "format": "json", "content": notebook})  # fmt: skip
+        saved.raise_for_status()
     return errors
 
 
