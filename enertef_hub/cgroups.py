@@ -34,7 +34,6 @@ import asyncio
 import errno
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -61,6 +60,7 @@ from .resource_limits import (
     parse_mountinfo,
     parse_proc_cgroup,
 )
+from .sysaccounts import stop_then_kill
 
 
 class CgroupError(RuntimeError):
@@ -126,17 +126,6 @@ def _apply(directory: str, writes: list[Write]):
         if w.optional and not os.path.exists(path):
             continue
         _write(path, w.value)
-
-
-def _kill_all(pids: list[int]):
-    # Stop all first, then kill: a process forking while its siblings die is caught
-    # stopped, and the next round kills what it made.
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
 
 
 def join_fn(procs_files: list[str]):
@@ -223,7 +212,7 @@ class _DirectoryBackend(Backend):
             pids = self.processes(group)
             if not pids or time.monotonic() > deadline:
                 return pids
-            _kill_all(pids)
+            stop_then_kill(pids)
             await asyncio.sleep(0.02)
 
     async def release(self, group: str, timeout: float = 10.0) -> list[int]:

@@ -67,13 +67,22 @@ async def end_processes(uid: int, timeout: float = 10.0) -> list[int]:
         pids = processes_of(uid)
         if not pids or time.monotonic() > deadline:
             return pids
-        for sig in (signal.SIGSTOP, signal.SIGKILL):
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
+        stop_then_kill(pids)
         await asyncio.sleep(0.1)
+
+
+def stop_then_kill(pids: list[int]) -> None:
+    """One round: stop every process first, then kill them all.
+
+    A process that forks while its siblings die is caught stopped, and the caller's
+    next round kills what it made.
+    """
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
 
 
 def ipc_objects(proc: str = "/proc/sysvipc") -> list[tuple[str, int, int, int]]:

@@ -227,8 +227,8 @@ class TeamUI:
             pass
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a team UI's unix socket."""
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (a team UI's; the tests reach the MLflow UI's and TensorBoard's with it too)."""
 
     def __init__(self, path: str, host: str, timeout: float):
         super().__init__(host or "localhost", timeout=timeout)
@@ -361,7 +361,7 @@ class TeamStores:
             body = environ["wsgi.input"].read()
         if body is not None:
             headers["Content-Length"] = str(len(body))
-        conn = _UnixHTTPConnection(ui.socket_path, environ.get("HTTP_HOST", ""), timeout=120)
+        conn = UnixHTTPConnection(ui.socket_path, environ.get("HTTP_HOST", ""), timeout=120)
         try:
             conn.request(environ.get("REQUEST_METHOD", "GET"), uri, body=body, headers=headers)
             response = conn.getresponse()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +15,8 @@ from pathlib import Path
 
 import psutil
 import requests
+
+from enertef_hub.notebook.team_stores import UnixHTTPConnection
 
 from .services import free_port
 
@@ -155,24 +155,10 @@ async def execute_notebook(server_url: str, token: str, path: str, save_outputs:
     return errors
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a unix socket (the MLflow UI's, TensorBoard's), as jupyter-server-proxy talks to it."""
-
-    def __init__(self, path: str, host: str = "localhost"):
-        super().__init__(host, timeout=30)
-        self._socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._socket_path)
-        self.sock = sock
-
-
 def unix_request(sock: str, method: str, path: str, body: dict | None = None, host: str = "localhost",
                  headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:
     """One HTTP request over the unix socket ``sock`` (``body`` sent as JSON); its status and body."""
-    conn = UnixHTTPConnection(sock, host)
+    conn = UnixHTTPConnection(sock, host, timeout=30)
     conn.timeout = timeout
     headers = {**({"Content-Type": "application/json"} if body is not None else {}), **(headers or {})}
     try:
