@@ -55,7 +55,7 @@ def workbench(env: dict) -> Workbench:
 async def make_accounts(env: dict, count: int, jobs: int = 6) -> list[str]:
     """``count`` accounts as first spawns make them (store with MLflow's tables, bucket, MinIO user)."""
     wb = workbench(env)
-    version = await wb._mlflow_version()
+    version = await wb.mlflow.mlflow_release()
     async with wb.postgres.connection() as conn:
         recorded = await mlflow_snapshot.load_snapshot(conn, wb.postgres.registry_schema, version)
     if recorded is None:

@@ -205,7 +205,7 @@ class MlflowStores(LoggingConfigurable):
         """
         if self._snapshot is not None:
             return self._snapshot
-        version = await self._mlflow_version()
+        version = await self.mlflow_release()
         if version is None:
             return None
         async with self.postgres.connection() as conn:
@@ -225,7 +225,7 @@ class MlflowStores(LoggingConfigurable):
         else:
             self.log.info("Recorded MLflow's table creation: new stores get their tables by replay")
 
-    async def _mlflow_version(self) -> str | None:
+    async def mlflow_release(self) -> str | None:
         """The MLflow release of ``mlflow_python``, read from package metadata (no import of MLflow)."""
         if self._mlflow_release is None:
             proc = await asyncio.create_subprocess_exec(

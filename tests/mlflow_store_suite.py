@@ -116,7 +116,7 @@ async def make_stores(workbench, prefix: str, replay_extra: str = ""):
         finally:
             workbench.mlflow.replay_mlflow_snapshot = replay
 
-        version = await workbench._mlflow_version()
+        version = await workbench.mlflow.mlflow_release()
         async with workbench.postgres.connection() as conn:
             snapshot = await mlflow_snapshot.load_snapshot(conn, workbench.postgres.registry_schema, version)
         if snapshot is None:  # first run of this MLflow release on this database: record it now

@@ -14,6 +14,7 @@ import pytest
 from psycopg import sql
 
 from enertef_hub import mlflow_snapshot
+from enertef_hub.mlflow_stores import MlflowStores
 from tests.harness.names import unique_name
 from tests.harness.postgres import acting_as
 from tests.harness.services import run_as_user
@@ -107,7 +108,8 @@ async def test_a_replay_that_misses_the_head_leaves_nothing(workbench, snapshot,
 
 async def test_spawns_give_new_stores_their_tables_by_replay(workbench, snapshot, admin_conn, monkeypatch):
     """What the spawner calls: new stores get the replay, and no MLflow subprocess runs."""
-    workbench._snapshot = None  # as a freshly started hub: the recording is read from the registry
+    # As a freshly started hub: the recording is read from the registry.
+    workbench.mlflow = MlflowStores(workbench.postgres, parent=workbench, log=workbench.log)
     ran_mlflow = []
     real_ensure_all = workbench.mlflow.upgrader.ensure_all
 
