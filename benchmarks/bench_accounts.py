@@ -20,6 +20,8 @@ import asyncio
 import statistics
 import time
 
+from enertef_hub.accounts import AccountRegistry
+from enertef_hub.credentials import derive_secret
 from enertef_hub.naming import make_user_resources
 from enertef_hub.workbench import Workbench
 from tests.harness.names import unique_name
@@ -29,15 +31,17 @@ from tests.harness.workbench import services_config
 
 async def add_accounts(wb: Workbench, count: int, batch: int = 200):
     """``count`` more accounts, made by the provisioning code's PostgreSQL steps."""
+    registry = AccountRegistry(wb.postgres.registry_schema)
     made = 0
     while made < count:
         async with wb.postgres.connection() as conn, conn.transaction():
             for _ in range(min(batch, count - made)):
                 name = unique_name("fill")
-                account = await wb._registry.ensure_active(conn, name)
+                account = await registry.ensure_active(conn, name)
                 resources = make_user_resources(name, account.incarnation)
-                await wb.postgres.ensure_user_store(conn, resources, wb._db_password(resources, account))
-                await wb._registry.mark_ready(conn, account)
+                password = derive_secret(wb.secret_key, "postgres", resources, account.generation)
+                await wb.postgres.ensure_user_store(conn, resources, password)
+                await registry.mark_ready(conn, account)
                 made += 1
 
 

@@ -28,6 +28,7 @@ import psycopg
 
 from enertef_hub.workbench import Workbench
 from tests.harness.names import unique_name
+from tests.harness.s3 import minio_admin
 
 
 def pct(values: list[float], q: float) -> float:
@@ -62,7 +63,7 @@ async def main(args) -> list[dict]:
         rows.append(summary("baseline: SELECT 1", await timed(select_one, 200)))
     name = unique_name("benchrepeat")
     repeat_user = (await wb.provision(name)).resources
-    _, admin = wb.minio._get_clients()
+    admin = minio_admin()
     # The admin call repeat provisioning makes: one user lookup.
     rows.append(summary("baseline: MinIO admin call (user info)",
                         await timed(lambda: asyncio.to_thread(admin.user_info, repeat_user.minio_user), 100)))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 from datetime import timezone
 
@@ -198,9 +197,7 @@ async def account_sizes(workbench, schemas: list[str], buckets: list[str]) -> tu
     async def minio() -> dict:
         if not buckets:
             return {}
-        # MinIO's answer covers every bucket (~1 MB of JSON at 1,500): parsed in the worker
-        # thread, not on the hub's event loop.
-        return await workbench.minio._run(lambda: json.loads(workbench.minio._get_clients()[1].get_data_usage_info()))
+        return await workbench.minio.data_usage()
 
     pg_sizes, usage = await asyncio.gather(postgres(), minio())  # both at once
     sizes = dict(pg_sizes)
@@ -230,8 +227,8 @@ class AccountsBase(TemplatesMixin, BaseHandler):
     async def _registry(self) -> tuple[list[dict], dict[str, list[str]]]:
         """Every registry row and the teams' members, in one connection."""
         async with self.workbench.postgres.connection() as conn:
-            rows = await self.workbench._registry.list_all(conn)
-            teams = await self.workbench._registry.team_members(conn)
+            rows = await self.workbench.accounts(conn)
+            teams = await self.workbench.team_members(conn)
         return rows, {team: sorted(members) for team, members in teams.items()}
 
     def _hub_entries(self) -> dict[str, dict]:

@@ -153,25 +153,8 @@ class Quotas(LoggingConfigurable):
         """
         todo = {b: size for b, size in bucket_quotas.items() if self._applied.get(b) != size}
         if todo:
-            await minio._run(self._ensure, minio, todo)
-
-    def _ensure(self, minio, bucket_quotas: dict[str, int]):
-        _, admin = minio._get_clients()
-        for bucket, size in bucket_quotas.items():
-            if bucket_quota(admin, bucket) != size:
-                admin.bucket_quota_set(bucket, size)
-            self._applied[bucket] = size
-
-
-def bucket_quota(admin, bucket: str) -> int:
-    """The bucket's hard quota in bytes as MinIO has it (0: none)."""
-    import json
-
-    text = admin.bucket_quota_get(bucket)
-    try:
-        return int(json.loads(text or "{}").get("quota") or 0)
-    except (ValueError, AttributeError):
-        return 0
+            await minio.set_bucket_quotas(todo)
+            self._applied.update(todo)
 
 
 # -- the usage report ------------------------------------------------------------------
@@ -204,29 +187,14 @@ async def store_size(conn, schema: str, member_of=None) -> tuple[int, datetime |
     return size, last
 
 
-def bucket_usage(minio, bucket: str) -> tuple[int | None, int | None, datetime | None, int]:
-    """``(bytes, objects, last write, quota)`` of a bucket by listing it; Nones if it is absent."""
-    s3, admin = minio._get_clients()
-    if not s3.bucket_exists(bucket):
-        return None, None, None, 0
-    size = count = 0
-    last = None
-    for obj in s3.list_objects(bucket, recursive=True):
-        size += obj.size or 0
-        count += 1
-        if obj.last_modified and (last is None or obj.last_modified > last):
-            last = obj.last_modified
-    return size, count, last, bucket_quota(admin, bucket)
-
-
 async def collect_usage(workbench) -> list[dict]:
     """One row per user incarnation that still holds data (active or kept) and per team."""
     quotas: Quotas = workbench.quotas
     soft = parse_size(quotas.postgres_soft_limit)
     rows = []
     async with workbench.postgres.connection() as conn:
-        accounts = [a for a in await workbench._registry.list_all(conn) if a["state"] != "purged"]
-        teams = await workbench._registry.team_members(conn)
+        accounts = [a for a in await workbench.accounts(conn) if a["state"] != "purged"]
+        teams = await workbench.team_members(conn)
         entries = []
         for a in accounts:
             res = make_user_resources(a["username"], a["incarnation"])
@@ -250,7 +218,7 @@ async def collect_usage(workbench) -> list[dict]:
             home = homes.get(row["name"])
             row.update(home_bytes=home, home_over_soft_limit=bool(home_soft) and home is not None and home > home_soft)
     for row in rows:
-        size, count, last_write, quota = await workbench.minio._run(bucket_usage, workbench.minio, row["bucket"])
+        size, count, last_write, quota = await workbench.minio.bucket_usage(row["bucket"])
         times = row.pop("_times") + ([last_write] if last_write else [])
         row.update(minio_bytes=size, objects=count, bucket_quota=quota or None,
                    last_activity=max(times).isoformat(timespec="seconds") if times else None)

@@ -17,6 +17,7 @@ registry, purge) waits for the user's lock, at most ``PostgresProvisioner.lock_t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -521,10 +522,29 @@ class Workbench(SingletonConfigurable):
         """Make every team's membership match JupyterHub's groups (``{group: [usernames]}``)."""
         return await self.teams.sync_all(groups, actor)
 
-    async def accounts(self) -> list[dict]:
-        """Every incarnation of every username the registry knows."""
-        async with self.postgres.connection() as conn:
+    async def accounts(self, conn=None) -> list[dict]:
+        """Every incarnation of every username the registry knows (on ``conn``, else a pool connection)."""
+        async with self._connection(conn) as conn:
             return await self._registry.list_all(conn)
+
+    async def team_members(self, conn=None) -> dict[str, set[str]]:
+        """Every team's members as the registry recorded their grants: team -> usernames."""
+        async with self._connection(conn) as conn:
+            return await self._registry.team_members(conn)
+
+    async def teams_of(self, username: str, conn=None) -> list[str]:
+        """The teams ``username`` was granted, as the registry recorded them."""
+        async with self._connection(conn) as conn:
+            return await self._registry.teams_of(conn, normalize_username(username))
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, conn):
+        """``conn`` itself, or a connection of the pool when it is None."""
+        if conn is not None:
+            yield conn
+        else:
+            async with self.postgres.connection() as own:
+                yield own
 
     async def close(self):
         """Release connection pools (a recording of MLflow's tables still running is awaited)."""

@@ -10,13 +10,14 @@ import pytest
 from botocore.exceptions import ClientError
 from psycopg import sql
 
+from enertef_hub.accounts import AccountRegistry
 from enertef_hub.errors import ProvisioningError
 from enertef_hub.naming import InvalidNameError
 from enertef_hub.workbench import Workbench
 
 from tests.harness.names import unique_name
 from tests.harness.postgres import acting_as
-from tests.harness.s3 import admin_s3, s3_client
+from tests.harness.s3 import admin_s3, minio_admin, s3_client
 from tests.harness.services import run_as_user
 
 MLFLOW_RUN = """
@@ -209,7 +210,7 @@ async def test_failure_after_storage_was_made_takes_everything_back(workbench, a
     async def crash(*args, **kwargs):
         raise RuntimeError("the hub died here")
 
-    monkeypatch.setattr(workbench._registry, "mark_ready", crash)
+    monkeypatch.setattr(AccountRegistry, "mark_ready", crash)
     with pytest.raises(RuntimeError):
         await workbench.provision(name)
     assert count_roles(admin_conn, f"u_{name}") == 0
@@ -219,13 +220,13 @@ async def test_failure_after_storage_was_made_takes_everything_back(workbench, a
     assert (await workbench.provision(name)).created  # and the next attempt completes
 
 
-async def test_returning_user_whose_storage_secret_changed_gets_working_credentials(workbench):
+async def test_returning_user_whose_storage_secret_changed_gets_working_credentials(workbench, services):
     # MinIO restored from an older backup, or its user's key changed by hand: the
     # returning user's spawn must notice that the key it hands out no longer works
     # (a check of the user's existence and policy alone would not) and repair it.
     name = unique_name("erin")
     first = await workbench.provision(name)
-    _, admin = workbench.minio._get_clients()
+    admin = minio_admin(services)
     admin.user_add(first.resources.minio_user, "not-the-derived-secret-1234")
     with pytest.raises(ClientError):
         s3_client(first.environment).head_bucket(Bucket=first.resources.bucket)
@@ -241,7 +242,7 @@ async def test_policy_of_an_older_release_is_replaced_at_the_next_hub_s_first_sp
     name = unique_name("fred")
     first = await workbench.provision(name)
     bucket = first.resources.bucket
-    _, admin = workbench.minio._get_clients()
+    admin = minio_admin(services)
     admin.policy_add(first.resources.policy, policy={"Version": "2012-10-17", "Statement": [
         {"Sid": "v0all", "Effect": "Allow", "Action": ["s3:*"],
          "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]})

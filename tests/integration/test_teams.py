@@ -13,7 +13,7 @@ from psycopg import sql
 from enertef_hub.naming import InvalidNameError
 from tests.harness.names import unique_name
 from tests.harness.postgres import team_login_url
-from tests.harness.s3 import admin_s3, s3_client
+from tests.harness.s3 import admin_s3, minio_admin, s3_client
 from tests.harness.services import run_as_user
 
 SCRIPTS = str(Path(__file__).resolve().parents[2] / "notebook-scripts")
@@ -150,7 +150,7 @@ async def test_unsafe_team_names_are_refused_before_any_call(workbench, admin_co
     assert admin_conn.execute(count).fetchone()[0] == before
 
 
-async def test_returning_member_s_lost_team_access_is_repaired_at_spawn(workbench, admin_conn):
+async def test_returning_member_s_lost_team_access_is_repaired_at_spawn(workbench, admin_conn, services):
     # A returning member's spawn only checks the membership (no rewrite of it all):
     # the check must still see what was lost by hand, in each service, and repair it.
     team = unique_name("crew")
@@ -159,7 +159,7 @@ async def test_returning_member_s_lost_team_access_is_repaired_at_spawn(workbenc
     s3_client(first.environment).list_objects_v2(Bucket=f"team-{team}")
     url, options = team_login_url(first.environment, team)
 
-    _, admin = workbench.minio._get_clients()
+    admin = minio_admin(services)
     admin.group_remove(f"team-{team}", [first.resources.minio_user])
     admin_conn.execute(sql.SQL("REVOKE {} FROM {}").format(
         sql.Identifier(f"t_{team}"), sql.Identifier(f"m_{team}_{first.resources.role[2:]}")))
@@ -199,11 +199,11 @@ async def test_a_running_server_reaches_a_team_it_joins_and_loses_one_it_leaves(
     await workbench.deprovision(alice.resources.username, purge=True)
 
 
-async def test_one_broken_member_does_not_stop_everyone_else_s_sync(workbench):
+async def test_one_broken_member_does_not_stop_everyone_else_s_sync(workbench, services):
     team = unique_name("sturdy")
     broken = await workbench.provision(unique_name("bea"), teams=[])
     fine = await workbench.provision(unique_name("fin"), teams=[])
-    _, admin = workbench.minio._get_clients()
+    admin = minio_admin(services)
     admin.user_remove(broken.resources.minio_user)  # e.g. lost in a MinIO restore
 
     report = await workbench.sync_teams({team: [broken.resources.username, fine.resources.username]}, actor="test")

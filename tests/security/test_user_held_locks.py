@@ -341,11 +341,11 @@ async def test_team_sweep_past_the_bound_leaves_access_revoked_and_is_retried(wo
         assert login_refused(a_url, a_options)
         assert key_dead(alice.environment, f"team-{team}")
         async with wb.postgres.connection() as conn:  # still recorded: the next sync sweeps
-            assert team in await wb._registry.teams_of(conn, alice.resources.username)
+            assert team in await wb.teams_of(alice.resources.username, conn)
         teammate.rollback()
         assert await wb.teams.sync_user(alice.resources.username, [], "test") == []
         async with wb.postgres.connection() as conn:
-            assert team not in await wb._registry.teams_of(conn, alice.resources.username)
+            assert team not in await wb.teams_of(alice.resources.username, conn)
         with psycopg.connect(b_url, options=b_options, autocommit=True) as conn:  # re-owned by the team
             assert conn.execute("SELECT tableowner FROM pg_tables WHERE schemaname = %s AND tablename = 'alices'",
                                 (f"t_{team}",)).fetchone() == (f"t_{team}",)
