@@ -5,7 +5,7 @@
 with JupyterHub 6.x, ``.venv-hub``, the hub image's environment, with 5.5):
 EnerTEFAuthenticator, EnerTEFLocalSpawner (servers run as the hub's own OS user unless
 ``ENERTEF_E2E_SYSTEM_USERS`` is set), real PostgreSQL and MinIO, a state directory for
-the hub database, cookie secret and homes, ports from 18200-18299. It yields a
+the hub database, cookie secret and homes, ports from 18200-18599. It yields a
 :class:`Hub`. The admin account exists from the start: the hub creates it from
 ``ENERTEF_HUB_ADMIN_PASSWORD`` (``EnerTEFAuthenticator.admin_password``), as in
 production; nobody can sign up under the admin's name.
@@ -37,8 +37,10 @@ import requests
 from .forms import login_session
 
 HUB_CONFIG = Path(__file__).with_name("hub_config.py")
-PORT_RANGE = range(18200, 18300)
-PORTS_PER_HUB = 20  # public, hub, proxy API, then user servers
+PORT_RANGE = range(18200, 18600)
+# Public, hub, proxy API, then user servers. The session's hub keeps every server a test
+# started (77 ports: the whole e2e tier ran out of 17 in CI).
+PORTS_PER_HUB = 80
 
 
 @dataclass

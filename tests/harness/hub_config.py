@@ -15,7 +15,7 @@ c = get_config()  # noqa: F821  (provided by JupyterHub when it loads this file)
 state_dir = os.environ["ENERTEF_E2E_DIR"]
 public_port = int(os.environ["ENERTEF_E2E_PORT"])
 
-# -- network: loopback only, ports handed out by the harness (18200-18299) -----------
+# -- network: loopback only, ports handed out by the harness (18200-18599) -----------
 c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = public_port
 c.JupyterHub.hub_ip = "127.0.0.1"
