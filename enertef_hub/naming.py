@@ -173,6 +173,30 @@ def make_team_resources(team: str) -> TeamResources:
     )
 
 
+#: SQL ``LIKE`` patterns of the roles named here (``u_alice``, ``t_vision``, ``m_vision_alice``), for
+#: catalogue queries that look for them; what matches is checked with the functions here.
+USER_ROLE_LIKE = "u\\_%"
+TEAM_ROLE_LIKE = "t\\_%"
+TEAM_LOGIN_LIKE = "m\\_%"
+
+
+def is_user_role(role: str) -> bool:
+    """Whether ``role`` is named like a user's own role (``u_alice``, ``u_alice_2``) (pure)."""
+    return role.startswith("u_")
+
+
+def team_of_role(role: str) -> str | None:
+    """The team whose group role ``role`` is (``t_vision`` -> ``vision``), or None when it is
+    not a team role of ours, only one that looks like it (pure)."""
+    if not role.startswith("t_"):
+        return None
+    try:
+        team = make_team_resources(role[2:])
+    except InvalidNameError:
+        return None
+    return team.team if team.role == role else None
+
+
 def make_team_login_role(team: str, member: UserResources) -> str:
     """PostgreSQL login role through which ``member`` works in ``team``'s store (pure).
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from .naming import InvalidNameError, make_team_resources, make_user_resources
+from .naming import TEAM_ROLE_LIKE, make_team_resources, make_user_resources, team_of_role
 from .provisioners.postgres import judge_server_release
 
 if TYPE_CHECKING:
@@ -34,15 +34,10 @@ async def audit(workbench: Workbench) -> list[str]:
             resources = make_user_resources(row["username"], row["incarnation"])
             if flagged & {resources.schema, resources.role}:
                 findings += [f"user {resources.username}: {f}" for f in await postgres.audit_user(conn, resources)]
-        cur = await conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 't\\_%' AND NOT rolcanlogin")
-        teams = []
-        for (role,) in await cur.fetchall():
-            try:
-                team = make_team_resources(role[2:])
-            except InvalidNameError:
-                continue
-            if team.role == role:  # a team role of ours, not one that merely looks like it
-                teams.append(team)
+        cur = await conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s AND NOT rolcanlogin",
+                                 (TEAM_ROLE_LIKE,))
+        teams = [make_team_resources(team) for (role,) in await cur.fetchall()
+                 if (team := team_of_role(role)) is not None]
         for team in teams:
             if flagged & {team.schema, team.role}:
                 findings += [f"team {team.team}: {f}" for f in await postgres.audit_team(conn, team)]

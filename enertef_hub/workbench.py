@@ -33,6 +33,8 @@ from .errors import ConfigurationError, ProvisioningError
 from .metrics import measured
 from .mlflow_stores import MOVED_FROM_WORKBENCH, MlflowStores
 from .naming import (
+    TEAM_LOGIN_LIKE,
+    USER_ROLE_LIKE,
     UserResources,
     make_team_login_role,
     make_team_resources,
@@ -55,6 +57,12 @@ class ProvisionResult:
     created: bool  #: False when everything already existed (the fast path)
     seconds: float
     teams: list[str] = field(default_factory=list)  #: the user's teams after this provisioning
+
+
+def _moved_to_mlflow_stores_trait(trait_type, name: str):
+    """The old ``Workbench`` name of a setting that moved to :class:`MlflowStores` (None: not set)."""
+    return trait_type(None, allow_none=True, config=True,
+                      help=f"Deprecated: moved to ``MlflowStores.{name}`` (this name still works, with a warning).")
 
 
 class Workbench(SingletonConfigurable):
@@ -82,21 +90,11 @@ class Workbench(SingletonConfigurable):
 
     # The MLflow store settings moved to MlflowStores (c.MlflowStores.<name>); the old
     # names keep working for existing configs, with a warning (see _moved_to_mlflow_stores).
-    prepare_mlflow_tables = Bool(
-        None, allow_none=True, config=True,
-        help="Deprecated: moved to ``MlflowStores.prepare_mlflow_tables`` (this name still works, with a warning).")
-    replay_mlflow_snapshot = Bool(
-        None, allow_none=True, config=True,
-        help="Deprecated: moved to ``MlflowStores.replay_mlflow_snapshot`` (this name still works, with a warning).")
-    mlflow_python = Unicode(
-        None, allow_none=True, config=True,
-        help="Deprecated: moved to ``MlflowStores.mlflow_python`` (this name still works, with a warning).")
-    mlflow_tables_timeout = Integer(
-        None, allow_none=True, config=True,
-        help="Deprecated: moved to ``MlflowStores.mlflow_tables_timeout`` (this name still works, with a warning).")
-    mlflow_lock_wait = Float(
-        None, allow_none=True, config=True,
-        help="Deprecated: moved to ``MlflowStores.mlflow_lock_wait`` (this name still works, with a warning).")
+    prepare_mlflow_tables = _moved_to_mlflow_stores_trait(Bool, "prepare_mlflow_tables")
+    replay_mlflow_snapshot = _moved_to_mlflow_stores_trait(Bool, "replay_mlflow_snapshot")
+    mlflow_python = _moved_to_mlflow_stores_trait(Unicode, "mlflow_python")
+    mlflow_tables_timeout = _moved_to_mlflow_stores_trait(Integer, "mlflow_tables_timeout")
+    mlflow_lock_wait = _moved_to_mlflow_stores_trait(Float, "mlflow_lock_wait")
 
     @observe(*MOVED_FROM_WORKBENCH)
     def _moved_to_mlflow_stores(self, change):
@@ -111,6 +109,7 @@ class Workbench(SingletonConfigurable):
         self.log.warning("Workbench.%s is deprecated: set MlflowStores.%s instead (the value is used"
                          " for now).", name, name)
         setattr(self.mlflow, name, change.new)
+
     postgres = Instance(PostgresProvisioner)
     minio = Instance(MinioProvisioner)
     mlflow = Instance(MlflowStores, help="MLflow's tables in users' and teams' stores (``c.MlflowStores``).")
@@ -251,7 +250,8 @@ class Workbench(SingletonConfigurable):
             accounts = [a for a in await self._registry.list_all(conn) if a["state"] == "active"]
             members = await self._registry.team_members(conn)
             cur = await conn.execute(
-                "SELECT rolname FROM pg_roles WHERE rolcanlogin AND (rolname LIKE 'u\\_%' OR rolname LIKE 'm\\_%')")
+                "SELECT rolname FROM pg_roles WHERE rolcanlogin AND (rolname LIKE %s OR rolname LIKE %s)",
+                (USER_ROLE_LIKE, TEAM_LOGIN_LIKE))
             can_login = {row[0] for row in await cur.fetchall()}
             results = {}
             for row in accounts:

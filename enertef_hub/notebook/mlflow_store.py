@@ -40,12 +40,14 @@ import re
 import sys
 from urllib.parse import parse_qs, urlsplit
 
+from ..naming import make_team_resources, team_of_role
+
 #: Environment variable the hub sets in each server: the user's artifact root.
 ARTIFACT_ROOT_ENV = "ENERTEF_MLFLOW_ARTIFACT_ROOT"
 #: MLflow's own (private) variable for the server's artifact root; it wins when set.
 _MLFLOW_SERVER_ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
 
-_TEAM_ROLE = re.compile(r"(?:^|\s)-c\s*role=t_([a-z][a-z0-9]*)(?:\s|$)")
+_ROLE_OPTION = re.compile(r"(?:^|\s)-c\s*role=(\S+)")
 
 
 def make_default_artifact_root(store_uri: str, environ: dict[str, str] | None = None) -> str | None:
@@ -58,16 +60,17 @@ def make_default_artifact_root(store_uri: str, environ: dict[str, str] | None = 
         return environ[_MLFLOW_SERVER_ARTIFACT_ROOT_ENV]
     team = _team_of(store_uri)
     if team is not None:
-        return f"s3://team-{team}/mlflow"
+        return f"s3://{make_team_resources(team).bucket}/mlflow"
     return environ.get(ARTIFACT_ROOT_ENV) or None
 
 
 def _team_of(store_uri: str) -> str | None:
     """Team name if the URI connects with a team role (``options=-c role=t_<team> ...``)."""
     for options in parse_qs(urlsplit(store_uri).query).get("options", []):
-        match = _TEAM_ROLE.search(options)
-        if match:
-            return match.group(1)
+        match = _ROLE_OPTION.search(options)
+        team = team_of_role(match.group(1)) if match else None
+        if team is not None:
+            return team
     return None
 
 

@@ -30,6 +30,7 @@ from ..errors import ConfigurationError, ProvisioningError, ServiceUnavailableEr
 from ..naming import (
     TeamResources,
     UserResources,
+    is_user_role,
     make_team_login_pattern,
     make_team_login_role,
     make_team_members_pattern,
@@ -447,7 +448,7 @@ class PostgresProvisioner(LoggingConfigurable):
 
         pg_terminate_backend needs membership in the sessions' role.
         """
-        roles = [role, *(await self.team_logins_of(conn, role) if role.startswith("u_") else [])]
+        roles = [role, *(await self.team_logins_of(conn, role) if is_user_role(role) else [])]
         return await self._end_sessions_of(conn, roles)
 
     async def set_team_logins_password(self, conn: psycopg.AsyncConnection, resources: UserResources,

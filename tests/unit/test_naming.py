@@ -12,6 +12,7 @@ from enertef_hub.naming import (
     make_user_resources,
     normalize_team_name,
     normalize_username,
+    team_of_role,
 )
 
 
@@ -133,3 +134,14 @@ def test_team_names_follow_the_same_rules():
 
 def test_system_accounts_are_prefixed():
     assert make_system_username("Alice") == "jupyter-alice"
+
+
+@pytest.mark.parametrize("role, team", [
+    ("t_vision", "vision"), ("t_team1", "team1"),
+    ("t_admin", None),  # a reserved name is never a team of ours
+    ("t_x_y", None), ("t_Vision", None), ("u_alice", None), ("m_vision_alice", None), ("t_", None),
+])
+def test_a_team_is_read_back_from_its_role_only_when_naming_would_make_that_role(role, team):
+    assert team_of_role(role) == team
+    if team is not None:
+        assert make_team_resources(team).role == role
