@@ -35,6 +35,7 @@ from urllib.parse import urljoin
 import requests
 
 from .forms import login_session
+from .services import require_root
 
 HUB_CONFIG = Path(__file__).with_name("hub_config.py")
 PORT_RANGE = range(18200, 18600)
@@ -234,12 +235,7 @@ def running_system_users_hub(services_env: dict, prefix: str):
     """
     import pwd
 
-    import pytest
-
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("system-user mode needs the hub to run as root, and CI runs as root")
-        pytest.skip("system-user mode needs root (CI runs it)")
+    require_root("system-user mode needs the hub to run as root")
     # Not under pytest's private tmp_path: the users' homes must be reachable by them.
     state_dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
     os.chmod(state_dir, 0o755)

@@ -26,6 +26,19 @@ SERVICES_SH = REPO / "scripts" / "services.sh"
 PRIVATE_SERVICE_KEYS = ("ENERTEF_STATE_DIR", "ENERTEF_PG_PORT", "ENERTEF_MINIO_PORT", "ENERTEF_MINIO_CONSOLE_PORT")
 
 
+def require_root(needs: str) -> None:
+    """Go on only as root: fail in CI (which runs as root), skip on a developer's machine.
+
+    ``needs``: what needs root, for the message ("system accounts need root").
+    """
+    import pytest
+
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"{needs}, and CI runs as root")
+        pytest.skip(f"{needs} (CI runs it)")
+
+
 def load_env_file(path: Path) -> dict[str, str]:
     """Parse the ``export NAME=value`` lines written by scripts/services.sh."""
     env = {}

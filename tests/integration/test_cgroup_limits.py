@@ -23,6 +23,7 @@ import pytest
 
 from enertef_hub import cgroups, resource_limits
 from enertef_hub.resource_limits import MIB, Limits
+from tests.harness.services import require_root
 
 _counter = itertools.count()
 
@@ -33,10 +34,7 @@ SLEEPER = "import time\nheld = b'x' * (20 * 1024 * 1024)\nprint('ready', flush=T
 @pytest.fixture
 def backend():
     """A cgroup file-system backend for this machine, with a parent group of this test's own."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("cgroup tests need root, and CI runs as root")
-        pytest.skip("cgroup tests need root (CI runs them)")
+    require_root("cgroup tests need root")
     mounts = cgroups.read_mounts()
     parent = f"enertef-test-{os.getpid()}-{next(_counter)}"
     made = cgroups.CgroupV1(parent, mounts) if "memory" in mounts.v1 else cgroups.CgroupV2(parent, mounts)

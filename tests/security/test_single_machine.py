@@ -25,14 +25,12 @@ from traitlets.config import Config
 from enertef_hub import sysaccounts
 from enertef_hub.localspawner import EnerTEFLocalSpawner, default_notebook_scripts
 from tests.harness.names import unique_name
+from tests.harness.services import require_root
 
 
 @pytest.fixture
 def root():
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("system accounts need root, and CI runs as root")
-        pytest.skip("system accounts need root (CI runs it)")
+    require_root("system accounts need root")
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from enertef_hub.throttle import (
     parse_networks,
     tcp_peer_uid,
 )
+from tests.harness.services import require_root
 
 
 @pytest.fixture
@@ -82,10 +83,7 @@ LOOPBACK_PROXY = ["127.0.0.0/8", "::1"]
 @pytest.fixture
 def root():
     """Connections from another uid need root (CI runs as root)."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("connecting as another uid needs root, and CI runs as root")
-        pytest.skip("connecting as another uid needs root (CI runs it)")
+    require_root("connecting as another uid needs root")
 
 
 @pytest.mark.parametrize(
