@@ -97,25 +97,33 @@ def add_to_group_in_admin_panel(page, hub: Hub, team: str, usernames: list[str])
     """What an admin does: the group's page → "Add by username" → Add user, for each → Apply."""
     from playwright.sync_api import expect
 
-    from .wait import wait_for
-
     group_page_in_admin_panel(page, hub, team)
     for name in usernames:
         page.fill("#username-input", name)
         page.click("#validate-user")
         expect(page.locator(".users-container .item.selected", has_text=name)).to_be_visible()
     expect(page.get_by_text("is not a valid JupyterHub user")).to_have_count(0)
-    page.get_by_role("button", name="Apply").click()
-    wait_for(lambda: set(usernames) <= set(hub.api("GET", f"/groups/{team}").json()["users"]),
-             timeout=30, what=f"the admin panel to add {usernames} to {team}")
+    apply_group_edit(page, team, "POST")
+    assert set(usernames) <= set(hub.api("GET", f"/groups/{team}").json()["users"])
 
 
 def remove_from_group_in_admin_panel(page, hub: Hub, team: str, name: str):
     """What an admin does: the group's page → click the member (unselects them) → Apply."""
-    from .wait import wait_for
-
     group_page_in_admin_panel(page, hub, team)
     page.locator(".users-container .item.selected", has_text=name).click()
-    page.get_by_role("button", name="Apply").click()
-    wait_for(lambda: name not in hub.api("GET", f"/groups/{team}").json()["users"],
-             timeout=30, what=f"the admin panel to remove {name} from {team}")
+    apply_group_edit(page, team, "DELETE")
+    assert name not in hub.api("GET", f"/groups/{team}").json()["users"]
+
+
+def apply_group_edit(page, team: str, method: str):
+    """Click the group page's Apply and wait for the hub's answer to its member edit.
+
+    The answer, not the group as the API shows it: the hub commits the change, then
+    syncs the moved members' team access, then answers, so a GET in between already
+    sees the new members while their access is still the old one.
+    """
+    edit = f"/hub/api/groups/{team}/users"
+    with page.expect_response(lambda r: r.url.split("?")[0].endswith(edit) and r.request.method == method,
+                              timeout=60_000) as answer:
+        page.get_by_role("button", name="Apply").click()
+    assert answer.value.ok, f"{method} {edit}: {answer.value.status}"
