@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.harness.browser import log_in
+from tests.harness.browser import log_in, wait_past_spawn_page
 from tests.harness.forms import form_session, signup_and_approve
 from tests.harness.hub import start_server
 from tests.harness.names import unique_name
@@ -186,6 +186,7 @@ def test_user_visiting_the_attackers_page_loses_nothing(hub, attacker, new_page,
     victim = signup_and_approve(hub, unique_name("victim"), PASSWORD)
     page = new_page()
     log_in(page, hub, victim, PASSWORD, wait=True)
+    wait_past_spawn_page(page)
     loot = open_attack_link(hub, page, attacker, victim, drop_box)
     assert_attacker_learned_nothing(hub, victim, loot)
 

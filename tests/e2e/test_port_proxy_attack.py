@@ -30,7 +30,7 @@ import json
 import threading
 
 import pytest
-from tests.harness.browser import log_in
+from tests.harness.browser import log_in, wait_past_spawn_page
 from tests.harness.forms import signup_and_approve
 from tests.harness.hub import kernel_pids, server_pid, start_server
 from tests.harness.names import unique_name
@@ -123,9 +123,7 @@ def attacker_site():
 def follow_the_link(hub, page, victim: str, attacker_site: AttackerSite):
     """The victim, JupyterLab open in their browser, opens the attacker's link to their own server."""
     server_url = start_server(hub, victim)
-    # The log-in started the server from the browser too, and its spawn-pending page moves on
-    # to the server by itself once it is ready: a navigation before that is interrupted by it.
-    page.wait_for_url(lambda url: "/hub/spawn" not in url, timeout=120_000)
+    wait_past_spawn_page(page)  # the log-in started it from the browser too
     page.goto(f"{server_url}lab")  # their own server's cookies are now in the browser
     page.wait_for_url(lambda url: "/lab" in url, timeout=60_000)
     before = kernel_pids(server_pid(hub, victim))

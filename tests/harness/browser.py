@@ -51,6 +51,16 @@ def log_in(page, hub: Hub, username: str, password: str, next_url: str = "", wai
         page.wait_for_url(lambda url: "/hub/login" not in url, timeout=60_000)
 
 
+def wait_past_spawn_page(page, timeout: float = 120):
+    """Wait until the page is no longer on the hub's spawn or spawn-pending page.
+
+    A user's log-in starts their server from the browser, and the spawn-pending page
+    moves on to the server by itself once it is ready: a test's own navigation before
+    that is interrupted by it ("interrupted by another navigation").
+    """
+    page.wait_for_url(lambda url: "/hub/spawn" not in url, timeout=timeout * 1000)
+
+
 def sign_up(page, hub: Hub, username: str, password: str, confirmation: str | None = None):
     """Fill in and submit the hub's sign-up form (the confirmation is the password unless given)."""
     page.goto(f"{hub.url}/hub/signup")
