@@ -35,6 +35,7 @@ from .approval import withdraw_access
 from .errors import EnerTEFError, ServiceUnavailableError
 from .events import log_event
 from .handlers import TEMPLATE_DIR, TemplatesMixin
+from .holdings import build_holdings
 from .naming import InvalidNameError, make_user_resources, normalize_username
 from .usage import HOME_SIZE_MAX_AGE, format_cpu, format_memory, format_size, home_quota_status, local_usage, parse_size
 
@@ -224,13 +225,6 @@ class AccountsBase(TemplatesMixin, BaseHandler):
     def workbench(self):
         return self.authenticator.workbench
 
-    async def _registry(self) -> tuple[list[dict], dict[str, list[str]]]:
-        """Every registry row and the teams' members, in one connection."""
-        async with self.workbench.postgres.connection() as conn:
-            rows = await self.workbench.accounts(conn)
-            teams = await self.workbench.team_members(conn)
-        return rows, {team: sorted(members) for team, members in teams.items()}
-
     def _hub_entries(self) -> dict[str, dict]:
         """One entry per hub user and sign-up, in three queries of the hub database (none per user)."""
         entries: dict[str, dict] = {}
@@ -261,18 +255,18 @@ class AccountsBase(TemplatesMixin, BaseHandler):
         def entry(name):
             return _entry(entries, name)
 
-        problem = None
+        problem, holdings = None, build_holdings([], {})
         try:
-            rows, teams = await self._registry()
+            holdings = await self.workbench.holdings()
         except Exception as exc:  # the page still lists the hub's accounts
             self.log.warning("Accounts page: the account registry is unavailable: %s", exc)
-            rows, teams, problem = [], {}, f"The account registry could not be read: {exc}"
-        for team, members in teams.items():
-            for member in members:
-                entry(member)["teams"].append(team)
-        for row in rows:
-            entry(row["username"])["incarnations"].append(
-                {"incarnation": row["incarnation"], "state": row["state"], "row": row})
+            problem = f"The account registry could not be read: {exc}"
+        for team in holdings.teams:
+            for member in team.members:
+                entry(member)["teams"].append(team.team)
+        for user in holdings.users:
+            entry(user.username)["incarnations"].append(
+                {"incarnation": user.incarnation, "state": user.state, "holding": user})
         accounts = self._finish(entries)
         if exact is not None:
             page = [a for a in accounts if a["name"] == exact]
@@ -282,7 +276,8 @@ class AccountsBase(TemplatesMixin, BaseHandler):
 
         for a in page:  # names and dates only for the page's accounts
             for i in a["incarnations"]:
-                row, resources = i.pop("row"), make_user_resources(a["name"], i["incarnation"])
+                holding = i.pop("holding")
+                row, resources = holding.row, holding.resources
                 i.update(schema=resources.schema, bucket=resources.bucket, created=_when(row.get("created_at")),
                          deleted=_when(row["deleted_at"]) if row.get("deleted_at") else "")
         shown = [i for a in page for i in a["incarnations"] if i["state"] != "purged"]

@@ -129,7 +129,7 @@ async def run(args, workbench: Workbench) -> int:
         if bool(args.all) == bool(args.user):
             print("error: name one USER, or --all", file=sys.stderr)
             return 2
-        names = ([a["username"] for a in await workbench.accounts() if a["state"] == "active"]
+        names = ([user.username for user in (await workbench.holdings()).active_users()]
                  if args.all else [args.user])
         for name in names:
             done = await workbench.deprovision(name, purge=args.purge, actor=actor)

@@ -70,7 +70,7 @@ async def stop_preparing(username: str):
 
 async def _prepare(workbench, username: str, actor: str, log: logging.Logger):
     try:
-        result = await workbench.prepare(username, actor=actor)
+        result = (await workbench.prepare(username, actor=actor)).result
     except asyncio.CancelledError:
         log.info("Preparation of %s's workbench stopped (approval withdrawn or user deleted)", username)
         raise

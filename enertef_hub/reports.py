@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from .naming import TEAM_ROLE_LIKE, make_team_resources, make_user_resources, team_of_role
 from .provisioners.postgres import judge_server_release
 
 if TYPE_CHECKING:
@@ -26,34 +25,28 @@ async def audit(workbench: Workbench) -> list[str]:
     """
     postgres, minio = workbench.postgres, workbench.minio
     findings = []
-    accounts = [a for a in await workbench.accounts() if a["state"] != "purged"]
     async with postgres.connection() as conn:
+        holdings = await workbench.holdings(conn)
+        users, teams = holdings.users_with_data(), holdings.teams
         # One pass over the catalogue first; the detailed plan only where it found something.
         flagged = await postgres.audit_candidates(conn)
-        for row in accounts:
-            resources = make_user_resources(row["username"], row["incarnation"])
-            if flagged & {resources.schema, resources.role}:
-                findings += [f"user {resources.username}: {f}" for f in await postgres.audit_user(conn, resources)]
-        cur = await conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s AND NOT rolcanlogin",
-                                 (TEAM_ROLE_LIKE,))
-        teams = [make_team_resources(team) for (role,) in await cur.fetchall()
-                 if (team := team_of_role(role)) is not None]
+        for user in users:
+            if flagged & {user.resources.schema, user.resources.role}:
+                findings += [f"user {user.username}: {f}" for f in await postgres.audit_user(conn, user.resources)]
         for team in teams:
-            if flagged & {team.schema, team.role}:
-                findings += [f"team {team.team}: {f}" for f in await postgres.audit_team(conn, team)]
+            if flagged & {team.resources.schema, team.resources.role}:
+                findings += [f"team {team.team}: {f}" for f in await postgres.audit_team(conn, team.resources)]
     # Bucket policies (what makes a bucket anonymous); a sweep also removes
     # lifecycle, notification and replication settings, which only an admin
     # (or allow_bucket_settings) can make.
-    owners = {make_user_resources(r["username"], r["incarnation"]).bucket: f"user {r['username']}"
-              for r in accounts}
-    owners.update({team.bucket: f"team {team.team}" for team in teams})
+    owners = {user.resources.bucket: f"user {user.username}" for user in users}
+    owners.update({team.resources.bucket: f"team {team.team}" for team in teams})
     for bucket in await minio.buckets_with_policy(sorted(owners)):
         findings.append(f"{owners[bucket]}: bucket {bucket}: bucket policy")
     # One admin call lists every user's service accounts and STS credentials.
     keys = await minio.access_keys()
-    for row in accounts:
-        resources = make_user_resources(row["username"], row["incarnation"])
-        findings += [f"user {resources.username}: {kind} {key}" for kind, key in keys.get(resources.minio_user, [])]
+    for user in users:
+        findings += [f"user {user.username}: {kind} {key}" for kind, key in keys.get(user.resources.minio_user, [])]
     return findings
 
 

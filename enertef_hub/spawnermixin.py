@@ -18,6 +18,7 @@ from .errors import EnerTEFError, ProvisioningError
 from .events import log_event
 from .naming import InvalidNameError, normalize_team_name
 from .preparation import run_in_background
+from .store_upgrades import StoreUpgradeError
 from .workbench import ProvisionResult, Workbench
 
 
@@ -125,7 +126,13 @@ class EnerTEFSpawnerMixin:
                 raise ProvisioningError(message)
             self._enertef_progress(10, "Preparing your MLflow store and object storage…")
             try:
-                result = await self.workbench.provision(self.user.name, teams=self.team_names(), actor="spawner")
+                prepared = await self.workbench.prepare(
+                    self.user.name, teams=self.team_names(), actor="spawner", tables=False,
+                    then=self._provisioned, progress=lambda message: self._enertef_progress(35, message))
+            except StoreUpgradeError as exc:
+                self._enertef_progress(100, f"Could not upgrade your MLflow store: {exc}")
+                self._not_a_hub_failure()
+                raise
             except EnerTEFError as exc:
                 self._enertef_progress(100, f"Could not prepare your workbench: {exc}")
                 self._not_a_hub_failure()
@@ -133,22 +140,9 @@ class EnerTEFSpawnerMixin:
             except InvalidNameError as exc:
                 self._not_a_hub_failure()
                 raise ProvisioningError(str(exc)) from None
-            self._enertef_env = result.environment
-            self._enertef_progress(30, f"MLflow store {result.resources.schema} and bucket"
-                                       f" {result.resources.bucket} ready")
-            await self.prepare_home(result)
-            # A store made by an older MLflow must be upgraded before the server's
-            # MLflow touches it (MLflow refuses an out-of-date schema).
-            try:
-                # Each store's revision is read once, for the upgrade and for the tables below.
-                stores = await self.workbench.mlflow.read(result)
-                if await self.workbench.mlflow.ensure(result, stores, tables=False,
-                                                      progress=lambda m: self._enertef_progress(35, m)):
-                    self._enertef_progress(38, "MLflow store upgraded")
-            except EnerTEFError as exc:
-                self._enertef_progress(100, f"Could not upgrade your MLflow store: {exc}")
-                self._not_a_hub_failure()
-                raise
+            result, stores = prepared.result, prepared.stores
+            if prepared.changed:
+                self._enertef_progress(38, "MLflow store upgraded")
             self._enertef_progress(40, "Starting your server…")
             self._enertef_launching = True
         except BaseException:
@@ -179,6 +173,13 @@ class EnerTEFSpawnerMixin:
             run_in_background(self.user.name, "mlflow-tables", self._make_mlflow_tables_once_up(result, stores))
         self._enertef_spawn_over()
         return started
+
+    async def _provisioned(self, result: ProvisionResult):
+        """The spawn's own step between provisioning and MLflow's (``Workbench.prepare``'s ``then``)."""
+        self._enertef_env = result.environment
+        self._enertef_progress(30, f"MLflow store {result.resources.schema} and bucket"
+                                   f" {result.resources.bucket} ready")
+        await self.prepare_home(result)
 
     async def _make_mlflow_tables_once_up(self, result: ProvisionResult, stores):
         """Give new stores MLflow's tables once this spawn's server is up (nothing if it never is).

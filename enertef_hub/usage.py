@@ -28,7 +28,6 @@ from traitlets import Dict, Unicode, validate
 from traitlets.config import LoggingConfigurable
 from traitlets import TraitError
 
-from .naming import make_team_resources, make_user_resources
 from .provisioners import pg_reads
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -193,16 +192,14 @@ async def collect_usage(workbench) -> list[dict]:
     soft = parse_size(quotas.postgres_soft_limit)
     rows = []
     async with workbench.postgres.connection() as conn:
-        accounts = [a for a in await workbench.accounts(conn) if a["state"] != "purged"]
-        teams = await workbench.team_members(conn)
+        holdings = await workbench.holdings(conn)
         entries = []
-        for a in accounts:
-            res = make_user_resources(a["username"], a["incarnation"])
-            entries.append(("user", a["username"], a["incarnation"], a["state"], res.schema, res.bucket,
-                            a.get("updated_at") or a.get("created_at"), None))
-        for team in sorted(teams):
-            res = make_team_resources(team)
-            entries.append(("team", team, None, "team", res.schema, res.bucket, None, sorted(teams[team])))
+        for user in holdings.users_with_data():
+            entries.append(("user", user.username, user.incarnation, user.state, user.resources.schema,
+                            user.resources.bucket, user.row.get("updated_at") or user.row.get("created_at"), None))
+        for team in holdings.teams:
+            entries.append(("team", team.team, None, "team", team.resources.schema, team.resources.bucket, None,
+                            list(team.members)))
         for kind, name, incarnation, state, schema, bucket, changed, members in entries:
             pg_bytes, last_run = await store_size(conn, schema, workbench.postgres.reader_of)
             rows.append({"kind": kind, "name": name, "incarnation": incarnation, "state": state,

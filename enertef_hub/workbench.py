@@ -32,8 +32,10 @@ from .environment import make_user_environment
 from .errors import ConfigurationError, ProvisioningError
 from .metrics import measured
 from .mlflow_stores import MOVED_FROM_WORKBENCH, MlflowStores
+from .holdings import Holdings, build_holdings
 from .naming import (
     TEAM_LOGIN_LIKE,
+    TEAM_ROLE_LIKE,
     USER_ROLE_LIKE,
     UserResources,
     make_team_login_role,
@@ -57,6 +59,15 @@ class ProvisionResult:
     created: bool  #: False when everything already existed (the fast path)
     seconds: float
     teams: list[str] = field(default_factory=list)  #: the user's teams after this provisioning
+
+
+@dataclass
+class PreparedWorkbench:
+    """What :meth:`Workbench.prepare` made: the provisioning and the MLflow stores."""
+
+    result: ProvisionResult
+    stores: list[Store]  #: the user's and teams' stores, each with its revision (None: no tables yet)
+    changed: list[Store]  #: the stores it upgraded or gave MLflow's tables
 
 
 def _moved_to_mlflow_stores_trait(trait_type, name: str):
@@ -158,16 +169,31 @@ class Workbench(SingletonConfigurable):
         await self.ensure_bucket_quotas(result)
         return result
 
-    async def prepare(self, username: str, actor: str | None = None) -> ProvisionResult:
-        """Everything a spawn of ``username`` makes, made ahead of it (at approval).
+    async def prepare(self, username: str, teams=None, actor: str | None = None, *, tables: bool = True,
+                      then=None, progress=None) -> PreparedWorkbench:
+        """Everything a server of ``username`` needs, made in the order it needs it.
 
-        Provisioning (team memberships left as they are: they follow JupyterHub's
-        groups at spawn), the upgrade of a store an older MLflow made, and MLflow's
-        tables. The spawn then finds it all ready. Raises like :meth:`provision`.
+        The one order of the spawn's steps, for the spawner and for an approval's
+        preparation ahead of the first spawn (which then finds it all ready):
+
+        1. provisioning (:meth:`provision`; ``teams`` as there: None leaves the team
+           memberships as they are, for they follow JupyterHub's groups at spawn);
+        2. ``await then(result)``: the caller's own step on the provisioned user (the
+           spawner's: the home), before anything of MLflow's runs;
+        3. the upgrade of every store an older MLflow made, since the server's MLflow
+           refuses an out-of-date schema (``progress(message)`` is told when one is);
+        4. with ``tables``, MLflow's tables in new stores. A spawn passes False and has
+           them made once its server is up, not competing with its start.
+
+        Raises like :meth:`provision`, or StoreUpgradeError naming the store.
         """
-        result = await self.provision(username, teams=None, actor=actor)
-        await self.mlflow.ensure(result)
-        return result
+        result = await self.provision(username, teams=teams, actor=actor)
+        if then is not None:
+            await then(result)
+        stores = await self.mlflow.read(result)  # each store's revision, read once for both steps
+        changed = await self.mlflow.ensure(result, stores, tables=tables, progress=progress,
+                                           actor=actor or "spawner")
+        return PreparedWorkbench(result, stores, changed)
 
     async def ensure_bucket_quotas(self, result: ProvisionResult):
         """Give the user's bucket and their teams' buckets the quotas of :class:`~.usage.Quotas`."""
@@ -247,23 +273,20 @@ class Workbench(SingletonConfigurable):
         """
         stores = []
         async with self.postgres.connection() as conn:
-            accounts = [a for a in await self._registry.list_all(conn) if a["state"] == "active"]
-            members = await self._registry.team_members(conn)
+            holdings = await self.holdings(conn)
             cur = await conn.execute(
                 "SELECT rolname FROM pg_roles WHERE rolcanlogin AND (rolname LIKE %s OR rolname LIKE %s)",
                 (USER_ROLE_LIKE, TEAM_LOGIN_LIKE))
             can_login = {row[0] for row in await cur.fetchall()}
             results = {}
-            for row in accounts:
-                resources = make_user_resources(row["username"], row["incarnation"])
-                account = Account(row["username"], row["incarnation"], row["state"], row["generation"], None)
-                results[resources.username] = result = self._result(resources, account, created=False,
-                                                                    started=time.perf_counter())
-                if resources.role in can_login:
+            for user in holdings.active_users():
+                account = Account(user.username, user.incarnation, user.state, user.row["generation"], None)
+                results[user.username] = result = self._result(user.resources, account, created=False,
+                                                                started=time.perf_counter())
+                if user.resources.role in can_login:
                     stores.append(self.mlflow.of(result)[0])  # no teams: the user's store only
-            for team_name in sorted(members):
-                team = make_team_resources(team_name)
-                for username in sorted(members[team_name]):
+            for team in holdings.teams_with_members():
+                for username in team.members:
                     result = results.get(username)
                     if result is not None and make_team_login_role(team.team, result.resources) in can_login:
                         stores.append(self.mlflow.team_store(result, team.team))
@@ -527,10 +550,19 @@ class Workbench(SingletonConfigurable):
         async with self._connection(conn) as conn:
             return await self._registry.list_all(conn)
 
-    async def team_members(self, conn=None) -> dict[str, set[str]]:
-        """Every team's members as the registry recorded their grants: team -> usernames."""
+    async def holdings(self, conn=None) -> Holdings:
+        """Every account incarnation and every team, with their resource names (:mod:`.holdings`).
+
+        Teams are those the registry recorded members of and those whose role the
+        catalogue has: a team's store and bucket outlive its last member.
+        """
         async with self._connection(conn) as conn:
-            return await self._registry.team_members(conn)
+            rows = await self._registry.list_all(conn)
+            members = await self._registry.team_members(conn)
+            cur = await conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s AND NOT rolcanlogin",
+                                     (TEAM_ROLE_LIKE,))
+            team_roles = [role for (role,) in await cur.fetchall()]
+        return build_holdings(rows, members, team_roles)
 
     async def teams_of(self, username: str, conn=None) -> list[str]:
         """The teams ``username`` was granted, as the registry recorded them."""

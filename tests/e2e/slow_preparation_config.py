@@ -7,14 +7,14 @@ admin's withdrawal or deletion lands while the preparation is surely still runni
 
 import asyncio
 
-from enertef_hub.workbench import Workbench
+from enertef_hub import preparation
 
-_prepare = Workbench.prepare
+_prepare = preparation._prepare
 
 
-async def _late_prepare(self, username, actor=None):
+async def _late_prepare(workbench, username, actor, log):
     await asyncio.sleep(1.5)
-    return await _prepare(self, username, actor=actor)
+    return await _prepare(workbench, username, actor, log)
 
 
-Workbench.prepare = _late_prepare
+preparation._prepare = _late_prepare  # the approval's preparation only, not the spawn's

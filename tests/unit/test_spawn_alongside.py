@@ -16,7 +16,7 @@ import pytest
 
 from enertef_hub import preparation
 from enertef_hub.spawnermixin import EnerTEFSpawnerMixin
-from enertef_hub.workbench import ProvisionResult
+from enertef_hub.workbench import ProvisionResult, Workbench
 
 
 class _MlflowStores:
@@ -26,7 +26,7 @@ class _MlflowStores:
     async def read(self, result):
         return [SimpleNamespace(schema="u_alice", revision=None if self.new_store else "head")]
 
-    async def ensure(self, result, stores, tables=True, progress=None):
+    async def ensure(self, result, stores, tables=True, progress=None, actor="spawner"):
         if tables:
             self.timeline.append("tables began")
             await asyncio.sleep(0.2)
@@ -35,6 +35,8 @@ class _MlflowStores:
 
 
 class _Workbench:
+    prepare = Workbench.prepare  # the real order of the steps, over the stand-ins below
+
     def __init__(self, timeline, new_store=False):
         self.mlflow = _MlflowStores(timeline, new_store)
 
