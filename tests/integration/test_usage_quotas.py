@@ -69,6 +69,22 @@ async def test_usage_reports_the_bytes_and_objects_written(workbench, admin_conn
     assert text.returncode == 0 and alice.resources.username in text.stdout and "313.5 KiB" in text.stdout
 
 
+async def test_a_team_whose_last_member_left_still_shows_the_data_it_holds(workbench):
+    # Its store and bucket are kept (nothing a user made is deleted unless an admin purges),
+    # so the admin's report must still count them.
+    team = unique_name("usageleft")
+    bob = await workbench.provision(unique_name("usagebob"), teams=[team])
+    s3_client(bob.environment).put_object(Bucket=f"team-{team}", Key="left.bin", Body=b"w" * 2345)
+    await workbench.provision(bob.resources.username, teams=[])  # removed from the group: no member left
+
+    proc = usage("--json")
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {(r["kind"], r["name"]): r for r in json.loads(proc.stdout)}
+    left = rows[("team", team)]
+    assert (left["minio_bytes"], left["objects"], left["members"]) == (2345, 1, [])
+
+
 @pytest.fixture
 async def tight_workbench(services):
     """A workbench of its own, whose quota overrides a test may change."""
