@@ -15,9 +15,10 @@ child process per team store on its first visit:
 =======================  ==========================================================
 
 Who is in which team is asked of the database (the user's team logins, as
-``mlflow_group_utils.my_teams()`` does), at most :data:`MEMBERSHIP_TTL` seconds old: a
-user added to a team can open its store without restarting anything, and a user who
-was removed gets a "not a member" answer and their process for that team is stopped.
+``mlflow_group_utils.my_teams()`` does), anew for each page a person opens and at most
+:data:`MEMBERSHIP_TTL` seconds old for the page's API calls: a user added to a team can
+open its store without restarting anything, and a user who was removed gets a "not a
+member" answer and their process for that team is stopped.
 The team process connects with the member's team login (``m_<team>_<user>``, the
 user's own password, ``-c role=t_<team>``), so the database enforces the same: once
 the hub has removed a member, that login no longer exists.
@@ -312,7 +313,11 @@ class TeamStores:
             return self._refuse(environ, start_response, "404 Not Found", f"There is no team named {name!r}.")
         if team != name:
             return self._refuse(environ, start_response, "404 Not Found", f"There is no team named {name!r}.")
-        teams = self.membership.teams()
+        # A person opening a page (a visit, a reload) is answered from the database as it is
+        # now: a member removed a moment ago sees the refusal, not MLflow's page failing on
+        # a login that is gone. The many API calls of a page use the answer of the last
+        # MEMBERSHIP_TTL seconds (the database refuses a removed login's calls anyway).
+        teams = self.membership.teams(fresh=_is_page_visit(environ))
         if teams is None:
             return self._refuse(environ, start_response, "503 Service Unavailable",
                                 "The database cannot be asked which teams you are in right now; try again in a "
@@ -334,7 +339,7 @@ class TeamStores:
 
     def _refuse(self, environ, start_response, status: str, message: str):
         # MLflow's page shows an API error's "message"; a person's visit gets a page.
-        if environ.get("REQUEST_METHOD") == "GET" and "text/html" in environ.get("HTTP_ACCEPT", ""):
+        if _is_page_visit(environ):
             return _answer(start_response, status, make_message_page(self.prefix, message), "text/html; charset=utf-8")
         code = {"403": "PERMISSION_DENIED", "404": "RESOURCE_DOES_NOT_EXIST"}.get(status[:3], "TEMPORARILY_UNAVAILABLE")
         body = json.dumps({"error_code": code, "message": message}).encode()
@@ -497,6 +502,11 @@ def exit_with_parent(parent_pid: int, every: float = 1.0) -> None:
 
 
 # -- pages ---------------------------------------------------------------------------
+
+
+def _is_page_visit(environ) -> bool:
+    """Whether a request is a browser opening a page (not one of the page's own API calls)."""
+    return environ.get("REQUEST_METHOD") == "GET" and "text/html" in environ.get("HTTP_ACCEPT", "")
 
 
 def _answer(start_response, status: str, body: bytes, content_type: str):

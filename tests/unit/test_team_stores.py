@@ -160,6 +160,26 @@ def test_routing_and_refusals_follow_the_membership_asked_of_the_database() -> N
     s.stores.stop_all()
 
 
+def test_a_page_opened_right_after_a_removal_is_refused_though_api_calls_use_a_recent_answer() -> None:
+    asked = []
+    teams = ["vision"]
+
+    def ask(uri):
+        asked.append(list(teams))
+        return list(teams)
+
+    stores = TeamStores(PREFIX, Membership(URI, ttl=3600, ask=ask), environ={}, idle=3600)
+    stores.ensure = lambda team: (_ for _ in ()).throw(RuntimeError("not started in unit tests"))
+    client = Client(stores.wrap(lambda environ, start_response: []))
+    assert client.post(f"{PREFIX}/team/vision/ajax-api/2.0/mlflow/runs/search").status_code == 502  # forwarded
+    assert client.post(f"{PREFIX}/team/vision/ajax-api/2.0/mlflow/runs/search").status_code == 502
+    assert len(asked) == 1  # the page's API calls share one answer
+    teams.clear()  # the admin removes her, within the answer's lifetime
+    page = client.get(f"{PREFIX}/team/vision/", headers={"Accept": "text/html"})
+    assert page.status_code == 403 and b"You are not a member of team vision" in page.get_data()
+    stores.stop_all()
+
+
 #: A stand-in team UI: answers every request with what it received (method, URI, headers, body).
 ECHO_UI = """
 import json, sys
