@@ -66,6 +66,18 @@ class EnerTEFSpawnerMixin:
                 self.log.warning("Group %r is not used as a team: %s", group.name, exc)
         return sorted(set(teams))
 
+    def _fail_with(self, exc: BaseException, message: str) -> BaseException:
+        """Say why this spawn failed, where the user will look; returns ``exc`` to raise.
+
+        The spawn page's progress log shows ``message`` while the page is open. A page
+        opened (or reloaded) after the failure is JupyterHub's "Spawn failed" page, which
+        shows only an exception's ``jupyterhub_message``: without it the user would see
+        no reason at all. Our messages are written for users and hold no secret.
+        """
+        self._enertef_progress(100, message)
+        exc.jupyterhub_message = message
+        return exc
+
     def _not_a_hub_failure(self):
         """Keep a failed provisioning out of JupyterHub's count of consecutive failed spawns.
 
@@ -122,24 +134,21 @@ class EnerTEFSpawnerMixin:
                 # A token minted while approved, or an admin, must not bring a withdrawn user back.
                 message = ("Your account is not approved (or its approval was withdrawn), so your"
                            " server cannot start. Ask an admin to approve it.")
-                self._enertef_progress(100, message)
-                raise ProvisioningError(message)
+                raise self._fail_with(ProvisioningError(message), message)
             self._enertef_progress(10, "Preparing your MLflow store and object storage…")
             try:
                 prepared = await self.workbench.prepare(
                     self.user.name, teams=self.team_names(), actor="spawner", tables=False,
                     then=self._provisioned, progress=lambda message: self._enertef_progress(35, message))
             except StoreUpgradeError as exc:
-                self._enertef_progress(100, f"Could not upgrade your MLflow store: {exc}")
                 self._not_a_hub_failure()
-                raise
+                raise self._fail_with(exc, f"Could not upgrade your MLflow store: {exc}")
             except EnerTEFError as exc:
-                self._enertef_progress(100, f"Could not prepare your workbench: {exc}")
                 self._not_a_hub_failure()
-                raise
+                raise self._fail_with(exc, f"Could not prepare your workbench: {exc}")
             except InvalidNameError as exc:
                 self._not_a_hub_failure()
-                raise ProvisioningError(str(exc)) from None
+                raise self._fail_with(ProvisioningError(str(exc)), str(exc)) from None
             result, stores = prepared.result, prepared.stores
             if prepared.changed:
                 self._enertef_progress(38, "MLflow store upgraded")

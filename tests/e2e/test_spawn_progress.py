@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.harness.forms import signup_and_approve
+from tests.harness.forms import login_session, signup_and_approve
 from tests.harness.hub import running_hub, spawn_and_follow
 from tests.harness.names import unique_name
 
@@ -44,6 +44,12 @@ def test_storage_down_gives_a_plain_error_and_creates_nothing(hub_without_minio,
     message = " ".join(e.get("message", "") for e in events)
     assert "MinIO" in message and "unreachable" in message and "start your server again" in message
     assert services_env["ENERTEF_MINIO_SECRET_KEY"] not in message
+    # A user who opens (or reloads) the spawn page once the spawn has failed gets
+    # JupyterHub's "Spawn failed" page: it says why too, not only that it failed.
+    page = login_session(hub, name, "correct horse battery 8").get(f"{hub.url}/hub/spawn-pending/{name}")
+    assert page.status_code == 500 and "Spawn failed" in page.text, page.text[-2000:]
+    assert "Could not prepare your workbench" in page.text and "MinIO" in page.text and "unreachable" in page.text
+    assert services_env["ENERTEF_MINIO_SECRET_KEY"] not in page.text
     with psycopg.connect(services_env["ENERTEF_POSTGRES_ADMIN_URL"], autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (f"u_{name}",)).fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM enertef.accounts WHERE username = %s", (name,)).fetchone()[0] == 0
