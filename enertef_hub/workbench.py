@@ -30,9 +30,9 @@ from .accounts import Account, AccountRegistry
 from .credentials import derive_secret
 from .environment import make_user_environment
 from .errors import ConfigurationError, ProvisioningError
+from .holdings import Holdings, build_holdings
 from .metrics import measured
 from .mlflow_stores import MOVED_FROM_WORKBENCH, MlflowStores
-from .holdings import Holdings, build_holdings
 from .naming import (
     TEAM_LOGIN_LIKE,
     TEAM_ROLE_LIKE,
