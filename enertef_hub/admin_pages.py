@@ -35,7 +35,7 @@ from .approval import withdraw_access
 from .errors import EnerTEFError, ServiceUnavailableError
 from .events import log_event
 from .handlers import TEMPLATE_DIR, TemplatesMixin
-from .holdings import build_holdings
+from .holdings import Holdings
 from .naming import InvalidNameError, make_user_resources, normalize_username
 from .usage import HOME_SIZE_MAX_AGE, format_cpu, format_memory, format_size, home_quota_status, local_usage, parse_size
 
@@ -255,7 +255,7 @@ class AccountsBase(TemplatesMixin, BaseHandler):
         def entry(name):
             return _entry(entries, name)
 
-        problem, holdings = None, build_holdings([], {})
+        problem, holdings = None, Holdings(users=(), teams=())
         try:
             holdings = await self.workbench.holdings()
         except Exception as exc:  # the page still lists the hub's accounts
